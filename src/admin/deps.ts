@@ -1,0 +1,29 @@
+import type { GatewayConfig } from '../config/index.js';
+import type { DeviceRegistry, DeviceStatusTracker } from '../devices/index.js';
+import type { Queue } from '../queue/index.js';
+import type { DeliveryWorker } from '../delivery/index.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import type { AuthLockout } from '../shared/auth-lockout.js';
+import type { PopGrants } from '../pop3/index.js';
+
+/** What the admin API may use: public surfaces only. */
+export interface AdminDeps {
+  config: () => GatewayConfig;
+  devices: DeviceRegistry;
+  deviceStatus: DeviceStatusTracker;
+  queue: Queue;
+  delivery: DeliveryWorker;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  lockout: AuthLockout;
+  popGrants: PopGrants;
+  /** Accepted bearer tokens (from config, or the generated one). */
+  tokens: () => readonly string[];
+  /** Reload the config file (same as SIGHUP). */
+  reload: () => Promise<void>;
+  /** Readiness facts. */
+  readiness: () => Promise<{ smtp: boolean; dataDir: boolean; store: boolean }>;
+  /** Where printers reach the SMTP listener (for the device setup sheet). */
+  smtpEndpoint: () => { host: string; port: number };
+}

@@ -1,0 +1,176 @@
+/**
+ * Composition root: builds every part from the config and wires them. The only file that knows all parts.
+ *
+ * The trip of one scan:
+ *   inbound/index.ts onData -> queue.accept (body + record fsynced, then "250 queued as <id>")
+ *   -> event message.queued -> delivery worker claims it -> upstream send over TLS with the device's account
+ *   -> classify the answer -> queue.markDelivered / markDeferred / markHeld / markFailed
+ *   -> events -> devices/status.ts (printer-style state) and observability/metrics.ts (Prometheus).
+ */
+import { mkdir, readFile, access, constants } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
+import type { GatewayConfig } from './config/index.js';
+import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
+import { Queue } from './queue/index.js';
+import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
+import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
+import { buildAdminApp } from './admin/index.js';
+import { PopGrants } from './pop3/index.js';
+import { GatewayEventBus } from './shared/events.js';
+import { AuthLockout } from './shared/auth-lockout.js';
+import { writeFileDurable } from './shared/durable-fs.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { createLogger, type Logger } from './observability/logger.js';
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Fresh default process metrics are skipped in tests that build many gateways. */
+  defaultMetrics?: boolean;
+  /** TLS material for device listeners (otherwise loaded/generated from config). */
+  serverTls?: ServerTls;
+}
+
+export interface GatewayAddresses {
+  smtp: AddressInfo;
+  smtps?: AddressInfo;
+  pop3?: AddressInfo;
+  admin?: AddressInfo;
+}
+
+export interface Gateway {
+  config(): GatewayConfig;
+  readonly logger: Logger;
+  readonly events: GatewayEventBus;
+  readonly metrics: GatewayMetrics;
+  readonly devices: DeviceRegistry;
+  readonly deviceStatus: DeviceStatusTracker;
+  readonly queue: Queue;
+  readonly delivery: DeliveryWorker;
+  readonly lockout: AuthLockout;
+  readonly popGrants: PopGrants;
+  readonly admin?: FastifyInstance;
+  start(): Promise<GatewayAddresses>;
+  stop(): Promise<void>;
+  /** Applies a new config (devices, upstreams, limits) without dropping connections. */
+  reload(next: GatewayConfig): Promise<void>;
+  adminTokens(): readonly string[];
+}
+
+export async function createGateway(initial: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
+  let config = initial;
+  const logger = options.logger ?? createLogger(config.log.level);
+  await mkdir(config.dataDir, { recursive: true });
+  const secretKey = config.secretKey ?? (await readOrCreateSecret(join(config.dataDir, 'secret.key'), logger, 'device secret key'));
+  const generatedToken = config.admin.enabled && config.admin.tokens.length === 0
+    ? await readOrCreateSecret(join(config.dataDir, 'admin-token'), logger, 'admin API token')
+    : undefined;
+
+  const events = new GatewayEventBus();
+  const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
+  const lockout = new AuthLockout(config.smtp.authLockout);
+  const popGrants = new PopGrants(config.pop3.authWindowMs);
+  const deviceStatus = new DeviceStatusTracker(events);
+  const devices = new DeviceRegistry({ dataDir: config.dataDir, secretKey, configDevices: config.devices, limits: deviceLimits(config) });
+  await devices.open();
+  const queue = await Queue.open({ dataDir: config.dataDir, events });
+  metrics.setQueueStatsSource(() => queue.stats());
+
+  const delivery = createDeliveryWorker({
+    queue, devices, events, metrics, logger: logger.child({ part: 'delivery' }),
+    config: () => config.delivery, upstreams: config.upstreams, hostname: config.smtp.hostname,
+  });
+  events.on('message.queued', () => delivery.kick());
+
+  const inbound: InboundServer = createInboundServer({
+    config: () => config.smtp, devices, queue, events, metrics, lockout, logger: logger.child({ part: 'smtp' }),
+    popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
+    tls: options.serverTls,
+  });
+
+  let smtpAddress: AddressInfo | undefined;
+  const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
+  const admin = config.admin.enabled
+    ? await buildAdminApp({
+        config: () => config, devices, deviceStatus, queue, delivery, metrics, lockout, popGrants,
+        logger: logger.child({ part: 'admin' }), tokens,
+        reload: async () => {
+          const { loadConfig } = await import('./config/index.js');
+          await gateway.reload(loadConfig(config.file));
+        },
+        readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
+        smtpEndpoint: () => ({ host: config.admin.publicSmtpHost ?? config.smtp.host, port: smtpAddress?.port ?? config.smtp.port }),
+      })
+    : undefined;
+
+  for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
+
+  const gateway: Gateway = {
+    config: () => config,
+    logger, events, metrics, devices, deviceStatus, queue, delivery, lockout, popGrants, admin,
+    adminTokens: tokens,
+    async start() {
+      const addresses: GatewayAddresses = { ...(await inbound.listen()) };
+      smtpAddress = addresses.smtp;
+      if (admin) {
+        await admin.listen({ host: config.admin.host, port: config.admin.port });
+        addresses.admin = admin.server.address() as AddressInfo;
+        logger.info({ address: addresses.admin }, 'admin.listening');
+      }
+      delivery.start();
+      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, queued: queue.stats().counts }, 'gateway.started');
+      return addresses;
+    },
+    async stop() {
+      logger.info('gateway.stopping');
+      await inbound.close();
+      await delivery.stop(config.delivery.shutdownTimeoutMs);
+      await queue.flush();
+      if (admin) await admin.close();
+      logger.info('gateway.stopped');
+    },
+    async reload(next) {
+      if (next.dataDir !== config.dataDir) logger.warn('config.reload: dataDir changes need a restart; keeping the old one');
+      if (next.smtp.port !== config.smtp.port || next.smtp.host !== config.smtp.host) logger.warn('config.reload: SMTP listener address changes need a restart');
+      config = { ...next, dataDir: config.dataDir };
+      devices.setConfigDevices(config.devices, deviceLimits(config));
+      lockout.setPolicy(config.smtp.authLockout);
+      popGrants.setWindow(config.pop3.authWindowMs);
+      delivery.setUpstreams(config.upstreams);
+      for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
+      // Messages held only because their device had no upstream can go now.
+      const released = await queue.releaseHeld((m) => m.held?.code === 'no-upstream' && Boolean(devices.get(m.device)?.upstream));
+      delivery.kick();
+      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, released }, 'config.reloaded');
+    },
+  };
+  return gateway;
+}
+
+function deviceLimits(config: GatewayConfig) {
+  return { smtpMaxMessageSize: config.smtp.maxMessageSize, upstreams: new Map(config.upstreams.map((u) => [u.name, u.maxMessageSize])) };
+}
+
+/** Reads a generated secret, creating it (mode 0600) on first start. The value is never logged. */
+async function readOrCreateSecret(path: string, logger: Logger, what: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const value = randomBytes(32).toString('base64url');
+  await writeFileDurable(path, `${value}\n`, { mode: 0o600 });
+  logger.info({ path }, `generated ${what}`);
+  return value;
+}
+
+async function isWritable(dir: string): Promise<boolean> {
+  try {
+    await access(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

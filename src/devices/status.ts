@@ -1,0 +1,121 @@
+/**
+ * Live status of each device, fed by gateway events. `state` uses the printer's own words for the
+ * SMTP connection status (WorkCentre 6505DN "SMTP Server Connection Status"), applied to the whole trip
+ * of its last scan: the admin sees what the printer would show if it could see Gmail.
+ */
+import type { GatewayEventBus } from '../shared/events.js';
+
+export type PrinterState = 'Stop' | 'Not connected' | 'Connection in progress' | 'Operating' | 'Unable to connect';
+
+export interface DeviceStatus {
+  state: PrinterState;
+  lastSeenAt?: string;
+  lastSeenAddress?: string;
+  lastMessageAt?: string;
+  lastDeliveredAt?: string;
+  lastError?: { at: string; message: string };
+  /** Failed logins naming this device in the last hour. */
+  recentAuthFailures: number;
+  lastAuthFailureAt?: string;
+  counts: { received: number; delivered: number; failed: number };
+}
+
+interface Tracked {
+  status: DeviceStatus;
+  authFailures: number[];
+  /** Messages of this device received or queued and not yet finished. */
+  inFlight: Set<string>;
+}
+
+const HOUR = 3_600_000;
+
+export class DeviceStatusTracker {
+  private readonly devices = new Map<string, Tracked>();
+
+  constructor(events: GatewayEventBus, private readonly now: () => number = Date.now) {
+    events.on('auth.succeeded', ({ device, remoteAddress }) => this.seen(device, remoteAddress));
+    events.on('auth.failed', ({ device, reason }) => {
+      if (!device) return;
+      const tracked = this.track(device);
+      const at = this.now();
+      tracked.authFailures = [...tracked.authFailures.filter((t) => at - t < HOUR), at];
+      tracked.status.lastAuthFailureAt = new Date(at).toISOString();
+      tracked.status.lastError = { at: new Date(at).toISOString(), message: `authentication failed: ${reason}` };
+    });
+    events.on('message.receiving', ({ device, sessionId }) => {
+      this.track(device).inFlight.add(`session:${sessionId}`);
+      this.seen(device);
+    });
+    events.on('message.rejected', ({ device, sessionId, code, reason }) => {
+      if (!device) return;
+      const tracked = this.track(device);
+      tracked.inFlight.delete(`session:${sessionId}`);
+      this.fail(tracked, `refused with ${code}: ${reason}`);
+    });
+    events.on('message.queued', ({ id, device }) => {
+      const tracked = this.track(device);
+      for (const key of tracked.inFlight) if (key.startsWith('session:')) tracked.inFlight.delete(key);
+      tracked.inFlight.add(id);
+      tracked.status.counts.received++;
+      tracked.status.lastMessageAt = new Date(this.now()).toISOString();
+    });
+    events.on('message.delivered', ({ id, device }) => {
+      const tracked = this.track(device);
+      tracked.inFlight.delete(id);
+      tracked.status.counts.delivered++;
+      tracked.status.lastDeliveredAt = new Date(this.now()).toISOString();
+      tracked.status.state = 'Operating';
+    });
+    events.on('message.deferred', ({ device, reason }) => {
+      this.track(device).status.lastError = { at: new Date(this.now()).toISOString(), message: reason };
+    });
+    events.on('message.held', ({ id, device, reason }) => {
+      const tracked = this.track(device);
+      tracked.inFlight.delete(id);
+      this.fail(tracked, reason);
+    });
+    events.on('message.failed', ({ id, device, reason }) => {
+      const tracked = this.track(device);
+      tracked.inFlight.delete(id);
+      tracked.status.counts.failed++;
+      this.fail(tracked, reason);
+    });
+    events.on('message.deleted', ({ id, device }) => this.track(device).inFlight.delete(id));
+  }
+
+  /** Status of one device; `enabled: false` shows as the printer's "Stop". */
+  get(device: string, enabled = true): DeviceStatus {
+    const tracked = this.devices.get(device);
+    const at = this.now();
+    const base: DeviceStatus = tracked
+      ? { ...tracked.status, counts: { ...tracked.status.counts }, recentAuthFailures: tracked.authFailures.filter((t) => at - t < HOUR).length }
+      : { state: 'Not connected', recentAuthFailures: 0, counts: { received: 0, delivered: 0, failed: 0 } };
+    if (!enabled) base.state = 'Stop';
+    else if (tracked && tracked.inFlight.size > 0) base.state = 'Connection in progress';
+    return base;
+  }
+
+  forget(device: string): void {
+    this.devices.delete(device);
+  }
+
+  private seen(device: string, address?: string): void {
+    const tracked = this.track(device);
+    tracked.status.lastSeenAt = new Date(this.now()).toISOString();
+    if (address) tracked.status.lastSeenAddress = address;
+  }
+
+  private fail(tracked: Tracked, message: string): void {
+    tracked.status.lastError = { at: new Date(this.now()).toISOString(), message };
+    tracked.status.state = 'Unable to connect';
+  }
+
+  private track(device: string): Tracked {
+    let tracked = this.devices.get(device);
+    if (!tracked) {
+      tracked = { status: { state: 'Not connected', recentAuthFailures: 0, counts: { received: 0, delivered: 0, failed: 0 } }, authFailures: [], inFlight: new Set() };
+      this.devices.set(device, tracked);
+    }
+    return tracked;
+  }
+}

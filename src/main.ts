@@ -1,0 +1,57 @@
+/**
+ * Entry point: scanrelay [--config FILE]. Loads and validates the config (exit 78 on a bad file, with the
+ * file, key and problem), starts the gateway, reloads on SIGHUP, drains on SIGTERM/SIGINT and exits 0.
+ */
+import { parseArgs } from 'node:util';
+import { defaultConfigPath, loadConfig } from './config/index.js';
+import { createGateway } from './app.js';
+import { ConfigError, errorMessage } from './shared/errors.js';
+import { createLogger } from './observability/logger.js';
+
+const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } }, strict: true });
+  const file = values.config ?? defaultConfigPath();
+  const config = loadConfig(file);
+  const logger = createLogger(config.log.level);
+  const gateway = await createGateway(config, { logger });
+  const addresses = await gateway.start();
+  logger.info({ smtp: addresses.smtp.port, admin: addresses.admin?.port, pop3: addresses.pop3?.port, smtps: addresses.smtps?.port, config: config.file }, 'scanrelay.ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'scanrelay.forced-exit');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'scanrelay.shutdown');
+    const guard = setTimeout(() => {
+      logger.error('scanrelay.shutdown timed out');
+      process.exit(1);
+    }, config.delivery.shutdownTimeoutMs + config.smtp.closeTimeoutMs + 5000);
+    guard.unref();
+    await gateway.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      void gateway.reload(loadConfig(file)).catch((err) => logger.error({ err: errorMessage(err) }, 'config.reload.failed'));
+    } catch (err) {
+      // A bad file on reload keeps the running config: say what is wrong and carry on.
+      logger.error({ err: errorMessage(err) }, 'config.reload.rejected');
+    }
+  });
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`scanrelay: invalid configuration: ${err.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  process.stderr.write(`scanrelay: failed to start: ${errorMessage(err)}\n`);
+  process.exit(1);
+});

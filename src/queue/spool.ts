@@ -1,0 +1,179 @@
+/**
+ * Message bodies on disk. A body is streamed (never buffered whole) into an exclusively created temp
+ * file, in batches of up to 256 KiB, hashed on the way, and fsynced before this resolves. Oversize or a
+ * disk error stops the writing but keeps reading the client's data to its end, so the SMTP session can
+ * still answer 552 or 452 and go on.
+ */
+import { createHash } from 'node:crypto';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { MessageTooLargeError, SpoolError } from '../shared/errors.js';
+
+export interface SniffedHeaders {
+  from?: string;
+  to?: string;
+  subject?: string;
+  messageId?: string;
+  hasDate: boolean;
+  /** Byte length of the header block including the blank line, when found within the sniff limit. */
+  headerBytes?: number;
+}
+
+export interface SpoolResult {
+  size: number;
+  sha256: string;
+  headers: SniffedHeaders;
+  /** Any byte > 0x7F seen (undeclared 8-bit data needs BODY=8BITMIME upstream). */
+  has8bit: boolean;
+}
+
+const BATCH_BYTES = 256 * 1024;
+const HEADER_SNIFF_LIMIT = 64 * 1024;
+
+export async function spoolBody(source: Readable, path: string, maxSize: number): Promise<SpoolResult> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'wx', 0o640);
+  } catch (err) {
+    drain(source);
+    throw toSpoolError(err);
+  }
+  const hash = createHash('sha256');
+  const sniffer = new HeaderSniffer();
+  let size = 0;
+  let has8bit = false;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let writeError: unknown;
+  let tooLarge = false;
+
+  const flush = async () => {
+    if (batchBytes === 0 || writeError || tooLarge) return;
+    const chunks = batch;
+    batch = [];
+    batchBytes = 0;
+    try {
+      await handle.writev(chunks);
+    } catch (err) {
+      writeError = err;
+    }
+  };
+
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxSize) tooLarge = true;
+      if (tooLarge || writeError) continue; // keep reading to the end of DATA, store nothing more
+      hash.update(chunk);
+      sniffer.push(chunk);
+      if (!has8bit) has8bit = hasHighBit(chunk);
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= BATCH_BYTES) await flush();
+    }
+    await flush();
+    if (!writeError && !tooLarge) await handle.sync();
+  } catch (err) {
+    // The client went away mid-DATA (socket closed, timeout): nothing was promised, nothing is kept.
+    await discard(handle, path);
+    throw new SpoolError('SCANRELAY_SPOOL_ABORTED', `transfer aborted: ${(err as Error).message}`, err);
+  }
+  if (tooLarge) {
+    await discard(handle, path);
+    throw new MessageTooLargeError(maxSize);
+  }
+  if (writeError) {
+    await discard(handle, path);
+    throw toSpoolError(writeError);
+  }
+  await handle.close();
+  return { size, sha256: hash.digest('hex'), headers: sniffer.result(), has8bit };
+}
+
+async function discard(handle: FileHandle, path: string): Promise<void> {
+  await handle.close().catch(() => undefined);
+  await unlink(path).catch(() => undefined);
+}
+
+function drain(source: Readable): void {
+  source.on('error', () => undefined);
+  source.resume();
+}
+
+export function toSpoolError(err: unknown): SpoolError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new SpoolError('SCANRELAY_SPOOL_DISK_FULL', 'the spool disk is full', err);
+  return new SpoolError('SCANRELAY_SPOOL_WRITE', `cannot write to the spool (${code ?? 'error'})`, err);
+}
+
+function hasHighBit(chunk: Buffer): boolean {
+  for (let i = 0; i < chunk.length; i++) if (chunk[i] > 0x7f) return true;
+  return false;
+}
+
+/** Reads the header block (first 64 KiB at most) to learn From/Subject/Message-ID for the message log. */
+class HeaderSniffer {
+  private buffered: Buffer[] = [];
+  private bytes = 0;
+  private done = false;
+  private parsed: SniffedHeaders = { hasDate: false };
+
+  push(chunk: Buffer): void {
+    if (this.done) return;
+    this.buffered.push(chunk);
+    this.bytes += chunk.length;
+    const all = Buffer.concat(this.buffered);
+    this.buffered = [all];
+    const end = findHeaderEnd(all);
+    if (end !== -1) this.finish(all.subarray(0, end), end);
+    else if (this.bytes >= HEADER_SNIFF_LIMIT) this.finish(all.subarray(0, HEADER_SNIFF_LIMIT), undefined);
+  }
+
+  result(): SniffedHeaders {
+    if (!this.done) this.finish(Buffer.concat(this.buffered), undefined);
+    return this.parsed;
+  }
+
+  private finish(block: Buffer, headerBytes: number | undefined): void {
+    this.done = true;
+    this.buffered = [];
+    const headers = parseHeaderBlock(block.toString('latin1'));
+    const first = (name: string) => headers.find(([key]) => key === name)?.[1];
+    this.parsed = {
+      from: clip(first('from')), to: clip(first('to')), subject: clip(first('subject')), messageId: clip(first('message-id')),
+      hasDate: headers.some(([key]) => key === 'date'), headerBytes,
+    };
+  }
+}
+
+/** Index just past the blank line ending the header block (CRLF or bare LF), or -1. */
+export function findHeaderEnd(data: Buffer): number {
+  if (data.length >= 2 && data[0] === 0x0d && data[1] === 0x0a) return 2; // no headers at all
+  if (data.length >= 1 && data[0] === 0x0a) return 1;
+  for (let i = 0; i < data.length - 1; i++) {
+    if (data[i] !== 0x0a) continue;
+    if (data[i + 1] === 0x0a) return i + 2;
+    if (data[i + 1] === 0x0d && data[i + 2] === 0x0a) return i + 3;
+  }
+  return -1;
+}
+
+/** [lower-case name, unfolded value] pairs, in order. */
+export function parseHeaderBlock(text: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const line of text.split(/\r?\n/)) {
+    if (line === '') break;
+    if (/^[ \t]/.test(line) && out.length > 0) {
+      out[out.length - 1][1] += ` ${line.trim()}`;
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    out.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return out;
+}
+
+function clip(value: string | undefined): string | undefined {
+  return value === undefined ? undefined : value.slice(0, 500);
+}

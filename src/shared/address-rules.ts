@@ -1,0 +1,56 @@
+/**
+ * Recipient rules of a device: "ops@example.org" (exact), "*@berkeley.edu" (any mailbox of a domain),
+ * "*@*.berkeley.edu" (any subdomain). Matching is case-insensitive on the whole address. Rules that
+ * match everything ("*", "*@*") are refused: that would make the device an open relay.
+ */
+export interface AddressRule {
+  readonly text: string;
+  matches(address: string): boolean;
+}
+
+const LOCAL = /^[A-Za-z0-9!#$&'*+/=?^_`{|}~.-]+$/;
+const DOMAIN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$/;
+
+export function parseAddressRule(text: string): AddressRule {
+  const rule = text.trim().toLowerCase();
+  const at = rule.lastIndexOf('@');
+  if (at <= 0) throw new Error(`"${text}" must look like user@domain, *@domain or *@*.domain`);
+  const local = rule.slice(0, at);
+  const domain = rule.slice(at + 1);
+  if (domain === '*' || domain === '' ) throw new Error(`"${text}" matches every domain: list the domains instead`);
+  const anySubdomain = domain.startsWith('*.');
+  const baseDomain = anySubdomain ? domain.slice(2) : domain;
+  if (!DOMAIN.test(baseDomain)) throw new Error(`"${text}" has an invalid domain`);
+  if (local !== '*' && !LOCAL.test(local)) throw new Error(`"${text}" has an invalid mailbox part`);
+  return {
+    text: rule,
+    matches(address: string): boolean {
+      const candidate = address.toLowerCase();
+      const split = candidate.lastIndexOf('@');
+      if (split <= 0) return false;
+      const candidateLocal = candidate.slice(0, split);
+      const candidateDomain = candidate.slice(split + 1);
+      const domainOk = anySubdomain ? candidateDomain.endsWith(`.${baseDomain}`) : candidateDomain === baseDomain;
+      return domainOk && (local === '*' || candidateLocal === local);
+    },
+  };
+}
+
+/**
+ * Addresses we refuse whatever the rules say: source routes ("@a:b@c"), percent hacks ("a%b@c"),
+ * bang paths ("a!b@c"), quoted locals, more than one "@", and IP-literal domains.
+ */
+export function addressTrick(address: string): string | undefined {
+  if (address.length > 254) return 'address too long';
+  if (address.startsWith('@') || address.includes(':')) return 'source routes are not accepted';
+  if (address.includes('%')) return 'percent-hack addresses are not accepted';
+  if (address.includes('!')) return 'bang-path addresses are not accepted';
+  if (address.includes('"') || address.includes('\\')) return 'quoted mailbox names are not accepted';
+  if ((address.match(/@/g) ?? []).length !== 1) return 'the address must contain exactly one @';
+  const domain = address.slice(address.lastIndexOf('@') + 1);
+  if (domain.startsWith('[')) return 'address literals are not accepted';
+  if (!DOMAIN.test(domain)) return 'invalid domain';
+  const local = address.slice(0, address.lastIndexOf('@'));
+  if (local.length === 0 || local.length > 64) return 'invalid mailbox name';
+  return undefined;
+}

@@ -1,0 +1,65 @@
+/**
+ * Domain errors with stable codes (SCANRELAY_<AREA>_<WHAT>). The admin API maps `code` to an HTTP
+ * status; the inbound server maps spool errors to SMTP replies. Messages never contain secrets.
+ */
+export class GatewayError extends Error {
+  readonly code: string;
+  readonly httpStatus: number;
+  constructor(code: string, message: string, httpStatus = 500, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.httpStatus = httpStatus;
+  }
+}
+
+/** A config file problem: which file, which key, what is wrong. */
+export class ConfigError extends GatewayError {
+  readonly file: string;
+  readonly keyPath: string;
+  readonly problem: string;
+  constructor(file: string, keyPath: string, problem: string) {
+    super('SCANRELAY_CONFIG_INVALID', `${file}: ${keyPath || '(root)'}: ${problem}`, 400);
+    this.file = file;
+    this.keyPath = keyPath;
+    this.problem = problem;
+  }
+}
+
+export class NotFoundError extends GatewayError {
+  constructor(what: string, id: string) {
+    super('SCANRELAY_NOT_FOUND', `${what} '${id}' not found`, 404);
+  }
+}
+
+export class ConflictError extends GatewayError {
+  constructor(message: string) {
+    super('SCANRELAY_CONFLICT', message, 409);
+  }
+}
+
+export class ValidationError extends GatewayError {
+  constructor(message: string) {
+    super('SCANRELAY_INVALID_INPUT', message, 400);
+  }
+}
+
+/** The spool could not take the message (disk full, unwritable): the client must retry later. */
+export class SpoolError extends GatewayError {
+  constructor(code: 'SCANRELAY_SPOOL_DISK_FULL' | 'SCANRELAY_SPOOL_WRITE' | 'SCANRELAY_SPOOL_ABORTED', message: string, cause?: unknown) {
+    super(code, message, 503, { cause });
+  }
+}
+
+/** The message is larger than the device may send. */
+export class MessageTooLargeError extends GatewayError {
+  readonly limit: number;
+  constructor(limit: number) {
+    super('SCANRELAY_MESSAGE_TOO_LARGE', `message exceeds the maximum size of ${limit} bytes`, 413);
+    this.limit = limit;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
