@@ -38,6 +38,20 @@ export interface DeliveryWorker {
   kick(): void;
   setUpstreams(upstreams: readonly UpstreamConfig[]): void;
   upstreamStatus(): UpstreamStatus[];
+  /** Connect, TLS and AUTH now; report the upstream's answer (admin "verify"). */
+  verify(upstream: string): Promise<UpstreamCheckResult>;
+  /** Send a small test message through the upstream to `to` (admin "test"). */
+  sendTest(upstream: string, to: string): Promise<UpstreamCheckResult>;
+}
+
+export interface UpstreamCheckResult {
+  ok: boolean;
+  /** Port and security actually used. */
+  port?: number;
+  security?: 'tls' | 'starttls';
+  response?: string;
+  error?: { message: string; code?: string; responseCode?: number };
+  durationMs: number;
 }
 
 export function createDeliveryWorker(deps: DeliveryDeps): DeliveryWorker {
@@ -47,6 +61,8 @@ export function createDeliveryWorker(deps: DeliveryDeps): DeliveryWorker {
     async stop() {},
     kick() {},
     setUpstreams(next) { upstreams = next; },
+    verify: async () => ({ ok: false, durationMs: 0, error: { message: 'not implemented' } }),
+    sendTest: async () => ({ ok: false, durationMs: 0, error: { message: 'not implemented' } }),
     upstreamStatus: () => upstreams.map((u) => ({ name: u.name, host: u.host, port: u.port, security: u.security, user: u.user, auth: u.auth, state: 'unknown', waiting: 0 })),
   };
 }
