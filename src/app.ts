@@ -18,7 +18,8 @@ import { Queue } from './queue/index.js';
 import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
-import { PopGrants } from './pop3/index.js';
+import { PopGrants, createPop3Server } from './pop3/index.js';
+import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
 import { AuthLockout } from './shared/auth-lockout.js';
 import { writeFileDurable } from './shared/durable-fs.js';
@@ -84,11 +85,18 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   });
   events.on('message.queued', () => delivery.kick());
 
+  const serverTls = options.serverTls ?? (deviceTlsWanted(config.smtp) ? await loadServerTls(config.smtp, config.dataDir, logger.child({ part: 'smtp' })) : undefined);
   const inbound: InboundServer = createInboundServer({
     config: () => config.smtp, devices, queue, events, metrics, lockout, logger: logger.child({ part: 'smtp' }),
     popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
-    tls: options.serverTls,
+    tls: serverTls,
   });
+  const pop3 = config.pop3.enabled
+    ? createPop3Server({
+        config: () => config.pop3, hostname: () => config.smtp.hostname, devices, grants: popGrants, lockout, events, metrics,
+        logger: logger.child({ part: 'pop3' }),
+      })
+    : undefined;
 
   let smtpAddress: AddressInfo | undefined;
   const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
@@ -114,6 +122,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     async start() {
       const addresses: GatewayAddresses = { ...(await inbound.listen()) };
       smtpAddress = addresses.smtp;
+      if (pop3) addresses.pop3 = await pop3.listen();
       if (admin) {
         await admin.listen({ host: config.admin.host, port: config.admin.port });
         addresses.admin = admin.server.address() as AddressInfo;
@@ -125,6 +134,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     },
     async stop() {
       logger.info('gateway.stopping');
+      await pop3?.close();
       await inbound.close();
       await delivery.stop(config.delivery.shutdownTimeoutMs);
       await queue.flush();
@@ -134,6 +144,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     async reload(next) {
       if (next.dataDir !== config.dataDir) logger.warn('config.reload: dataDir changes need a restart; keeping the old one');
       if (next.smtp.port !== config.smtp.port || next.smtp.host !== config.smtp.host) logger.warn('config.reload: SMTP listener address changes need a restart');
+      if (next.pop3.enabled !== config.pop3.enabled || next.pop3.port !== config.pop3.port || next.pop3.host !== config.pop3.host) logger.warn('config.reload: POP3 listener changes need a restart');
       config = { ...next, dataDir: config.dataDir };
       devices.setConfigDevices(config.devices, deviceLimits(config));
       lockout.setPolicy(config.smtp.authLockout);

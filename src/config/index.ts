@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../shared/errors.js';
@@ -156,12 +157,13 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError(file, '', 'the top level must be a mapping of keys');
   }
   applyEnvOverrides(document as Record<string, unknown>, env);
-  const expanded = resolveSecretFiles(interpolateEnv(document, env, file), file);
+  const expanded = coerceScalars(ConfigSchema, resolveSecretFiles(interpolateEnv(document, env, file), file));
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
   const firstError = Value.Errors(ConfigSchema, withDefaults).First();
   if (firstError) {
     const keyPath = firstError.path.split('/').filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
-    throw new ConfigError(file, formatKeyPath(keyPath), describeSchemaError(firstError.message, firstError.value, firstError.schema));
+    const secret = keyPath.some((part) => typeof part === 'string' && SECRET_KEY.test(part));
+    throw new ConfigError(file, formatKeyPath(keyPath), describeSchemaError(firstError.message, secret ? undefined : firstError.value, firstError.schema));
   }
   return deepFreeze(resolveConfig(withDefaults as RawConfig, file));
 }
@@ -179,11 +181,35 @@ function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.Proces
   }
 }
 
-function describeSchemaError(message: string, value: unknown, schema: { description?: string; pattern?: string }): string {
+/** Key names whose values are never echoed in an error (the message may reach a terminal or a log). */
+const SECRET_KEY = /password|secret|token/i;
+
+function describeSchemaError(message: string, value: unknown, schema: { description?: string; pattern?: string; title?: string }): string {
   const shown = typeof value === 'string' ? ` (got a string of ${value.length} characters)` : value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
   const hint = schema.description ? `; expected ${schema.description}` : '';
-  if (/additional properties/i.test(message)) return `unknown key${hint}`;
+  // TypeBox 0.34 words it "Unexpected property"; older releases "additional properties".
+  if (/additional properties|unexpected property/i.test(message)) return 'unknown key';
+  if (/union/i.test(message) && schema.title) return `not a valid ${schema.title}${hint}${typeof value === 'string' ? '' : shown}`;
   return `${message}${hint}${typeof value === 'string' ? '' : shown}`;
+}
+
+/**
+ * ${VAR} values are always text: where the schema wants an integer or a boolean, "2525" and "true" become
+ * 2525 and true. Keys of string type keep numeric-looking text as it is (a password "0123" stays "0123").
+ */
+function coerceScalars(schema: TSchema, value: unknown): unknown {
+  if (typeof value === 'string') {
+    const text = value.trim();
+    if (schema.type === 'integer' && /^-?\d+$/.test(text)) return Number(text);
+    if (schema.type === 'boolean' && /^(true|false)$/i.test(text)) return text.toLowerCase() === 'true';
+    return value;
+  }
+  if (Array.isArray(value)) return schema.type === 'array' && schema.items ? value.map((item) => coerceScalars(schema.items as TSchema, item)) : value;
+  if (value !== null && typeof value === 'object' && schema.type === 'object' && schema.properties) {
+    const properties = schema.properties as Record<string, TSchema>;
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, properties[key] ? coerceScalars(properties[key], item) : item]));
+  }
+  return value;
 }
 
 function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
@@ -297,6 +323,9 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
     if (!d.password && !d.passwordHash) throw new ConfigError(file, key('password'), 'required: set password, passwordFile or passwordHash');
     if (d.password && d.passwordHash) throw new ConfigError(file, key('passwordHash'), 'set either password or passwordHash, not both');
     if (d.password && d.password.length > 31) throw new ConfigError(file, key('password'), 'longer than the 31 characters a printer can hold');
+    if (d.passwordHash && !usableScryptParameters(d.passwordHash)) {
+      throw new ConfigError(file, key('passwordHash'), 'scrypt parameters out of range: N must be a power of two >= 2, p >= 1, and 128*N*r at most 256 MiB');
+    }
   } else if (d.username || d.password || d.passwordHash) {
     throw new ConfigError(file, key('auth'), 'auth is none: remove username/password, or set auth: password');
   }
@@ -316,6 +345,12 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
     allowFrom, allowRecipients: allowRecipients.map((r) => r.trim().toLowerCase()), upstream: d.upstream,
     maxMessageSize, enabled: d.enabled,
   };
+}
+
+/** N, r and p of a scrypt$N$r$p$salt$hash string that node:crypto can verify within bounded memory. */
+function usableScryptParameters(hash: string): boolean {
+  const [n, r, p] = hash.split('$').slice(1, 4).map(Number);
+  return Number.isSafeInteger(n) && n >= 2 && (n & (n - 1)) === 0 && r >= 1 && p >= 1 && 128 * n * r <= 256 * 1024 ** 2;
 }
 
 function deepFreeze<T>(value: T): T {

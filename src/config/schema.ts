@@ -10,10 +10,10 @@ const DURATION_TEXT = '^\\s*(\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|w)\\s*)+$|^\\d+$';
 
 /** bytes, or a size such as "25MB" or "512KiB" */
 const Size = (options: { default?: string | number; description?: string } = {}) =>
-  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_TEXT })], options);
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: SIZE_TEXT })], { title: 'size (bytes, or such as "25MB" or "512KiB")', ...options });
 /** milliseconds, or a duration such as "90s", "5m", "5d" */
 const Duration = (options: { default?: string | number; description?: string } = {}) =>
-  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: DURATION_TEXT })], options);
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: DURATION_TEXT })], { title: 'duration (milliseconds, or such as "90s", "5m" or "5d")', ...options });
 const Port = (options: { default?: number; description?: string } = {}) =>
   Type.Integer({ minimum: 0, maximum: 65535, ...options });
 /** Login names the printer can hold: <= 63 chars of [A-Za-z0-9._@-] (WorkCentre 6505DN help). */
@@ -61,7 +61,10 @@ export const DeviceSchema = Type.Object({
   username: Type.Optional(Type.String({ pattern: DEVICE_USERNAME_PATTERN })),
   password: Type.Optional(Type.String({ minLength: 1, maxLength: 31 })),
   passwordFile: Type.Optional(Type.String({ minLength: 1 })),
-  passwordHash: Type.Optional(Type.String({ pattern: '^scrypt\\$' })),
+  passwordHash: Type.Optional(Type.String({
+    pattern: '^scrypt\\$\\d+\\$\\d+\\$\\d+\\$[A-Za-z0-9+/]+={0,2}\\$[A-Za-z0-9+/]+={0,2}$',
+    description: 'a hash from hashPassword(): scrypt$N$r$p$<salt base64>$<hash base64>',
+  })),
   allowFrom: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   allowRecipients: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   upstream: Type.Optional(Type.String({ minLength: 1 })),

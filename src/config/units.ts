@@ -1,7 +1,9 @@
 /** Parsers for human units in the config file: sizes ("25MB"), durations ("5d", "90s"). */
 
+/** Every unit the schema's size pattern allows ("25M" and "25Mi" included, as "25MB" and "25MiB"). */
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3,
+  k: 1000, m: 1000 ** 2, g: 1000 ** 3, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3,
 };
 
 /** "25MB" -> 25000000, "512KiB" -> 524288, 1000 -> 1000. Returns undefined when unparsable. */

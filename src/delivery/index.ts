@@ -1,10 +1,30 @@
-/** Delivery worker (issue 3): placeholder surface, filled in by the delivery work. */
+/**
+ * The delivery worker: takes due messages from the queue and re-sends them through their device's
+ * upstream account. A new message is attempted at once (kick); otherwise a timer wakes the worker at the
+ * queue's next due time. Concurrency is bounded overall (delivery.concurrency) and per upstream
+ * (maxConnections). One attempt is attempt.ts; transports and upstream state are upstreams.ts; what an
+ * error means is classify.ts; the outgoing headers are headers.ts.
+ *
+ * Messages that cannot go are held, not failed: no device, no upstream (code no-upstream, released by
+ * app.ts on reload), or an upstream whose credentials were refused (upstream-auth-failed, released here
+ * when that upstream's config changes, on admin retryUpstream/verify, and at start).
+ * Must not import: inbound, admin, pop3.
+ */
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
-import type { DeviceRegistry } from '../devices/index.js';
-import type { Queue } from '../queue/index.js';
+import type { Device, DeviceRegistry } from '../devices/index.js';
+import type { Queue, QueuedMessage, RecipientStatus } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import type { GatewayMetrics, UpstreamState } from '../observability/metrics.js';
+import { UPSTREAM_STATES, type GatewayMetrics, type UpstreamState } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
+import { NotFoundError, errorMessage } from '../shared/errors.js';
+import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './attempt.js';
+import { classifyUpstreamError, describeUpstreamError } from './classify.js';
+import { generatedMessageId, rfc5322Date } from './headers.js';
+import { buildFailureNotice } from './notify.js';
+import { Upstream, type UpstreamSendError } from './upstreams.js';
+
+export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
+export { HOLD_UPSTREAM_AUTH } from './attempt.js';
 
 export interface UpstreamStatus {
   name: string;
@@ -16,7 +36,17 @@ export interface UpstreamStatus {
   state: UpstreamState;
   lastSuccessAt?: number;
   lastError?: { at: number; message: string; code?: string; responseCode?: number };
+  /** Messages of this upstream not yet delivered or failed (queued, deferred, held, delivering). */
   waiting: number;
+  /** The endpoint in use (for auto: the one that worked; absent until known). */
+  activePort?: number;
+  activeSecurity?: 'tls' | 'starttls';
+  /** Set while the upstream is paused (quota, rate limit, TLS failure). */
+  pausedUntil?: number;
+  /** Deliveries running now. */
+  inFlight: number;
+  /** Messages held because the credentials were refused. */
+  held: number;
 }
 
 export interface DeliveryDeps {
@@ -28,6 +58,8 @@ export interface DeliveryDeps {
   config: () => DeliveryConfig;
   upstreams: readonly UpstreamConfig[];
   hostname: string;
+  /** Clock (tests). */
+  now?: () => number;
 }
 
 export interface DeliveryWorker {
@@ -38,10 +70,12 @@ export interface DeliveryWorker {
   kick(): void;
   setUpstreams(upstreams: readonly UpstreamConfig[]): void;
   upstreamStatus(): UpstreamStatus[];
-  /** Connect, TLS and AUTH now; report the upstream's answer (admin "verify"). */
+  /** Connect, TLS and AUTH now; report the upstream's answer (admin "verify"). On success a held upstream resumes. */
   verify(upstream: string): Promise<UpstreamCheckResult>;
   /** Send a small test message through the upstream to `to` (admin "test"). */
   sendTest(upstream: string, to: string): Promise<UpstreamCheckResult>;
+  /** Admin: forget the upstream's failure state and pause, release its held messages, try again now. Returns how many were released. */
+  retryUpstream(upstream: string): Promise<number>;
 }
 
 export interface UpstreamCheckResult {
@@ -54,15 +88,341 @@ export interface UpstreamCheckResult {
   durationMs: number;
 }
 
+type Plan =
+  | { kind: 'send'; device: Device; upstream: Upstream }
+  | { kind: 'hold'; code: string; reason: string }
+  | { kind: 'wait'; until: number }
+  | { kind: 'busy' };
+
+const OPEN_STATES = ['queued', 'deferred', 'held', 'delivering'] as const;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** After an unexpected error (disk, bug), the message waits this long before the worker looks again. */
+const COOLDOWN_MS = 5_000;
+
 export function createDeliveryWorker(deps: DeliveryDeps): DeliveryWorker {
-  let upstreams = deps.upstreams;
-  return {
-    start() {},
-    async stop() {},
-    kick() {},
-    setUpstreams(next) { upstreams = next; },
-    verify: async () => ({ ok: false, durationMs: 0, error: { message: 'not implemented' } }),
-    sendTest: async () => ({ ok: false, durationMs: 0, error: { message: 'not implemented' } }),
-    upstreamStatus: () => upstreams.map((u) => ({ name: u.name, host: u.host, port: u.port, security: u.security, user: u.user, auth: u.auth, state: 'unknown', waiting: 0 })),
-  };
+  return new QueueDeliveryWorker(deps);
+}
+
+class QueueDeliveryWorker implements DeliveryWorker {
+  private readonly upstreams = new Map<string, Upstream>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly cooldown = new Map<string, number>();
+  private readonly now: () => number;
+  private started = false;
+  private stopping = false;
+  private pumpQueued = false;
+  private timer?: NodeJS.Timeout;
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(private readonly deps: DeliveryDeps) {
+    this.now = deps.now ?? Date.now;
+    for (const config of deps.upstreams) this.upstreams.set(config.name, this.createUpstream(config));
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    // Held-for-credentials messages from a previous run get one new try: the config may have been fixed.
+    void this.releaseHeldFor(() => true).finally(() => this.kick());
+    this.scheduleSweep();
+  }
+
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.sweepTimer);
+    const settled = () => Promise.allSettled([...this.inFlight.values()]).then(() => true);
+    if (this.inFlight.size > 0) {
+      this.deps.logger.info({ inFlight: this.inFlight.size, timeoutMs }, 'delivery.draining');
+      const drained = await Promise.race([settled(), delay(timeoutMs).then(() => false)]);
+      if (!drained) {
+        // Cut what is still running: those messages stay queued and go again after the restart.
+        this.deps.logger.warn({ inFlight: this.inFlight.size }, 'delivery.drain-timeout: closing upstream connections');
+        for (const upstream of this.upstreams.values()) upstream.close(true);
+        await Promise.race([settled(), delay(2_000)]);
+      }
+    }
+    for (const upstream of this.upstreams.values()) upstream.close(false);
+  }
+
+  kick(): void {
+    if (!this.started || this.stopping || this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(() => this.pump());
+  }
+
+  setUpstreams(next: readonly UpstreamConfig[]): void {
+    const names = new Set(next.map((u) => u.name));
+    for (const [name, upstream] of this.upstreams) {
+      if (names.has(name)) continue;
+      upstream.close(false);
+      this.upstreams.delete(name);
+      for (const state of UPSTREAM_STATES) this.deps.metrics.upstreamState.remove({ upstream: name, state });
+      this.deps.logger.info({ upstream: name }, 'upstream.removed');
+    }
+    for (const config of next) {
+      const current = this.upstreams.get(config.name);
+      if (!current) {
+        this.upstreams.set(config.name, this.createUpstream(config));
+        this.deps.logger.info({ upstream: config.name }, 'upstream.added');
+        continue;
+      }
+      if (JSON.stringify(current.config) === JSON.stringify(config)) continue;
+      const wasHeld = current.state === 'auth-failed';
+      current.reconfigure(config);
+      this.deps.logger.info({ upstream: config.name }, 'upstream.reconfigured');
+      if (wasHeld) void this.releaseHeldFor((name) => name === config.name).finally(() => this.kick());
+    }
+    this.kick();
+  }
+
+  upstreamStatus(): UpstreamStatus[] {
+    const waiting = new Map<string, number>();
+    const held = new Map<string, number>();
+    for (const message of this.deps.queue.list({ state: [...OPEN_STATES], limit: Number.MAX_SAFE_INTEGER }).items) {
+      const name = this.upstreamNameOf(message);
+      if (!name) continue;
+      waiting.set(name, (waiting.get(name) ?? 0) + 1);
+      if (message.held?.code === HOLD_UPSTREAM_AUTH) held.set(name, (held.get(name) ?? 0) + 1);
+    }
+    const now = this.now();
+    return [...this.upstreams.values()].map((u) => ({
+      name: u.name, host: u.config.host, port: u.endpoint?.port ?? u.config.port, security: u.config.security, user: u.config.user,
+      auth: u.config.auth, state: u.state, lastSuccessAt: u.lastSuccessAt, lastError: u.lastError && { ...u.lastError },
+      waiting: waiting.get(u.name) ?? 0, activePort: u.endpoint?.port, activeSecurity: u.endpoint?.security,
+      pausedUntil: u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined, inFlight: u.busy, held: held.get(u.name) ?? 0,
+    }));
+  }
+
+  async verify(name: string): Promise<UpstreamCheckResult> {
+    const upstream = this.requireUpstream(name);
+    const startedAt = this.now();
+    try {
+      const endpoint = await upstream.verify();
+      const wasHeld = upstream.state === 'auth-failed';
+      upstream.noteSuccess(this.now());
+      if (wasHeld) await this.releaseHeldFor((n) => n === name);
+      this.kick();
+      return { ok: true, port: endpoint.port, security: endpoint.security, response: 'connected, TLS and AUTH accepted', durationMs: this.now() - startedAt };
+    } catch (err) {
+      return this.checkFailed(upstream, err as UpstreamSendError, startedAt);
+    }
+  }
+
+  async sendTest(name: string, to: string): Promise<UpstreamCheckResult> {
+    const upstream = this.requireUpstream(name);
+    const startedAt = this.now();
+    const raw = testMessage(upstream.config.user, to, this.deps.hostname, startedAt);
+    try {
+      const info = await upstream.send({ to: [to], size: raw.length, use8BitMime: false, raw: () => raw });
+      upstream.noteSuccess(this.now());
+      if (info.accepted.length === 0) {
+        const rejection = info.rejectedErrors[0];
+        return { ok: false, error: { message: rejection ? describeUpstreamError(rejection) : 'recipient refused', responseCode: rejection?.responseCode }, durationMs: this.now() - startedAt, port: upstream.endpoint?.port, security: upstream.endpoint?.security };
+      }
+      return { ok: true, port: upstream.endpoint?.port, security: upstream.endpoint?.security, response: info.response, durationMs: this.now() - startedAt };
+    } catch (err) {
+      return this.checkFailed(upstream, err as UpstreamSendError, startedAt);
+    }
+  }
+
+  async retryUpstream(name: string): Promise<number> {
+    const upstream = this.requireUpstream(name);
+    upstream.reset();
+    const released = await this.releaseHeldFor((n) => n === name);
+    this.kick();
+    return released;
+  }
+
+  // ---- scheduling ----
+
+  private pump(): void {
+    this.pumpQueued = false;
+    if (!this.started || this.stopping) return;
+    clearTimeout(this.timer);
+    const now = this.now();
+    const { concurrency } = this.deps.config();
+    let blockedWake: number | undefined;
+    for (const message of this.deps.queue.due(now)) {
+      if (this.inFlight.size >= concurrency) break;
+      if (this.inFlight.has(message.id)) continue;
+      const cooldown = this.cooldown.get(message.id);
+      if (cooldown !== undefined && cooldown > now) {
+        blockedWake = Math.min(blockedWake ?? Infinity, cooldown);
+        continue;
+      }
+      const plan = this.plan(message, now);
+      if (plan.kind === 'busy') continue;
+      if (plan.kind === 'wait') {
+        blockedWake = Math.min(blockedWake ?? Infinity, plan.until);
+        continue;
+      }
+      if (!this.deps.queue.lease(message.id)) continue;
+      this.run(message, plan, now);
+    }
+    this.scheduleWake(now, blockedWake);
+  }
+
+  /** Decides, without side effects on the queue, what happens to a due message now. */
+  private plan(message: QueuedMessage, now: number): Plan {
+    const device = this.deps.devices.get(message.device);
+    if (!device) return { kind: 'hold', code: 'no-upstream', reason: `device '${message.device}' no longer exists` };
+    if (!device.upstream) return { kind: 'hold', code: 'no-upstream', reason: `device '${device.name}' has no upstream configured` };
+    const upstream = this.upstreams.get(device.upstream);
+    if (!upstream) return { kind: 'hold', code: 'no-upstream', reason: `upstream '${device.upstream}' of device '${device.name}' is not configured` };
+    if (upstream.state === 'auth-failed') {
+      return { kind: 'hold', code: HOLD_UPSTREAM_AUTH, reason: `upstream '${upstream.name}' refused its credentials (${upstream.lastError?.message ?? 'auth failed'}); fix them in the config and reload` };
+    }
+    const blockedUntil = upstream.blockedUntil(now);
+    if (blockedUntil > now) return { kind: 'wait', until: blockedUntil };
+    if (upstream.busy >= upstream.config.maxConnections) return { kind: 'busy' };
+    return { kind: 'send', device, upstream };
+  }
+
+  private run(message: QueuedMessage, plan: Plan, now: number): void {
+    const upstream = plan.kind === 'send' ? plan.upstream : undefined;
+    if (upstream) {
+      upstream.busy++;
+      upstream.pacing.record(now);
+    }
+    const task = (async () => {
+      try {
+        if (plan.kind === 'hold') {
+          await this.deps.queue.markHeld(message.id, { code: plan.code, reason: plan.reason });
+          this.deps.logger.warn({ queueId: message.id, device: message.device, code: plan.code, reason: plan.reason }, 'delivery.held');
+        } else if (plan.kind === 'send') {
+          await attemptDelivery(this.attemptContext(), message, plan.device, plan.upstream);
+        }
+        this.cooldown.delete(message.id);
+      } catch (err) {
+        // Not an upstream verdict (disk trouble, a bug): leave the message as it was and look again later.
+        this.deps.logger.error({ queueId: message.id, err: errorMessage(err) }, 'delivery.error');
+        this.cooldown.set(message.id, this.now() + COOLDOWN_MS);
+        this.deps.queue.unlease(message.id);
+      } finally {
+        if (upstream) upstream.busy--;
+        this.inFlight.delete(message.id);
+        this.kick();
+      }
+    })();
+    this.inFlight.set(message.id, task);
+  }
+
+  private scheduleWake(now: number, blockedWake: number | undefined): void {
+    let next = this.deps.queue.nextWakeAt();
+    if (blockedWake !== undefined) {
+      // Due messages are waiting for a pause or pacing: wake when that ends, or when a later one is due.
+      next = Math.min(blockedWake, this.nextFutureDue(now) ?? Infinity);
+    } else if (next !== undefined && next <= now) {
+      // Due messages wait for a free slot; the end of an attempt in flight wakes the worker.
+      next = this.inFlight.size > 0 ? undefined : now + 1_000;
+    }
+    if (next === undefined || !Number.isFinite(next)) return;
+    this.timer = setTimeout(() => this.kick(), Math.min(MAX_TIMER_MS, Math.max(10, next - now)));
+    this.timer.unref();
+  }
+
+  private nextFutureDue(now: number): number | undefined {
+    let next: number | undefined;
+    for (const message of this.deps.queue.due(Number.MAX_SAFE_INTEGER)) {
+      const at = message.nextAttemptAt ?? 0;
+      if (at > now && (next === undefined || at < next)) next = at;
+    }
+    return next;
+  }
+
+  private scheduleSweep(): void {
+    const { retentionMs, logRetentionMs } = this.deps.config();
+    const interval = Math.min(10 * 60_000, Math.max(1_000, Math.min(retentionMs, logRetentionMs) / 2));
+    this.sweepTimer = setTimeout(() => {
+      const config = this.deps.config();
+      this.deps.queue.sweep(config.retentionMs, config.logRetentionMs)
+        .then((result) => {
+          if (result.bodiesRemoved || result.recordsRemoved) this.deps.logger.info(result, 'queue.retention.swept');
+        })
+        .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'queue.retention.failed'))
+        .finally(() => {
+          if (!this.stopping) this.scheduleSweep();
+        });
+    }, interval);
+    this.sweepTimer.unref();
+  }
+
+  // ---- helpers ----
+
+  private createUpstream(config: UpstreamConfig): Upstream {
+    return new Upstream(config, { logger: this.deps.logger, metrics: this.deps.metrics, hostname: this.deps.hostname, now: this.now });
+  }
+
+  private requireUpstream(name: string): Upstream {
+    const upstream = this.upstreams.get(name);
+    if (!upstream) throw new NotFoundError('upstream', name);
+    return upstream;
+  }
+
+  private upstreamNameOf(message: QueuedMessage): string | undefined {
+    return this.deps.devices.get(message.device)?.upstream ?? message.upstream;
+  }
+
+  private async releaseHeldFor(matches: (upstreamName: string) => boolean): Promise<number> {
+    try {
+      const released = await this.deps.queue.releaseHeld((m) => {
+        if (m.held?.code !== HOLD_UPSTREAM_AUTH) return false;
+        const name = this.upstreamNameOf(m);
+        return name !== undefined && matches(name);
+      });
+      if (released > 0) this.deps.logger.info({ released }, 'delivery.released');
+      return released;
+    } catch (err) {
+      this.deps.logger.error({ err: errorMessage(err) }, 'delivery.release-failed');
+      return 0;
+    }
+  }
+
+  private checkFailed(upstream: Upstream, err: UpstreamSendError, startedAt: number): UpstreamCheckResult {
+    const classification = classifyUpstreamError(err);
+    upstream.noteFailure(err, classification.upstreamState, this.now());
+    return {
+      ok: false, port: upstream.endpoint?.port, security: upstream.endpoint?.security,
+      error: { message: classification.reason, code: err.code, responseCode: err.responseCode }, durationMs: this.now() - startedAt,
+    };
+  }
+
+  private attemptContext(): AttemptContext {
+    return {
+      queue: this.deps.queue, metrics: this.deps.metrics, logger: this.deps.logger, hostname: this.deps.hostname,
+      delivery: this.deps.config(), now: this.now, notify: (message, reason, failed) => this.notify(message, reason, failed),
+    };
+  }
+
+  /** Optional failure notice to delivery.notifyAddress, through the message's upstream or any working one. */
+  private notify(message: QueuedMessage, reason: string, failedRecipients: RecipientStatus[]): void {
+    const to = this.deps.config().notifyAddress;
+    if (!to) return;
+    const usable = (u: Upstream | undefined) => u !== undefined && u.state !== 'auth-failed' && u.state !== 'tls-failed';
+    const own = this.upstreams.get(this.upstreamNameOf(message) ?? '');
+    const upstream = usable(own) ? own : [...this.upstreams.values()].find((u) => u.state === 'up');
+    if (!upstream) {
+      this.deps.logger.warn({ queueId: message.id }, 'delivery.notice-skipped: no working upstream');
+      return;
+    }
+    const raw = buildFailureNotice({ message, reason, failedRecipients, from: upstream.config.user, to, hostname: this.deps.hostname, now: this.now() });
+    upstream.send({ to: [to], size: raw.length, use8BitMime: false, raw: () => raw }).then(
+      () => this.deps.logger.info({ queueId: message.id, upstream: upstream.name }, 'delivery.notice-sent'),
+      (err: UpstreamSendError) => this.deps.logger.warn({ queueId: message.id, upstream: upstream.name, err: describeUpstreamError(err) }, 'delivery.notice-failed'),
+    );
+  }
+}
+
+function testMessage(from: string, to: string, hostname: string, now: number): Buffer {
+  const head = [
+    `From: "scanrelay" <${from}>`, `To: <${to}>`, 'Subject: scanrelay upstream test', `Date: ${rfc5322Date(now)}`,
+    `Message-ID: ${generatedMessageId({ queueId: `test.${now.toString(36)}`, hostname })}`, 'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=us-ascii',
+  ];
+  return Buffer.from(`${head.join('\r\n')}\r\n\r\nThis is a test message sent by scanrelay through this upstream account.\r\n`, 'ascii');
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -38,7 +38,7 @@ interface DeviceEntry {
   ranges: ParsedCidr[];
   rules: AddressRule[];
   /** Plaintext secret, or a function returning it (decrypted on demand). */
-  secret?: () => string;
+  secret?: () => string | undefined;
   passwordHash?: string;
 }
 
@@ -54,7 +54,7 @@ export interface DeviceInput {
   enabled?: boolean;
 }
 
-export type DevicePatch = Partial<Pick<DeviceInput, 'allowFrom' | 'allowRecipients' | 'upstream' | 'maxMessageSize' | 'enabled'>> & { upstream?: string | null };
+export type DevicePatch = Partial<Pick<DeviceInput, 'allowFrom' | 'allowRecipients' | 'maxMessageSize' | 'enabled'>> & { upstream?: string | null };
 
 export interface DeviceLimits {
   /** smtp.maxMessageSize */
@@ -81,6 +81,7 @@ export class DeviceRegistry {
   private limits: DeviceLimits;
   /** Serialises store writes so concurrent API calls cannot lose an update. */
   private writeChain: Promise<void> = Promise.resolve();
+  private readonly undecryptable = new Set<string>();
 
   constructor(private readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir);
@@ -161,7 +162,10 @@ export class DeviceRegistry {
   verifyPassword(device: Device, password: string): boolean {
     const entry = this.entry(device.name);
     if (!entry || device.auth !== 'password') return false;
-    if (entry.secret) return safeEqual(entry.secret(), password);
+    if (entry.secret) {
+      const secret = entry.secret();
+      return secret !== undefined && safeEqual(secret, password);
+    }
     if (entry.passwordHash) return verifyPasswordHash(password, entry.passwordHash);
     return false;
   }
@@ -265,6 +269,24 @@ export class DeviceRegistry {
     await run;
   }
 
+  /**
+   * Decrypts a stored device secret. A changed secret key makes that impossible: the login fails (535, not a
+   * crash) and the reason is kept for the admin, since the device needs a new password.
+   */
+  private openSealed(name: string, sealed: string): string | undefined {
+    try {
+      return this.box.open(sealed);
+    } catch {
+      this.undecryptable.add(name);
+      return undefined;
+    }
+  }
+
+  /** API devices whose stored secret cannot be decrypted with the current secret key. */
+  undecryptableDevices(): string[] {
+    return [...this.undecryptable];
+  }
+
   private rebuildApiEntries(): void {
     const entries = new Map<string, DeviceEntry>();
     for (const stored of this.apiDevices) {
@@ -281,7 +303,7 @@ export class DeviceRegistry {
         },
         ranges: stored.allowFrom.map((r) => parseCidr(r)),
         rules: stored.allowRecipients.map((r) => parseAddressRule(r)),
-        secret: sealed === undefined ? undefined : () => this.box.open(sealed),
+        secret: sealed === undefined ? undefined : () => this.openSealed(stored.name, sealed),
       });
     }
     this.apiEntries = entries;

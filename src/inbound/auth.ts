@@ -14,6 +14,8 @@ export function decideAuth(auth: SMTPServerAuthentication, remoteAddress: string
   const username = auth.username ?? '';
   const device = username ? devices.findByUsername(username) : undefined;
   if (!device || device.auth !== 'password') return { ok: false, reply: replies.authFailed, reason: 'unknown login' };
+  // Checked before the password, so a client outside allowFrom cannot learn whether its guess was right.
+  if (!devices.isAllowedFrom(device, remoteAddress)) return { ok: false, reply: replies.authWrongAddress, reason: 'source address not in allowFrom', device };
 
   let valid: boolean;
   if (auth.method === 'CRAM-MD5') {
@@ -27,6 +29,5 @@ export function decideAuth(auth: SMTPServerAuthentication, remoteAddress: string
   }
   if (!valid) return { ok: false, reply: replies.authFailed, reason: 'wrong password', device };
   if (!device.enabled) return { ok: false, reply: replies.authFailed, reason: 'device disabled', device };
-  if (!devices.isAllowedFrom(device, remoteAddress)) return { ok: false, reply: replies.authWrongAddress, reason: 'source address not in allowFrom', device };
   return { ok: true, device };
 }

@@ -18,6 +18,7 @@ import { newSessionId } from '../shared/ids.js';
 import { decideAuth } from './auth.js';
 import { checkMailFrom, checkRecipient, identifySender, type SessionIdentity } from './policy.js';
 import { replies, replyError, type SmtpReply } from './replies.js';
+import { QuirkTolerantSmtpServer } from './quirks.js';
 
 export { replies, type SmtpReply } from './replies.js';
 
@@ -241,7 +242,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         events.emit('session.closed', { sessionId: state.sessionId, remoteAddress: state.remoteAddress, device: state.identity?.device.name });
       },
     };
-    const server = new SMTPServer(options);
+    const server = new QuirkTolerantSmtpServer(options, { onQuirk: (quirk, session, command) => stateOf(session).logger.info({ quirk, command }, 'smtp.quirk') });
     server.on('error', (err) => deps.logger.warn({ err: errorMessage(err), listener }, 'smtp.server.error'));
     return server;
   }

@@ -378,20 +378,27 @@ export class Queue {
 
   /** Applies a change in memory and persists the record durably, serialised per message. */
   private async update(id: string, change: (message: QueuedMessage) => void): Promise<QueuedMessage> {
-    const message = this.messages.get(id);
-    if (!message) throw new NotFoundError('message', id);
-    change(message);
-    message.updatedAt = this.now();
-    const snapshot = JSON.stringify(stripState(message));
+    if (!this.messages.has(id)) throw new NotFoundError('message', id);
+    // Updates of one message run one after another: each changes a copy of the latest state, and memory
+    // takes the copy only once the disk has it, so memory and disk never disagree.
     const previous = this.writes.get(id) ?? Promise.resolve();
-    const write = previous.catch(() => undefined).then(() => writeFileDurable(this.recordPath(id), snapshot, { tmpDir: this.tmpDir }));
-    this.writes.set(id, write);
+    const run = previous.catch(() => undefined).then(async () => {
+      const current = this.messages.get(id);
+      if (!current) throw new NotFoundError('message', id);
+      const next = structuredClone(current);
+      change(next);
+      next.updatedAt = this.now();
+      await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
+      if (this.messages.has(id)) this.messages.set(id, next);
+      return next;
+    });
+    const settled = run.then(() => undefined);
+    this.writes.set(id, settled);
     try {
-      await write;
+      return { ...(await run) };
     } finally {
-      if (this.writes.get(id) === write) this.writes.delete(id);
+      if (this.writes.get(id) === settled) this.writes.delete(id);
     }
-    return { ...message };
   }
 
   private async removeFiles(id: string): Promise<void> {

@@ -31,6 +31,9 @@ const BATCH_BYTES = 256 * 1024;
 const HEADER_SNIFF_LIMIT = 64 * 1024;
 
 export async function spoolBody(source: Readable, path: string, maxSize: number): Promise<SpoolResult> {
+  // The source may fail while the file is being opened, before the loop below listens: without this an
+  // 'error' event with no listener would crash the process. The loop still sees the error (stream.errored).
+  source.on('error', () => undefined);
   let handle: FileHandle;
   try {
     handle = await open(path, 'wx', 0o640);

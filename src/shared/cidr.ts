@@ -6,6 +6,12 @@ export type ParsedCidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 /** Accepts "10.20.0.0/16", "10.20.5.17" (a single host) and IPv6 forms. Throws with a readable reason. */
 export function parseCidr(text: string): ParsedCidr {
   const value = text.trim();
+  // ipaddr.js also takes inet_aton forms ("10.20.517" = 10.20.2.5, "010.0.0.1" = octal 8.0.0.1): a typo
+  // or zero padding would silently pin a device to another host. Only dotted-quad decimal IPv4 is allowed.
+  const host = value.split('/')[0];
+  if (!host.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(host)) {
+    throw new Error(`"${value}" is not a valid ${value.includes('/') ? 'CIDR range' : 'IP address'} (write IPv4 as four decimal numbers, e.g. 10.20.5.17)`);
+  }
   if (value.includes('/')) {
     try {
       return ipaddr.parseCIDR(value);

@@ -1,0 +1,199 @@
+/**
+ * One delivery attempt of one message through one upstream: build the outgoing headers, send the pending
+ * recipients in groups of maxRecipientsPerMessage (raw bytes streamed from the spool), classify what came
+ * back, and record the outcome in the queue (each mark* is one durable write):
+ *
+ *   all recipients accepted         -> markDelivered (one write)
+ *   some refused for good           -> their results, then delivered (others accepted) or failed (none)
+ *   temporary trouble               -> markDeferred with back-off, or failed once maxLifetime has passed
+ *   credentials refused             -> markHeld (upstream auth-failed)
+ *   quota / rate limit / TLS        -> upstream paused, message deferred to the end of the pause
+ *   message refused for good        -> markFailed with the upstream's reply
+ */
+import type { DeliveryConfig } from '../config/index.js';
+import type { Device } from '../devices/index.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { nextRetryDelay, type Queue, type QueuedMessage, type RecipientStatus } from '../queue/index.js';
+import { classifyUpstreamError, type Classification } from './classify.js';
+import { buildOutgoingHeaders, outgoingStream, readHeaderBlock } from './headers.js';
+import type { Upstream, UpstreamSendError } from './upstreams.js';
+
+export interface AttemptContext {
+  queue: Queue;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  hostname: string;
+  delivery: DeliveryConfig;
+  now: () => number;
+  /** Tell the admin about a failure (optional notice mail); never throws. */
+  notify: (message: QueuedMessage, reason: string, failedRecipients: RecipientStatus[]) => void;
+}
+
+/** Held because the upstream refused its credentials; released when the upstream's config changes. */
+export const HOLD_UPSTREAM_AUTH = 'upstream-auth-failed';
+
+interface Stop {
+  err: UpstreamSendError;
+  classification: Classification;
+}
+
+export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessage, device: Device, upstream: Upstream): Promise<void> {
+  const { queue } = ctx;
+  const log = ctx.logger.child({ queueId: message.id, device: device.name, upstream: upstream.name });
+  const path = queue.bodyPath(message.id);
+
+  let block: Buffer | undefined;
+  try {
+    block = await readHeaderBlock(path, message.headers.headerBytes);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await fail(ctx, message, upstream, 'the spooled message body is missing', [], log);
+    return;
+  }
+  const headers = buildOutgoingHeaders(block, message.headers, {
+    queueId: message.id, receivedAt: message.receivedAt, hostname: ctx.hostname, deviceName: device.name,
+    client: message.client, account: upstream.config.user, fromMode: upstream.config.fromMode,
+  });
+  if (headers.rewriteSkipped) log.warn('delivery.from-rewrite-skipped: header block longer than 64 KiB or without an end; From kept as sent');
+  const size = headers.prefix.length + message.size - headers.skipBytes;
+  if (size > upstream.config.maxMessageSize) {
+    await fail(ctx, message, upstream, `message is ${size} bytes; upstream '${upstream.name}' accepts at most ${upstream.config.maxMessageSize}`, [], log);
+    return;
+  }
+
+  const pending = message.recipients.filter((r) => r.state === 'pending').map((r) => r.address);
+  const groups = chunk(pending, upstream.config.maxRecipientsPerMessage);
+  queue.noteAttempt(message.id, upstream.name);
+  const startedAt = ctx.now();
+
+  const accepted = new Set<string>();
+  const failed: RecipientStatus[] = [];
+  const deferredReasons: string[] = [];
+  let unsaved: RecipientStatus[] = [];
+  let response: string | undefined;
+  let stop: Stop | undefined;
+
+  const recordRejections = (errors: UpstreamSendError[], at: number) => {
+    for (const rejection of errors) {
+      if (!rejection.recipient) continue;
+      const c = classifyUpstreamError(rejection);
+      if (c.action === 'fail-recipient' || c.action === 'fail-message') {
+        const status: RecipientStatus = { address: rejection.recipient, state: 'failed', response: c.reason, at };
+        failed.push(status);
+        unsaved.push(status);
+      } else {
+        deferredReasons.push(`${rejection.recipient}: ${c.reason}`);
+      }
+    }
+  };
+
+  for (let i = 0; i < groups.length && !stop; i++) {
+    try {
+      const info = await upstream.send({
+        to: groups[i], size, use8BitMime: message.has8bit || message.envelope.bodyType === '8bitmime', messageId: headers.messageId,
+        raw: () => outgoingStream(path, headers),
+      });
+      const at = ctx.now();
+      upstream.noteSuccess(at);
+      response = info.response;
+      for (const address of info.accepted) {
+        accepted.add(address.toLowerCase());
+        unsaved.push({ address, state: 'delivered', response: info.response, at });
+      }
+      recordRejections(info.rejectedErrors, at);
+    } catch (caught) {
+      const err = caught as UpstreamSendError;
+      const classification = classifyUpstreamError(err);
+      const perRecipient = err.rejectedErrors && err.rejectedErrors.length > 0 && classification.action !== 'hold-upstream' && classification.action !== 'pause-upstream';
+      upstream.noteFailure(err, classification.upstreamState, ctx.now());
+      if (perRecipient) recordRejections(err.rejectedErrors!, ctx.now());
+      else stop = { err, classification };
+    }
+    // Between groups, results are saved so a crash does not re-send to recipients already done.
+    if (i < groups.length - 1 && unsaved.length > 0) {
+      await queue.setRecipientResults(message.id, unsaved);
+      unsaved = [];
+    }
+  }
+
+  const remaining = pending.filter((a) => !accepted.has(a.toLowerCase()) && !failed.some((f) => f.address.toLowerCase() === a.toLowerCase()));
+  const deliveredBefore = message.recipients.some((r) => r.state === 'delivered');
+  const durationMs = ctx.now() - startedAt;
+
+  // Everything accepted in one go is the common case: one durable write (markDelivered).
+  const allAccepted = remaining.length === 0 && failed.length === 0;
+  if (unsaved.length > 0 && !allAccepted) await queue.setRecipientResults(message.id, unsaved);
+
+  if (stop?.classification.action === 'hold-upstream') {
+    const reason = `upstream '${upstream.name}' refused its credentials (${stop.classification.reason}); fix them in the config and reload`;
+    await queue.markHeld(message.id, { code: HOLD_UPSTREAM_AUTH, reason });
+    ctx.metrics.recordDeliveryAttempt(upstream.name, 'held');
+    log.error({ reason: stop.classification.reason, durationMs }, 'delivery.held');
+    return;
+  }
+  if (stop?.classification.action === 'pause-upstream') {
+    const until = upstream.pause(stop.classification.pause ?? 'short', ctx.delivery, ctx.now());
+    await queue.markDeferred(message.id, errorFacts(stop), until);
+    ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
+    log.warn({ reason: stop.classification.reason, category: stop.classification.category, pausedUntil: new Date(until).toISOString(), durationMs }, 'delivery.deferred');
+    return;
+  }
+  if (stop?.classification.action === 'fail-message' || stop?.classification.action === 'fail-recipient') {
+    await fail(ctx, message, upstream, stop.classification.reason, failed, log, stop);
+    return;
+  }
+
+  if (remaining.length === 0) {
+    if (accepted.size > 0 || deliveredBefore) {
+      await queue.markDelivered(message.id, { upstream: upstream.name, response });
+      ctx.metrics.recordDeliveryAttempt(upstream.name, 'delivered');
+      ctx.metrics.recordDelivered(device.name, upstream.name, (ctx.now() - message.receivedAt) / 1000);
+      log.info({ recipients: accepted.size, refused: failed.length, response, durationMs, size }, 'delivery.delivered');
+      if (failed.length > 0) ctx.notify(message, 'some recipients were refused by the upstream', failed);
+    } else {
+      await fail(ctx, message, upstream, failed.map((f) => `${f.address}: ${f.response}`).join('; '), failed, log);
+    }
+    return;
+  }
+
+  // Something is still pending: a temporary failure of the whole attempt or of some recipients.
+  const reason = stop?.classification.reason ?? `recipients deferred by the upstream: ${deferredReasons.join('; ')}`;
+  const now = ctx.now();
+  const expiresAt = message.receivedAt + ctx.delivery.maxLifetimeMs;
+  if (now >= expiresAt) {
+    const attempts = message.attempts + 1;
+    await fail(ctx, message, upstream, `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} over ${formatAge(now - message.receivedAt)}: ${reason}`, failed, log, stop);
+    return;
+  }
+  const nextAttemptAt = Math.min(now + nextRetryDelay(message.attempts + 1, ctx.delivery.retryBaseMs, ctx.delivery.retryMaxMs), expiresAt);
+  await queue.markDeferred(message.id, stop ? errorFacts(stop) : { message: reason }, nextAttemptAt);
+  ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
+  log.warn({ reason, category: stop?.classification.category, nextAttemptAt: new Date(nextAttemptAt).toISOString(), attempts: message.attempts + 1, durationMs }, 'delivery.deferred');
+}
+
+async function fail(ctx: AttemptContext, message: QueuedMessage, upstream: Upstream, reason: string, failedRecipients: RecipientStatus[], log: Logger, stop?: Stop): Promise<void> {
+  await ctx.queue.markFailed(message.id, reason, stop ? errorFacts(stop) : undefined);
+  ctx.metrics.recordDeliveryAttempt(upstream.name, 'failed');
+  ctx.metrics.recordFailed(message.device);
+  log.error({ reason }, 'delivery.failed');
+  const pendingAsFailed = failedRecipients.length > 0 ? failedRecipients : message.recipients.filter((r) => r.state === 'pending').map((r) => ({ ...r, state: 'failed' as const, response: reason }));
+  ctx.notify(message, reason, pendingAsFailed);
+}
+
+function errorFacts(stop: Stop): { message: string; code?: string; responseCode?: number } {
+  return { message: stop.classification.reason, code: stop.err.code, responseCode: stop.err.responseCode };
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += Math.max(1, size)) out.push(items.slice(i, i + Math.max(1, size)));
+  return out;
+}
+
+function formatAge(ms: number): string {
+  if (ms >= 86_400_000) return `${(ms / 86_400_000).toFixed(1)} days`;
+  if (ms >= 3_600_000) return `${(ms / 3_600_000).toFixed(1)} hours`;
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)} minutes`;
+  return `${Math.round(ms / 1000)} seconds`;
+}

@@ -1,0 +1,334 @@
+/**
+ * One upstream account: its nodemailer transport, the endpoint in use (tls 465 / starttls 587 / auto),
+ * its state (up, unknown, auth-failed, unreachable, quota-paused, tls-failed), pause and pacing.
+ *
+ * Transport: a nodemailer pool per upstream (credentials are fixed per pool), maxConnections from the
+ * config, maxRequeues 0. The pool reuses TLS sessions for bursts of scans to the same account, which is
+ * the common case; requeues are off because a connection lost mid-send may already have delivered the
+ * message, and our durable queue decides about retries itself (FACTS §2.3).
+ *
+ * Security: tls = implicit TLS; starttls = requireTLS (STARTTLS or nothing, never plaintext); auto = probe
+ * implicit TLS on tlsPort, then STARTTLS on starttlsPort, remember what worked. forceAuth: a server that
+ * does not offer AUTH gets an AUTH attempt anyway and fails, so mail never leaves unauthenticated.
+ */
+import { rootCertificates } from 'node:tls';
+import type { Readable } from 'node:stream';
+import nodemailer from 'nodemailer';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
+import type { GatewayMetrics, UpstreamState } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { nextRetryDelay } from '../queue/index.js';
+import { classifyUpstreamError, describeUpstreamError, type UpstreamErrorLike } from './classify.js';
+import { OAuth2TokenProvider } from './oauth2.js';
+import { Pacing } from './pacing.js';
+
+export interface Endpoint {
+  port: number;
+  security: 'tls' | 'starttls';
+}
+
+export interface OutgoingMail {
+  to: string[];
+  /** Bytes of the message as sent (for SIZE=). */
+  size: number;
+  use8BitMime: boolean;
+  messageId?: string;
+  /** A fresh readable of the message for each call. */
+  raw: () => Readable | Buffer | string;
+}
+
+/** A nodemailer error as thrown by sendMail/verify. */
+export type UpstreamSendError = Error & UpstreamErrorLike & { recipient?: string; rejected?: string[]; rejectedErrors?: UpstreamSendError[] };
+
+export interface SendResult {
+  accepted: string[];
+  rejected: string[];
+  rejectedErrors: UpstreamSendError[];
+  response: string;
+}
+
+export interface UpstreamDeps {
+  logger: Logger;
+  metrics: GatewayMetrics;
+  /** EHLO name. */
+  hostname: string;
+  now: () => number;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const GREETING_TIMEOUT_MS = 30_000;
+
+type Mailer = ReturnType<typeof nodemailer.createTransport>;
+
+export class Upstream {
+  state: UpstreamState = 'unknown';
+  lastSuccessAt?: number;
+  lastError?: { at: number; message: string; code?: string; responseCode?: number };
+  /** Deliveries running now (the worker keeps this <= maxConnections). */
+  busy = 0;
+  pausedUntil?: number;
+  pacing: Pacing;
+  /** The endpoint in use (for auto: the one that worked). */
+  endpoint?: Endpoint;
+  private pauseLevel = 0;
+  private transport?: { endpoint: Endpoint; mailer: Mailer };
+  private probing?: Promise<Endpoint>;
+  private tokens?: OAuth2TokenProvider;
+  private readonly logger: Logger;
+
+  constructor(public config: UpstreamConfig, private readonly deps: UpstreamDeps) {
+    this.logger = deps.logger.child({ upstream: config.name });
+    this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
+    this.tokens = this.createTokenProvider();
+    if (config.security !== 'auto') this.endpoint = { port: config.port, security: config.security };
+    deps.metrics.setUpstreamState(config.name, this.state);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** New settings (credentials fixed, host changed...): start over with a fresh transport and state. */
+  reconfigure(config: UpstreamConfig): void {
+    this.closeTransport(false);
+    this.config = config;
+    this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
+    this.tokens = this.createTokenProvider();
+    this.endpoint = config.security === 'auto' ? undefined : { port: config.port, security: config.security };
+    this.resume();
+    this.lastError = undefined;
+    this.setState('unknown');
+  }
+
+  /** Clears a pause (admin retry, new config); the state is decided by the next attempt. */
+  resume(): void {
+    this.pausedUntil = undefined;
+    this.pauseLevel = 0;
+  }
+
+  /** Forget failure state and pause (admin retry); the next attempt decides the state. */
+  reset(): void {
+    this.resume();
+    this.setState('unknown');
+  }
+
+  /** Earliest time a new message may start: after a pause and within the pacing limits. */
+  blockedUntil(now: number): number {
+    return Math.max(this.pausedUntil ?? 0, this.pacing.nextAllowedAt(now));
+  }
+
+  /** Pauses the upstream: short = back-off from retryBase, long = the daily window (retryMax doubling, at most 24 h). */
+  pause(kind: 'short' | 'long', delivery: DeliveryConfig, now: number): number {
+    this.pauseLevel++;
+    const duration = kind === 'long'
+      ? Math.min(DAY_MS, delivery.retryMaxMs * 2 ** (this.pauseLevel - 1))
+      : nextRetryDelay(this.pauseLevel, delivery.retryBaseMs, delivery.retryMaxMs);
+    this.pausedUntil = now + duration;
+    return this.pausedUntil;
+  }
+
+  /** The upstream answered 250. */
+  noteSuccess(now: number): void {
+    this.lastSuccessAt = now;
+    this.resume();
+    this.setState('up');
+  }
+
+  /** An attempt or check failed; `state` is what the failure says about the upstream (classify.ts). */
+  noteFailure(err: UpstreamErrorLike, state: UpstreamState | undefined, now: number): void {
+    this.lastError = { at: now, message: describeUpstreamError(err), code: err.code, responseCode: err.responseCode };
+    if (state) this.setState(state, this.lastError.message);
+  }
+
+  async send(mail: OutgoingMail): Promise<SendResult> {
+    const endpoint = await this.resolveEndpoint();
+    const mailer = this.mailerFor(endpoint);
+    try {
+      const info = await mailer.sendMail({
+        // MAIL FROM is always the account: Gmail only sends as the authenticated user.
+        envelope: { from: this.config.user, to: mail.to, size: mail.size, use8BitMime: mail.use8BitMime } as { from: string; to: string[] },
+        raw: mail.raw(),
+        messageId: mail.messageId,
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      });
+      const rejectedErrors = ((info as { rejectedErrors?: UpstreamSendError[] }).rejectedErrors ?? []);
+      return { accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), rejectedErrors, response: info.response };
+    } catch (err) {
+      this.forgetEndpointAfter(err as UpstreamSendError);
+      throw err;
+    }
+  }
+
+  /** Connect, TLS, AUTH, QUIT (admin "verify"); resolves with the endpoint used. */
+  async verify(): Promise<Endpoint> {
+    const endpoint = await this.resolveEndpoint();
+    try {
+      await this.mailerFor(endpoint).verify();
+    } catch (err) {
+      this.forgetEndpointAfter(err as UpstreamSendError);
+      throw err;
+    }
+    return endpoint;
+  }
+
+  close(force = false): void {
+    this.closeTransport(force);
+  }
+
+  // ---- internals ----
+
+  private setState(next: UpstreamState, reason?: string): void {
+    if (next === this.state) return;
+    const previous = this.state;
+    this.state = next;
+    this.deps.metrics.setUpstreamState(this.name, next);
+    const facts = { previous, state: next, host: this.config.host, user: this.config.user, reason };
+    switch (next) {
+      case 'auth-failed':
+        this.logger.error({ ...facts, action: `fix the ${this.config.auth === 'oauth2' ? 'OAuth2 refresh token' : 'password'} of upstream '${this.name}' and reload the config; its messages are held until then` }, 'upstream.auth-failed');
+        break;
+      case 'tls-failed':
+        this.logger.error({ ...facts, action: 'check the upstream host, port, security and tls settings; messages wait and the upstream is re-tried with back-off' }, 'upstream.tls-failed');
+        break;
+      case 'unreachable':
+      case 'quota-paused':
+        this.logger.warn({ ...facts, pausedUntil: this.pausedUntil }, `upstream.${next}`);
+        break;
+      default:
+        this.logger.info(facts, `upstream.${next}`);
+    }
+  }
+
+  private createTokenProvider(): OAuth2TokenProvider | undefined {
+    const oauth2 = this.config.auth === 'oauth2' ? this.config.oauth2 : undefined;
+    if (!oauth2) return undefined;
+    return new OAuth2TokenProvider({
+      user: this.config.user, clientId: oauth2.clientId, clientSecret: oauth2.clientSecret, refreshToken: oauth2.refreshToken,
+      tokenUrl: oauth2.tokenUrl, scope: oauth2.scope, requestTimeoutMs: this.config.connectionTimeoutMs,
+    }, this.logger, this.deps.now);
+  }
+
+  private authOptions() {
+    if (this.tokens) return { type: 'OAuth2', user: this.config.user, provisionCallback: this.tokens.provision };
+    return { user: this.config.user, pass: this.config.password };
+  }
+
+  private connectionOptions(endpoint: Endpoint) {
+    const tls = this.config.tls;
+    return {
+      host: this.config.host,
+      port: endpoint.port,
+      secure: endpoint.security === 'tls',
+      requireTLS: endpoint.security === 'starttls',
+      opportunisticTLS: false,
+      ignoreTLS: false,
+      servername: tls.servername,
+      // A configured CA is trusted in addition to the public roots, never instead of verification.
+      tls: {
+        ca: tls.ca ? [...rootCertificates, tls.ca] : undefined,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        servername: tls.servername,
+        minVersion: tls.minVersion,
+      },
+      name: this.deps.hostname,
+      connectionTimeout: this.config.connectionTimeoutMs,
+      greetingTimeout: Math.min(GREETING_TIMEOUT_MS, this.config.connectionTimeoutMs),
+      socketTimeout: this.config.socketTimeoutMs,
+      logger: false,
+    };
+  }
+
+  private mailerFor(endpoint: Endpoint): Mailer {
+    if (this.transport && sameEndpoint(this.transport.endpoint, endpoint)) return this.transport.mailer;
+    this.closeTransport(false);
+    const mailer = nodemailer.createTransport({
+      ...this.connectionOptions(endpoint),
+      pool: true,
+      maxConnections: this.config.maxConnections,
+      maxMessages: 100,
+      maxRequeues: 0,
+      forceAuth: true,
+      auth: this.authOptions(),
+    });
+    mailer.on('error', (err) => this.logger.warn({ err: (err as Error).message }, 'upstream.transport.error'));
+    this.transport = { endpoint, mailer };
+    return mailer;
+  }
+
+  private closeTransport(force: boolean): void {
+    const transport = this.transport;
+    this.transport = undefined;
+    if (!transport) return;
+    (transport.mailer.transporter as { close(options?: { force?: boolean }): void }).close({ force });
+  }
+
+  private async resolveEndpoint(): Promise<Endpoint> {
+    if (this.endpoint) return this.endpoint;
+    this.probing ??= this.probeAuto().finally(() => {
+      this.probing = undefined;
+    });
+    return this.probing;
+  }
+
+  /** auto: implicit TLS on tlsPort first, then STARTTLS on starttlsPort; connect + TLS only, no AUTH. */
+  private async probeAuto(): Promise<Endpoint> {
+    const candidates: Endpoint[] = [
+      { port: this.config.tlsPort, security: 'tls' },
+      { port: this.config.starttlsPort, security: 'starttls' },
+    ];
+    const failures: Array<{ endpoint: Endpoint; err: UpstreamSendError }> = [];
+    for (const endpoint of candidates) {
+      try {
+        await this.probe(endpoint);
+        this.endpoint = endpoint;
+        this.logger.info({ host: this.config.host, port: endpoint.port, security: endpoint.security, tried: failures.map((f) => `${f.endpoint.security}:${f.endpoint.port}`) }, 'upstream.auto.selected');
+        return endpoint;
+      } catch (err) {
+        failures.push({ endpoint, err: err as UpstreamSendError });
+        this.logger.debug({ port: endpoint.port, security: endpoint.security, err: describeUpstreamError(err as UpstreamSendError) }, 'upstream.auto.probe-failed');
+      }
+    }
+    // Report the TLS problem when there is one (more telling than a closed port), with both tries.
+    const chosen = failures.find((f) => classifyUpstreamError(f.err).category === 'tls') ?? failures[failures.length - 1];
+    const summary = failures
+      .map((f) => `${f.endpoint.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} on port ${f.endpoint.port}: ${describeUpstreamError(f.err)}`)
+      .join('; ');
+    throw Object.assign(new Error(`no usable endpoint (security auto): ${summary}`), {
+      code: chosen.err.code, originalCode: chosen.err.originalCode, command: chosen.err.command, responseCode: chosen.err.responseCode,
+    });
+  }
+
+  private probe(endpoint: Endpoint): Promise<void> {
+    const connection = new SMTPConnection(this.connectionOptions(endpoint));
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        if (err) {
+          connection.close();
+          reject(err);
+        } else {
+          connection.quit();
+          resolve();
+        }
+      };
+      connection.once('error', (err: Error) => finish(err));
+      connection.once('end', () => finish(Object.assign(new Error('connection closed during the probe'), { code: 'ECONNECTION' })));
+      connection.connect((err?: Error | null) => finish(err ?? undefined));
+    });
+  }
+
+  /** auto: after a connection-level failure, probe again next time (the other port may be the one now). */
+  private forgetEndpointAfter(err: UpstreamSendError): void {
+    if (this.config.security !== 'auto') return;
+    const category = classifyUpstreamError(err).category;
+    if (category === 'network' || category === 'timeout' || category === 'tls') this.endpoint = undefined;
+  }
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.port === b.port && a.security === b.security;
+}

@@ -1,0 +1,98 @@
+/**
+ * Tolerance for printer SMTP quirks that smtp-server refuses with 501 (see docs/quirks.md):
+ *   - `MAIL FROM:addr` / `RCPT TO:addr` without angle brackets -> `<addr>` (an empty `MAIL FROM:` -> `<>`)
+ *   - `HELO`/`EHLO` with no name -> the client's address literal; with several words -> the first word
+ * The rewrite happens per command, after smtp-server's parser has split the line, so it can never touch
+ * message data, AUTH continuation lines or anything after STARTTLS that is not a command. Everything
+ * else (replies, checks, hooks) is smtp-server's own code.
+ *
+ * How: smtp-server looks command handlers up as `connection['handler_' + NAME]`, so a subclass of its
+ * SMTPConnection overrides four of them, and a subclass of SMTPServer creates that connection in
+ * connect(). connect() mirrors smtp-server 3.21.6 (5 lines); test/integration/quirks.test.ts fails if a
+ * smtp-server update changes this contract.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { isIPv6 } from 'node:net';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js';
+
+export type SmtpQuirk = 'path-without-brackets' | 'empty-mail-from' | 'helo-without-name' | 'helo-with-spaces';
+
+export interface QuirkHooks {
+  /** Called each time a command was rewritten, so the log shows which devices need it. */
+  onQuirk?(quirk: SmtpQuirk, session: SMTPServerSession, command: string): void;
+}
+
+type Rewrite = { line: string; quirk: SmtpQuirk } | undefined;
+
+const PATH_COMMAND = /^(\s*(MAIL FROM|RCPT TO)\s*:)(.*)$/i;
+
+/** `MAIL FROM:a@b SIZE=1` -> `MAIL FROM:<a@b> SIZE=1`; undefined when the line needs no help. */
+export function bracketPath(line: string): Rewrite {
+  const match = PATH_COMMAND.exec(line);
+  if (!match) return undefined;
+  const [, head, verb, rest] = match;
+  const [address = '', ...params] = rest.trim().split(/\s+/).filter(Boolean);
+  if (address.startsWith('<')) return undefined;
+  if (!address) {
+    // A printer without a "Return Email Address" may send an empty reverse-path: that is the null sender.
+    return verb.toUpperCase() === 'MAIL FROM' ? { line: `${head}<>`, quirk: 'empty-mail-from' } : undefined;
+  }
+  return { line: [`${head}<${address}>`, ...params].join(' '), quirk: 'path-without-brackets' };
+}
+
+/** `HELO` -> `HELO <fallback>`; `HELO a b` -> `HELO a`; undefined when the line is already well formed. */
+export function helloWithOneName(line: string, fallbackName: string): Rewrite {
+  const parts = line.trim().split(/\s+/);
+  if (parts.length === 2) return undefined;
+  if (parts.length === 1) return { line: `${parts[0]} ${fallbackName}`, quirk: 'helo-without-name' };
+  return { line: `${parts[0]} ${parts[1]}`, quirk: 'helo-with-spaces' };
+}
+
+/** RFC 5321 address literal for the client, used as its name when it gives none. */
+export function addressLiteral(address: string): string {
+  return isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`;
+}
+
+class QuirkTolerantConnection extends SMTPConnection {
+  private tolerate(command: Buffer, rewrite: (line: string) => Rewrite): Buffer {
+    const line = command.toString(); // the same decoding smtp-server applies to commands
+    const result = rewrite(line);
+    if (!result) return command;
+    (this._server as QuirkTolerantSmtpServer).hooks.onQuirk?.(result.quirk, this.session, line.slice(0, 300));
+    return Buffer.from(result.line);
+  }
+
+  override handler_HELO(command: Buffer, callback: () => void): void {
+    super.handler_HELO(this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))), callback);
+  }
+
+  override handler_EHLO(command: Buffer, callback: () => void): void {
+    super.handler_EHLO(this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))), callback);
+  }
+
+  override handler_MAIL(command: Buffer, callback: () => void): void {
+    super.handler_MAIL(this.tolerate(command, bracketPath), callback);
+  }
+
+  override handler_RCPT(command: Buffer, callback: () => void): void {
+    super.handler_RCPT(this.tolerate(command, bracketPath), callback);
+  }
+}
+
+/** Drop-in for SMTPServer that accepts the quirks listed above. */
+export class QuirkTolerantSmtpServer extends SMTPServer {
+  constructor(options: SMTPServerOptions, readonly hooks: QuirkHooks = {}) {
+    super(options);
+  }
+
+  override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+    // As SMTPServer.connect (smtp-server 3.21.6), with the tolerant connection class.
+    const connection = new QuirkTolerantConnection(this, socket, socketOptions);
+    this.connections.add(connection);
+    connection.on('error', (err: Error) => this._onError(err));
+    connection.on('connect', (data) => this._onClientConnect(data));
+    connection.init();
+  }
+}

@@ -1,0 +1,320 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Socket } from 'node:net';
+import { createHash } from 'node:crypto';
+import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { RawSmtpClient } from '../helpers/raw-smtp.js';
+import { hashPassword } from '../../src/devices/index.js';
+
+/** A line-oriented POP3 client over a raw socket: exact commands in, reply lines out. */
+class RawPop3Client {
+  private buffer = '';
+  private waiters: Array<() => void> = [];
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (data: string) => {
+      this.buffer += data;
+      this.notify();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.notify();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async open(port: number): Promise<{ client: RawPop3Client; greeting: string }> {
+    const socket = connect({ port, host: '127.0.0.1' });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    const client = new RawPop3Client(socket);
+    return { client, greeting: await client.readLine() };
+  }
+
+  /** Sends one command and reads a single-line reply. */
+  async command(line: string): Promise<string> {
+    this.socket.write(`${line}\r\n`);
+    return this.readLine();
+  }
+
+  /** Sends one command and reads a multi-line reply up to the "." line (or a single -ERR line). */
+  async multiline(line: string): Promise<string[]> {
+    this.socket.write(`${line}\r\n`);
+    const first = await this.readLine();
+    if (!first.startsWith('+OK')) return [first];
+    const lines = [first];
+    for (;;) {
+      const next = await this.readLine();
+      lines.push(next);
+      if (next === '.') return lines;
+    }
+  }
+
+  async readLine(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = this.buffer.indexOf('\r\n');
+      if (end !== -1) {
+        const line = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 2);
+        return line;
+      }
+      if (this.closed) throw new Error(`connection closed (buffer: ${JSON.stringify(this.buffer)})`);
+      if (Date.now() > deadline) throw new Error(`no line within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async waitClosed(timeoutMs = 10_000): Promise<void> {
+    await waitFor(() => this.closed, { timeoutMs, what: 'POP3 connection to close' });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}
+
+const PASSWORD = 'Pop3-secret-0123456789';
+const PRINTER = { name: 'printer-2f', username: 'wc6505', password: PASSWORD, allowFrom: ['127.0.0.1'], allowRecipients: ['*@example.org'] };
+
+function apopDigest(greeting: string, secret: string): string {
+  const timestamp = /<[^>]+>/.exec(greeting)?.[0];
+  if (!timestamp) throw new Error(`no APOP timestamp in ${greeting}`);
+  return createHash('md5').update(timestamp + secret).digest('hex');
+}
+
+/** MAIL FROM without AUTH; returns the reply code (250 when the address is granted). */
+async function mailFromWithoutAuth(port: number): Promise<{ client: RawSmtpClient; code: number }> {
+  const { client } = await RawSmtpClient.open(port);
+  await client.command('EHLO wc6505');
+  const reply = await client.command('MAIL FROM:<scanner@example.org>');
+  return { client, code: reply.code };
+}
+
+async function sendWithoutAuth(port: number, subject: string): Promise<string> {
+  const { client, code } = await mailFromWithoutAuth(port);
+  try {
+    expect(code).toBe(250);
+    expect((await client.command('RCPT TO:<inbox@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    const done = await client.command(`From: scanner@example.org\r\nSubject: ${subject}\r\n\r\nscan\r\n.`);
+    expect(done.code).toBe(250);
+    const id = /queued as (\w+)/.exec(done.text)?.[1];
+    expect(id).toBeDefined();
+    return id!;
+  } finally {
+    client.close();
+  }
+}
+
+describe('POP3 listener for POP-before-SMTP', () => {
+  let gw: TestGateway | undefined;
+  const clients: Array<{ close(): void }> = [];
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await gw?.stop();
+    gw = undefined;
+  });
+
+  async function start(extra: RawConfig = {}, devices: unknown[] = [PRINTER]): Promise<TestGateway> {
+    const pop3Extra = (extra.pop3 ?? {}) as RawConfig;
+    gw = await startTestGateway({ ...extra, devices, pop3: { enabled: true, host: '127.0.0.1', port: 0, ...pop3Extra } });
+    expect(gw.addresses.pop3?.port).toBeGreaterThan(0);
+    return gw;
+  }
+
+  async function pop3(): Promise<{ client: RawPop3Client; greeting: string }> {
+    const opened = await RawPop3Client.open(gw!.addresses.pop3!.port);
+    clients.push(opened.client);
+    return opened;
+  }
+
+  it('authorises the address for SMTP without AUTH after USER/PASS, and answers for an empty maildrop', async () => {
+    await start();
+    // Before any POP3 login the printer cannot send without AUTH.
+    const before = await mailFromWithoutAuth(gw!.smtpPort);
+    clients.push(before.client);
+    expect(before.code).toBe(530);
+
+    const { client, greeting } = await pop3();
+    expect(greeting).toMatch(/^\+OK scanrelay POP3 ready <[^<>@\s]+@scanrelay>$/);
+    expect(await client.multiline('CAPA')).toEqual(['+OK capability list follows', 'USER', 'UIDL', 'TOP', '.']);
+    expect(await client.command('STAT')).toMatch(/^-ERR/); // not logged in yet
+    expect(await client.command('user wc6505')).toBe('+OK send PASS'); // keywords are case-insensitive
+    expect(await client.command(`PASS ${PASSWORD}`)).toBe('+OK maildrop has 0 messages (0 octets)');
+    expect(await client.command('STAT')).toBe('+OK 0 0');
+    expect(await client.multiline('LIST')).toEqual(['+OK 0 messages (0 octets)', '.']);
+    expect(await client.multiline('UIDL')).toEqual(['+OK unique-id listing follows', '.']);
+    expect(await client.command('LIST 1')).toMatch(/^-ERR no such message/);
+    expect(await client.command('UIDL 1')).toMatch(/^-ERR no such message/);
+    expect(await client.command('RETR 1')).toMatch(/^-ERR no such message/);
+    expect(await client.command('DELE 1')).toMatch(/^-ERR no such message/);
+    expect(await client.command('TOP 1 0')).toMatch(/^-ERR no such message/);
+    expect(await client.command('NOOP')).toBe('+OK');
+    expect(await client.command('RSET')).toBe('+OK maildrop has 0 messages (0 octets)');
+    expect(await client.command('STLS')).toMatch(/^-ERR/);
+    expect(await client.command('AUTH PLAIN')).toMatch(/^-ERR/);
+    expect(await client.command('QUIT')).toBe('+OK scanrelay POP3 signing off');
+    await client.waitClosed();
+
+    const id = await sendWithoutAuth(gw!.smtpPort, 'after pop3');
+    const message = gw!.gateway.queue.require(id);
+    expect(message.device).toBe('printer-2f');
+    expect(message.client.authMethod).toBe('pop-before-smtp');
+    expect(gw!.gateway.deviceStatus.get('printer-2f').lastSeenAddress).toBe('127.0.0.1');
+    const metrics = await gw!.gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="USER",result="success"\} 1/);
+    expect(metrics).toMatch(/scanrelay_smtp_connections_total\{listener="pop3"\} 1/);
+    expect(gw!.logs.join('\n')).not.toContain(PASSWORD);
+  });
+
+  it('greets with a different APOP timestamp each time and accepts the RFC 1939 digest', async () => {
+    await start();
+    const first = await pop3();
+    const second = await pop3();
+    expect(first.greeting).not.toBe(second.greeting);
+
+    expect(await first.client.command(`APOP wc6505 ${apopDigest(second.greeting, PASSWORD)}`)).toBe('-ERR authentication failed'); // digest of another greeting
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+    expect(await first.client.command(`APOP wc6505 ${apopDigest(first.greeting, PASSWORD)}`)).toBe('+OK maildrop has 0 messages (0 octets)');
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
+    expect(await first.client.command('QUIT')).toMatch(/^\+OK/);
+    await sendWithoutAuth(gw!.smtpPort, 'after apop');
+    const metrics = await gw!.gateway.metrics.registry.metrics();
+    expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="success"\} 1/);
+    expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="failure"\} 1/);
+  });
+
+  it('refuses APOP for a device stored only as a hash, but USER/PASS works for it', async () => {
+    const hashed = { name: 'hashed', username: 'hashed-login', passwordHash: hashPassword(PASSWORD), allowRecipients: ['*@example.org'] };
+    await start({}, [hashed]);
+    const { client, greeting } = await pop3();
+    expect(await client.command(`APOP hashed-login ${apopDigest(greeting, PASSWORD)}`)).toMatch(/^-ERR APOP is not available/);
+    expect(await client.command('USER hashed-login')).toBe('+OK send PASS');
+    expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('hashed');
+  });
+
+  it('closes after three bad logins and locks the address for SMTP too (shared lock-out)', async () => {
+    await start({ smtp: { authLockout: { maxFailures: 4, window: '10m', duration: '10m' } } });
+    const { client } = await pop3();
+    for (let i = 0; i < 2; i++) {
+      expect(await client.command('USER wc6505')).toBe('+OK send PASS');
+      expect(await client.command('PASS wrong-password')).toBe('-ERR authentication failed');
+    }
+    expect(await client.command('USER nobody')).toBe('+OK send PASS'); // unknown logins look the same on the wire
+    expect(await client.command('PASS wrong-password')).toMatch(/^-ERR authentication failed, too many failures/);
+    await client.waitClosed();
+
+    // Fourth failure (new connection) reaches smtp.authLockout.maxFailures.
+    const again = await pop3();
+    expect(await again.client.command('USER wc6505')).toBe('+OK send PASS');
+    expect(await again.client.command('PASS still-wrong')).toMatch(/^-ERR too many failed logins from this address/);
+    await again.client.waitClosed();
+
+    // Even the right password is refused now, on POP3 and on SMTP.
+    const locked = await pop3();
+    expect(locked.greeting).toMatch(/^-ERR too many failed logins/);
+    await locked.client.waitClosed();
+    const smtp = await RawSmtpClient.open(gw!.smtpPort);
+    clients.push(smtp.client);
+    expect(smtp.greeting.code).toBe(421);
+    expect(gw!.gateway.lockout.lockedUntilFor('127.0.0.1')).toBeDefined();
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+
+    const status = gw!.gateway.deviceStatus.get('printer-2f');
+    expect(status.recentAuthFailures).toBe(3); // the 'nobody' attempt names no device
+    expect(status.lastError?.message).toMatch(/authentication failed: wrong password/);
+    expect(gw!.logs.join('\n')).not.toContain('wrong-password');
+  });
+
+  it('refuses a disabled device and an address outside allowFrom', async () => {
+    await start({}, [
+      { ...PRINTER, name: 'off', username: 'off-login', enabled: false },
+      { ...PRINTER, name: 'elsewhere', username: 'elsewhere-login', allowFrom: ['10.9.9.0/24'] },
+    ]);
+    const { client } = await pop3();
+    for (const login of ['off-login', 'elsewhere-login']) {
+      expect(await client.command(`USER ${login}`)).toBe('+OK send PASS');
+      expect(await client.command(`PASS ${PASSWORD}`)).toBe('-ERR authentication failed');
+    }
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+    const failures = gw!.logs.filter((l) => l.includes('pop3.auth.failed')).join('\n');
+    expect(failures).toContain('device disabled');
+    expect(failures).toContain('source address not in allowFrom');
+  });
+
+  it('stops authorising the address when the window ends', async () => {
+    await start({ pop3: { authWindow: '1s' } });
+    const { client } = await pop3();
+    await client.command('USER wc6505');
+    expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
+    await waitFor(() => gw!.gateway.popGrants.lookup('127.0.0.1') === undefined, { timeoutMs: 5000, what: 'the POP3 grant to expire' });
+    const after = await mailFromWithoutAuth(gw!.smtpPort);
+    clients.push(after.client);
+    expect(after.code).toBe(530);
+  });
+
+  it('warns when a second device logs in from the same address (shared NAT) and the grant moves to it', async () => {
+    await start({}, [PRINTER, { ...PRINTER, name: 'printer-3f', username: 'wc6515' }]);
+    for (const login of ['wc6505', 'wc6515']) {
+      const { client } = await pop3();
+      await client.command(`USER ${login}`);
+      expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
+    }
+    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-3f');
+    const warning = gw!.logs.find((l) => l.includes('pop3.grant.replaced'));
+    expect(warning).toBeDefined();
+    expect(JSON.parse(warning!)).toMatchObject({ device: 'printer-3f', previous: 'printer-2f' });
+    const id = await sendWithoutAuth(gw!.smtpPort, 'nat');
+    expect(gw!.gateway.queue.require(id).device).toBe('printer-3f');
+  });
+
+  it('enforces the line limit, the idle timeout and maxClients', async () => {
+    await start({ pop3: { socketTimeout: '1s', maxClients: 1 } });
+    const { client } = await pop3();
+    const refused = await pop3();
+    expect(refused.greeting).toBe('-ERR too many connections, try again later');
+    await refused.client.waitClosed();
+
+    expect(await client.command(`USER ${'x'.repeat(600)}`)).toBe('-ERR line too long, closing');
+    await client.waitClosed();
+
+    const idle = await pop3();
+    expect(idle.greeting).toMatch(/^\+OK/);
+    expect(await idle.client.readLine()).toBe('-ERR idle timeout, closing');
+    await idle.client.waitClosed();
+  });
+
+  it('closes after too many unknown commands and tolerates bare LF line ends', async () => {
+    await start();
+    const { client } = await pop3();
+    client.socket.write('USER wc6505\n');
+    expect(await client.readLine()).toBe('+OK send PASS');
+    for (let i = 0; i < 9; i++) expect(await client.command(`XYZZY ${i}`)).toBe('-ERR unknown command');
+    expect(await client.command('XYZZY')).toMatch(/^-ERR too many unknown commands/);
+    await client.waitClosed();
+  });
+
+  it('is not started when pop3.enabled is false', async () => {
+    gw = await startTestGateway({ devices: [PRINTER] });
+    expect(gw.addresses.pop3).toBeUndefined();
+  });
+});
