@@ -496,7 +496,7 @@ async function demoDevice(configFile, appDir) {
   return undefined;
 }
 
-async function proveImage(image, work) {
+async function proveImage(image) {
   const root = image.state.root;
   const workdir = inRoot(root, '/', image.state.workdir);
 
@@ -541,7 +541,6 @@ async function proveImage(image, work) {
   console.log(`---- starting: (cd ${image.state.workdir}) ${image.state.cmd.join(' ')}  [SCANRELAY_CONFIG=${configPath}, SCANRELAY_DATA_DIR=${imageEnv.SCANRELAY_DATA_DIR}]`);
   child = spawn(process.execPath, cmdArgs, { cwd: workdir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines = [];
-  let ready;
   let stdoutBuffer = '';
   const readyPromise = new Promise((resolvePromise) => {
     child.stdout.setEncoding('utf8');
@@ -562,9 +561,9 @@ async function proveImage(image, work) {
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d) => logLines.push(`stderr: ${d.trimEnd()}`));
     child.once('exit', () => resolvePromise(undefined));
-    setTimeout(() => resolvePromise(undefined), START_TIMEOUT_MS);
+    setTimeout(() => resolvePromise(undefined), START_TIMEOUT_MS).unref();
   });
-  ready = await readyPromise;
+  const ready = await readyPromise;
   if (!check(ready !== undefined && ready.smtp > 0 && ready.admin > 0, 'gateway started (scanrelay.ready logged with SMTP and admin ports)', logLines.slice(-20).join('\n'))) throw new ProofAbort('start');
   check(ready.config === join(root, configPath), 'gateway loaded the image config from SCANRELAY_CONFIG', ready.config);
 
@@ -596,6 +595,17 @@ async function proveImage(image, work) {
 
   const metrics = await httpGet(ready.admin, '/metrics');
   check(metrics.status === 200 && /^scanrelay_upstream_state|^# TYPE scanrelay_/m.test(metrics.body), 'GET /metrics exports scanrelay_* metrics', `${metrics.status}`);
+
+  // The CLI as `docker compose exec scanrelay node dist/src/cli/index.js …` runs it: the container's env
+  // (admin port the real one), so it finds the API and the generated token in /data by itself.
+  const execEnv = { ...containerEnv, SCANRELAY_ADMIN_PORT: String(ready.admin) };
+  const cliPath = 'dist/src/cli/index.js';
+  if (check(existsSync(join(workdir, cliPath)), `image holds the CLI (${cliPath})`)) {
+    const checkConfig = spawnSync(process.execPath, [cliPath, 'check-config'], { cwd: workdir, env: execEnv, encoding: 'utf8', timeout: 30_000 });
+    check(checkConfig.status === 0, 'CLI check-config accepts the image config', `exit ${checkConfig.status}: ${checkConfig.stderr.slice(-500)}`);
+    const list = spawnSync(process.execPath, [cliPath, 'device', 'list'], { cwd: workdir, env: execEnv, encoding: 'utf8', timeout: 30_000 });
+    check(list.status === 0 && (!device || list.stdout.includes(device.username)), 'CLI device list reaches the admin API from inside the container', `exit ${list.status}: ${list.stderr.slice(-500)}`);
+  }
 
   // HEALTHCHECK exactly as Docker runs it inside the container (same env, the real admin port).
   if (check(image.state.healthcheck !== undefined, 'image has a HEALTHCHECK')) {
@@ -652,7 +662,7 @@ async function main() {
         abort(`[${stage.name}] stage replays`, err.message);
       }
     }
-    await proveImage(stages[stages.length - 1], work);
+    await proveImage(stages[stages.length - 1]);
   } catch (err) {
     if (!(err instanceof ProofAbort)) fail('image proof ran to the end', err.stack ?? String(err));
   } finally {

@@ -109,7 +109,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
           await gateway.reload(loadConfig(config.file));
         },
         readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
-        smtpEndpoint: () => ({ host: config.admin.publicSmtpHost ?? config.smtp.host, port: smtpAddress?.port ?? config.smtp.port }),
+        smtpEndpoint: () => ({ host: config.admin.publicSmtpHost ?? config.smtp.host, port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port }),
       })
     : undefined;
 

@@ -90,6 +90,8 @@ export interface AdminConfig {
   /** Empty = a token is generated into dataDir/admin-token at start. */
   tokens: string[];
   publicSmtpHost?: string;
+  /** The port printers dial when a port mapping differs from smtp.port (Docker: 25 -> 2525). */
+  publicSmtpPort?: number;
   metricsToken: boolean;
 }
 
@@ -284,7 +286,7 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
     },
     admin: {
       enabled: raw.admin.enabled, host: raw.admin.host, port: raw.admin.port, tokens: raw.admin.tokens ?? [],
-      publicSmtpHost: raw.admin.publicSmtpHost, metricsToken: raw.admin.metricsToken ?? false,
+      publicSmtpHost: raw.admin.publicSmtpHost, publicSmtpPort: raw.admin.publicSmtpPort, metricsToken: raw.admin.metricsToken ?? false,
     },
     delivery: {
       concurrency: raw.delivery.concurrency,

@@ -126,6 +126,7 @@ export const AdminSchema = Type.Object({
   tokens: Type.Optional(Type.Array(Type.String({ minLength: 16 }))),
   tokensFile: Type.Optional(Type.String({ minLength: 1, description: 'file with one token per line' })),
   publicSmtpHost: Type.Optional(Type.String({ description: 'the address printers should type as SMTP Server Address' })),
+  publicSmtpPort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'the port printers should type when it differs from smtp.port (port mapping)' })),
   metricsToken: Type.Optional(Type.Boolean({ default: false, description: 'require a token on /metrics too' })),
 }, { additionalProperties: false, default: {} });
 

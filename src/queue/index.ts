@@ -12,7 +12,7 @@ import { writeFileDurable, fsyncDirectory } from '../shared/durable-fs.js';
 import { newQueueId, isQueueId } from '../shared/ids.js';
 import { NotFoundError, ConflictError } from '../shared/errors.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import { spoolBody, type SniffedHeaders } from './spool.js';
+import { spoolBody, toSpoolError, type SniffedHeaders } from './spool.js';
 
 export { nextRetryDelay } from './schedule.js';
 export { findHeaderEnd, parseHeaderBlock, type SniffedHeaders } from './spool.js';
@@ -152,7 +152,8 @@ export class Queue {
     } catch (err) {
       await unlink(tmpBody).catch(() => undefined);
       await unlink(this.bodyPath(id)).catch(() => undefined);
-      throw err;
+      // A full disk at the record write is still "full" (452), not a generic local error.
+      throw toSpoolError(err);
     }
     this.messages.set(id, message);
     this.events.emit('message.queued', { id, device: message.device, size: message.size, upstream: message.upstream });

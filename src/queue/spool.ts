@@ -56,7 +56,7 @@ export async function spoolBody(source: Readable, path: string, maxSize: number)
     batch = [];
     batchBytes = 0;
     try {
-      await handle.writev(chunks);
+      await writeAll(handle, chunks);
     } catch (err) {
       writeError = err;
     }
@@ -93,6 +93,36 @@ export async function spoolBody(source: Readable, path: string, maxSize: number)
   return { size, sha256: hash.digest('hex'), headers: sniffer.result(), has8bit };
 }
 
+/**
+ * writev until every byte is on disk. One writev may write less than asked without an error (a nearly
+ * full disk, a file-size limit); the next call then reports the real error (ENOSPC, EFBIG). Ignoring the
+ * count would acknowledge a truncated body.
+ */
+async function writeAll(handle: FileHandle, chunks: Buffer[]): Promise<void> {
+  let pending = chunks;
+  let remaining = pending.reduce((sum, chunk) => sum + chunk.length, 0);
+  while (remaining > 0) {
+    const { bytesWritten } = await handle.writev(pending);
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    remaining -= bytesWritten;
+    pending = dropBytes(pending, bytesWritten);
+  }
+}
+
+function dropBytes(chunks: Buffer[], count: number): Buffer[] {
+  let skip = count;
+  const rest: Buffer[] = [];
+  for (const chunk of chunks) {
+    if (skip >= chunk.length) {
+      skip -= chunk.length;
+      continue;
+    }
+    rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+    skip = 0;
+  }
+  return rest;
+}
+
 async function discard(handle: FileHandle, path: string): Promise<void> {
   await handle.close().catch(() => undefined);
   await unlink(path).catch(() => undefined);
@@ -104,6 +134,7 @@ function drain(source: Readable): void {
 }
 
 export function toSpoolError(err: unknown): SpoolError {
+  if (err instanceof SpoolError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return new SpoolError('SCANRELAY_SPOOL_DISK_FULL', 'the spool disk is full', err);
   return new SpoolError('SCANRELAY_SPOOL_WRITE', `cannot write to the spool (${code ?? 'error'})`, err);

@@ -103,7 +103,7 @@ describe('delivery through TLS upstreams', () => {
     const plain = await startUpstream({ mode: 'starttls', noStarttls: true });
     const g = await startGateway([upstreamEntry(plain, await caFile())]);
     const id = await sendToGateway(g.smtpPort, { to: 'erin@example.org' });
-    const message = await waitFor(() => g.gateway.queue.get(id)?.state === 'deferred' && g.gateway.queue.get(id), { what: 'deferred' });
+    const message = await waitFor(() => g.gateway.queue.get(id)?.state === 'deferred' ? g.gateway.queue.get(id) : undefined, { what: 'deferred' });
     expect(message.lastError?.message).toMatch(/STARTTLS/);
     expect(message.lastError?.code).toBe('ETLS');
     expect(plain.auths).toHaveLength(0);
