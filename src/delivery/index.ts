@@ -168,12 +168,15 @@ class QueueDeliveryWorker implements DeliveryWorker {
         continue;
       }
       if (JSON.stringify(current.config) === JSON.stringify(config)) continue;
-      const wasHeld = current.state === 'auth-failed';
       current.reconfigure(config);
       this.deps.logger.info({ upstream: config.name }, 'upstream.reconfigured');
-      if (wasHeld) void this.releaseHeldFor((name) => name === config.name).finally(() => this.kick());
     }
-    this.kick();
+    // Messages held for refused credentials go again when their upstream (possibly a newly mapped one)
+    // is no longer known to refuse them: changed credentials reset the state to unknown.
+    void this.releaseHeldFor((name) => {
+      const upstream = this.upstreams.get(name);
+      return upstream !== undefined && upstream.state !== 'auth-failed';
+    }).finally(() => this.kick());
   }
 
   upstreamStatus(): UpstreamStatus[] {

@@ -11,7 +11,7 @@
  * implicit TLS on tlsPort, then STARTTLS on starttlsPort, remember what worked. forceAuth: a server that
  * does not offer AUTH gets an AUTH attempt anyway and fails, so mail never leaves unauthenticated.
  */
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
@@ -75,6 +75,7 @@ export class Upstream {
   private transport?: { endpoint: Endpoint; mailer: Mailer };
   private probing?: Promise<Endpoint>;
   private tokens?: OAuth2TokenProvider;
+  private secureContext?: SecureContext;
   private readonly logger: Logger;
 
   constructor(public config: UpstreamConfig, private readonly deps: UpstreamDeps) {
@@ -93,6 +94,7 @@ export class Upstream {
   reconfigure(config: UpstreamConfig): void {
     this.closeTransport(false);
     this.config = config;
+    this.secureContext = undefined;
     this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
     this.tokens = this.createTokenProvider();
     this.endpoint = config.security === 'auto' ? undefined : { port: config.port, security: config.security };
@@ -225,19 +227,23 @@ export class Upstream {
       opportunisticTLS: false,
       ignoreTLS: false,
       servername: tls.servername,
-      // A configured CA is trusted in addition to the public roots, never instead of verification.
-      tls: {
-        ca: tls.ca ? [...rootCertificates, tls.ca] : undefined,
-        rejectUnauthorized: tls.rejectUnauthorized,
-        servername: tls.servername,
-        minVersion: tls.minVersion,
-      },
+      tls: { secureContext: this.tlsContext(), rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername, minVersion: tls.minVersion },
       name: this.deps.hostname,
       connectionTimeout: this.config.connectionTimeoutMs,
       greetingTimeout: Math.min(GREETING_TIMEOUT_MS, this.config.connectionTimeoutMs),
       socketTimeout: this.config.socketTimeoutMs,
       logger: false,
     };
+  }
+
+  /**
+   * One TLS context per upstream, built once: a configured CA is trusted in addition to the public roots
+   * (never instead of verification), and parsing that bundle per connection would cost more than the handshake.
+   */
+  private tlsContext(): SecureContext {
+    const tls = this.config.tls;
+    this.secureContext ??= createSecureContext({ ca: tls.ca ? [...rootCertificates, tls.ca] : undefined, minVersion: tls.minVersion });
+    return this.secureContext;
   }
 
   private mailerFor(endpoint: Endpoint): Mailer {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { access, rm } from 'node:fs/promises';
-import { makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
 import { writeCaFile } from '../helpers/certs.js';
 import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
 
@@ -99,5 +99,29 @@ describe('delivery worker: limits, admin checks, retention', () => {
     await waitFor(() => g.gateway.queue.get(id)?.bodyRemoved, { what: 'body removed', timeoutMs: 10_000 });
     await expect(access(body)).rejects.toMatchObject({ code: 'ENOENT' });
     await waitFor(() => g.gateway.queue.get(id) === undefined, { what: 'record removed', timeoutMs: 10_000 });
+  });
+
+  it('a reload that maps the device to another working upstream releases the messages held for refused credentials', async () => {
+    const { g, up } = await scenario();
+    const spare = await TestUpstream.start({ mode: 'starttls' });
+    try {
+      const raw: RawConfig = {
+        devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
+        upstreams: [upstreamEntry(up, await writeCaFile(caDir!)), upstreamEntry(spare, await writeCaFile(caDir!), { name: 'gmail-spare' })],
+        delivery: { retryBase: '200ms', retryMax: '2s' },
+      };
+      up.setPassword('revoked-by-google');
+      await g.gateway.reload(buildTestConfig(g.dataDir, raw));
+      const id = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
+      await waitFor(() => stateOf(g, id) === 'held', { what: 'held' });
+      (raw.devices as Array<Record<string, unknown>>)[0].upstream = 'gmail-spare';
+      await g.gateway.reload(buildTestConfig(g.dataDir, raw));
+      await waitFor(() => stateOf(g, id) === 'delivered', { what: 'delivered through the spare' });
+      expect(spare.received).toHaveLength(1);
+      expect(g.gateway.queue.require(id).upstream).toBe('gmail-spare');
+      expect(g.gateway.delivery.upstreamStatus().map((u) => [u.name, u.state])).toEqual([['gmail-test', 'auth-failed'], ['gmail-spare', 'up']]);
+    } finally {
+      await spare.close();
+    }
   });
 });
