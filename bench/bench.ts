@@ -3,6 +3,7 @@
  * so its memory is measured alone (VmHWM = peak RSS from /proc). Everything binds to 127.0.0.1.
  *
  *   BENCH_QUICK=1 npm run bench   smaller counts for a fast look
+ *   BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench   profile the gateway process
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -37,7 +38,7 @@ export async function startGatewayProcess(extra: Record<string, unknown> = {}): 
   };
   const file = join(dataDir, 'gateway.yaml');
   await writeFile(file, stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), '--config', file], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', join(ROOT, 'src/main.ts'), '--config', file], {
     cwd: ROOT, env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });

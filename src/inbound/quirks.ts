@@ -6,6 +6,8 @@
  * message data, AUTH continuation lines or anything after STARTTLS that is not a command. Everything
  * else (replies, checks, hooks) is smtp-server's own code.
  *
+ * The same subclass also greets without smtp-server's 100 ms early-talker wait (see init()).
+ *
  * How: smtp-server looks command handlers up as `connection['handler_' + NAME]`, so a subclass of its
  * SMTPConnection overrides four of them, and a subclass of SMTPServer creates that connection in
  * connect(). connect() mirrors smtp-server 3.21.6 (5 lines); test/integration/quirks.test.ts fails if a
@@ -56,6 +58,22 @@ export function addressLiteral(address: string): string {
 }
 
 class QuirkTolerantConnection extends SMTPConnection {
+  /**
+   * smtp-server holds every greeting for 100 ms to catch spam "early talkers". Printers on a LAN are not
+   * spammers, and the wait is added to every scan (one connection each), so greet at once. Same steps as
+   * SMTPConnection.init() in smtp-server 3.21.6, without the timer.
+   */
+  override init(): void {
+    this._setListeners(() => {
+      const maxClients = this._server.options.maxClients;
+      if (maxClients && this._server.connections.size > maxClients) {
+        this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+        return;
+      }
+      this.connectionReady();
+    });
+  }
+
   private tolerate(command: Buffer, rewrite: (line: string) => Rewrite): Buffer {
     const line = command.toString(); // the same decoding smtp-server applies to commands
     const result = rewrite(line);
