@@ -14,7 +14,7 @@ export const replies = {
   tooManyFromAddress: { code: 421, text: '4.7.0 Too many connections from this address' },
   deviceDisabled: { code: 550, text: '5.7.1 This device is disabled on the gateway' },
   senderNotAllowed: { code: 550, text: '5.7.1 This device may not send from this address' },
-  recipientNotAllowed: (address: string, device: string): SmtpReply => ({ code: 550, text: `5.7.1 Relaying to <${address}> is not allowed for device ${device}` }),
+  recipientNotAllowed: (address: string, device: string): SmtpReply => ({ code: 550, text: `5.7.1 Relaying to <${printable(address)}> is not allowed for device ${device}` }),
   badRecipient: (reason: string): SmtpReply => ({ code: 553, text: `5.1.3 Recipient address rejected: ${reason}` }),
   declaredTooLarge: (limit: number): SmtpReply => ({ code: 552, text: `5.3.4 Message size exceeds the limit of ${limit} bytes for this device` }),
   tooLarge: (limit: number): SmtpReply => ({ code: 552, text: `5.3.4 Message size exceeds the limit of ${limit} bytes for this device` }),
@@ -22,6 +22,15 @@ export const replies = {
   spoolError: { code: 451, text: '4.3.0 Temporary local problem, try again later' },
   queued: (id: string): SmtpReply => ({ code: 250, text: `2.0.0 OK queued as ${id}` }),
 } as const;
+
+/**
+ * A client-supplied value made safe to echo in a reply: printable ASCII only (replies go to printers that
+ * may choke on 8-bit bytes; smtp-server strips only control characters), at most 254 characters.
+ */
+export function printable(value: string): string {
+  const ascii = value.replace(/[^\x20-\x7e]/g, '?');
+  return ascii.length > 254 ? `${ascii.slice(0, 251)}...` : ascii;
+}
 
 /** An Error carrying the reply, as smtp-server callbacks expect. */
 export function replyError(reply: SmtpReply): Error & { responseCode: number } {
