@@ -68,6 +68,7 @@ export interface SmtpConfig {
   maxConnectionsPerIp: number;
   socketTimeoutMs: number;
   closeTimeoutMs: number;
+  maxSessionMs: number;
   authLockout: { maxFailures: number; windowMs: number; durationMs: number };
   starttls: boolean;
   tlsPort?: number;
@@ -272,6 +273,7 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
       host: raw.smtp.host, port: raw.smtp.port, hostname: raw.smtp.hostname ?? 'scanrelay', maxMessageSize: smtpMax,
       maxRecipients: raw.smtp.maxRecipients, maxClients: raw.smtp.maxClients, maxConnectionsPerIp: raw.smtp.maxConnectionsPerIp,
       socketTimeoutMs: duration(raw.smtp.socketTimeout, 'smtp.socketTimeout'), closeTimeoutMs: duration(raw.smtp.closeTimeout, 'smtp.closeTimeout'),
+      maxSessionMs: duration(raw.smtp.maxSessionDuration, 'smtp.maxSessionDuration'),
       authLockout: {
         maxFailures: raw.smtp.authLockout.maxFailures,
         windowMs: duration(raw.smtp.authLockout.window, 'smtp.authLockout.window'),

@@ -36,6 +36,7 @@ export const SmtpSchema = Type.Object({
   maxConnectionsPerIp: Type.Integer({ minimum: 1, default: 10 }),
   socketTimeout: Duration({ default: '5m' }),
   closeTimeout: Duration({ default: '30s' }),
+  maxSessionDuration: Duration({ default: '30m', description: 'a whole session, however active; bounds clients that drip one byte at a time' }),
   authLockout: Type.Object({
     maxFailures: Type.Integer({ minimum: 1, default: 5 }),
     window: Duration({ default: '10m' }),

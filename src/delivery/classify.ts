@@ -157,5 +157,13 @@ export function describeUpstreamError(err: UpstreamErrorLike): string {
   let text = err.response ? err.response.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).join(' ') : err.message;
   if (err.code === 'ETLS') text = `STARTTLS failed, nothing is sent without TLS: ${text}`;
   else if (TLS_ORIGINAL_CODES.test(err.originalCode ?? '') && !/^TLS handshake failed/.test(text)) text = `TLS handshake failed: ${text}`;
+  // Say where it stopped and what usually causes it: "Timeout" or "wrong version number" alone help nobody.
+  if (err.code === 'ETIMEDOUT') {
+    const stage = err.command && err.command !== 'CONN' ? `after ${err.command}` : 'while connecting';
+    text = `${text}: no answer from the upstream ${stage} (upstreams[].connectionTimeout / socketTimeout)`;
+  }
+  if (/wrong version number|WRONG_VERSION_NUMBER/i.test(`${text} ${err.originalCode ?? ''}`)) {
+    text = `${text} (this port may expect the other security mode: 465 = security: tls, 587 = security: starttls)`;
+  }
   return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }

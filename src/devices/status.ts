@@ -17,6 +17,8 @@ export interface DeviceStatus {
   /** Failed logins naming this device in the last hour. */
   recentAuthFailures: number;
   lastAuthFailureAt?: string;
+  /** Mechanism of the last successful login (PLAIN, LOGIN, CRAM-MD5, POP3-USER, POP3-APOP). */
+  lastAuthMethod?: string;
   counts: { received: number; delivered: number; failed: number };
 }
 
@@ -33,7 +35,10 @@ export class DeviceStatusTracker {
   private readonly devices = new Map<string, Tracked>();
 
   constructor(events: GatewayEventBus, private readonly now: () => number = Date.now) {
-    events.on('auth.succeeded', ({ device, remoteAddress }) => this.seen(device, remoteAddress));
+    events.on('auth.succeeded', ({ device, method, remoteAddress }) => {
+      this.seen(device, remoteAddress);
+      this.track(device).status.lastAuthMethod = method;
+    });
     events.on('auth.failed', ({ device, reason }) => {
       if (!device) return;
       const tracked = this.track(device);

@@ -158,7 +158,8 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         const username = (auth.username ?? '').slice(0, 64);
         events.emit('auth.failed', { username, device: decision.device?.name, method, remoteAddress: state.remoteAddress, reason: decision.reason });
         state.logger.warn({ method, username, device: decision.device?.name, reason: decision.reason }, 'smtp.auth.failed');
-        const lockedUntil = lockout.recordFailure(state.remoteAddress);
+        // A hash-only device whose printer picks CRAM-MD5 is a config problem, not a guess: not counted.
+        const lockedUntil = decision.reply === replies.authCramNeedsSecret ? undefined : lockout.recordFailure(state.remoteAddress);
         if (lockedUntil !== undefined) {
           metrics.recordLockout();
           events.emit('auth.lockedOut', { remoteAddress: state.remoteAddress, until: lockedUntil });
@@ -242,7 +243,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         events.emit('session.closed', { sessionId: state.sessionId, remoteAddress: state.remoteAddress, device: state.identity?.device.name });
       },
     };
-    const server = new QuirkTolerantSmtpServer(options, { onQuirk: (quirk, session, command) => stateOf(session).logger.info({ quirk, command }, 'smtp.quirk') });
+    const server = new QuirkTolerantSmtpServer(options, { maxSessionMs: config.maxSessionMs, onQuirk: (quirk, session, command) => stateOf(session).logger.info({ quirk, command }, 'smtp.quirk') });
     server.on('error', (err) => deps.logger.warn({ err: errorMessage(err), listener }, 'smtp.server.error'));
     return server;
   }

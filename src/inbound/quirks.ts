@@ -24,6 +24,8 @@ export type SmtpQuirk = 'path-without-brackets' | 'empty-mail-from' | 'helo-with
 export interface QuirkHooks {
   /** Called each time a command was rewritten, so the log shows which devices need it. */
   onQuirk?(quirk: SmtpQuirk, session: SMTPServerSession, command: string): void;
+  /** Hard limit on a whole session (smtp-server's socketTimeout is idle time only). */
+  maxSessionMs?: number;
 }
 
 type Rewrite = { line: string; quirk: SmtpQuirk } | undefined;
@@ -64,6 +66,7 @@ class QuirkTolerantConnection extends SMTPConnection {
    * SMTPConnection.init() in smtp-server 3.21.6, without the timer.
    */
   override init(): void {
+    this.limitSessionTime();
     this._setListeners(() => {
       const maxClients = this._server.options.maxClients;
       if (maxClients && this._server.connections.size > maxClients) {
@@ -72,6 +75,23 @@ class QuirkTolerantConnection extends SMTPConnection {
       }
       this.connectionReady();
     });
+  }
+
+  /**
+   * Every byte resets smtp-server's idle timer, so a client dripping a byte every few seconds would hold
+   * its connection for ever: close any session older than maxSessionMs with 421 (a DATA transfer cut this
+   * way is discarded, the client retries).
+   */
+  private limitSessionTime(): void {
+    const limit = (this._server as QuirkTolerantSmtpServer).hooks.maxSessionMs;
+    if (!limit) return;
+    const timer = setTimeout(() => {
+      if (this._closing || this._closed) return;
+      this.send(421, `${this.name} Session time limit reached, closing connection`);
+      this.close();
+    }, limit);
+    timer.unref();
+    this._socket.once('close', () => clearTimeout(timer));
   }
 
   private tolerate(command: Buffer, rewrite: (line: string) => Rewrite): Buffer {

@@ -120,6 +120,29 @@ describe('hostile and broken clients', () => {
     await normalClientServed();
   });
 
+  it('a client dripping one byte at a time mid-DATA is closed with 421 after smtp.maxSessionDuration, and leaves nothing behind', async () => {
+    const g = await start({ smtp: { socketTimeout: '1s', maxSessionDuration: '2s' } });
+    const { client } = await open();
+    await client.command('EHLO drip.test');
+    expect((await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`)).code).toBe(235);
+    await client.command('MAIL FROM:<a@berkeley.edu>');
+    await client.command('RCPT TO:<ops@example.org>');
+    expect((await client.command('DATA')).code).toBe(354);
+    // One byte every 300 ms never lets the 1 s idle timer fire; only the session limit can end this.
+    const drip = setInterval(() => { if (!client.closed) client.write('x'); }, 300);
+    try {
+      const reply = await client.read(8_000);
+      expect(reply.code).toBe(421);
+      expect(reply.text).toMatch(/Session time limit/);
+      await client.waitClosed(5_000);
+    } finally {
+      clearInterval(drip);
+    }
+    await waitFor(async () => JSON.stringify(await spoolEntries(g.dataDir)) === JSON.stringify({ queue: [], tmp: [] }), { what: 'an empty spool' });
+    expect(g.gateway.queue.list().total).toBe(0);
+    await normalClientServed();
+  });
+
   it('huge command lines: 421 for lines over the 16 KB limit, 5xx for over-long names and addresses; never a crash', async () => {
     const g = await start();
     const noNewline = await converse(g.smtpPort, { script: ['EHLO ' + 'x'.repeat(40_000)], timeoutMs: 8_000 });

@@ -199,6 +199,13 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const metrics = await gw!.gateway.metrics.registry.metrics();
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="success"\} 1/);
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="failure"\} 1/);
+    // The admin API shows how the device got in and the live grant.
+    const response = await gw!.gateway.admin!.inject({ method: 'GET', url: '/api/devices/printer-2f', headers: { authorization: 'Bearer test-admin-token-0123456789' } });
+    expect(response.statusCode).toBe(200);
+    const status = response.json().status;
+    expect(status.lastAuthMethod).toBe('POP3-APOP');
+    expect(status.popGrant.address).toBe('127.0.0.1');
+    expect(Date.parse(status.popGrant.expiresAt)).toBeGreaterThan(Date.now());
   });
 
   it('refuses APOP for a device stored only as a hash, but USER/PASS works for it', async () => {

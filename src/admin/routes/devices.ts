@@ -132,10 +132,16 @@ export function deviceView(deps: AdminDeps, device: Device, queued?: number): De
     status: {
       state: status.state, lastSeenAt: status.lastSeenAt, lastSeenAddress: status.lastSeenAddress, lastMessageAt: status.lastMessageAt,
       lastDeliveredAt: status.lastDeliveredAt, lastError: status.lastError, recentAuthFailures: status.recentAuthFailures,
-      lastAuthFailureAt: status.lastAuthFailureAt,
+      lastAuthFailureAt: status.lastAuthFailureAt, lastAuthMethod: status.lastAuthMethod,
+      popGrant: popGrantOf(deps, device.name),
       counts: { ...status.counts, queued: queued ?? deps.queue.list({ device: device.name, state: OPEN_STATES, limit: 0 }).total },
     },
   };
+}
+
+function popGrantOf(deps: AdminDeps, device: string): { address: string; expiresAt: string } | undefined {
+  const grant = deps.popGrants.list().find((g) => g.device === device);
+  return grant && { address: grant.address, expiresAt: new Date(grant.expiresAt).toISOString() };
 }
 
 /** The values for the printer's Email Server page; the password only when it was just set. */

@@ -33,6 +33,8 @@ export const DeviceStatusView = Type.Object({
   lastError: Type.Optional(Type.Object({ at: IsoTime(), message: Type.String() })),
   recentAuthFailures: Type.Integer({ minimum: 0, description: 'failed logins naming this device in the last hour' }),
   lastAuthFailureAt: Type.Optional(IsoTime()),
+  lastAuthMethod: Type.Optional(Type.String({ description: 'how it last proved itself: PLAIN, LOGIN, CRAM-MD5, POP3-USER, POP3-APOP' })),
+  popGrant: Type.Optional(Type.Object({ address: Type.String(), expiresAt: IsoTime() }, { description: 'a live POP-before-SMTP authorisation' })),
   counts: Type.Object({
     received: Type.Integer({ minimum: 0 }),
     delivered: Type.Integer({ minimum: 0 }),

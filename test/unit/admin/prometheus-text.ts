@@ -144,7 +144,7 @@ function parseSample(line: string, where: string): Sample {
 }
 
 function parseValue(text: string, where: string): number {
-  if (text === 'NaN') return Number.NaN;
+  if (/^nan$/i.test(text)) return Number.NaN; // prom-client prints "Nan"; Prometheus parses any case
   if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
   if (!/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(text)) throw new Error(`${where}: bad sample value "${text}"`);
