@@ -10,7 +10,7 @@ import { checkDeviceRules } from '../shared/device-rules.js';
 import type { DeviceConfig } from '../config/index.js';
 import { DeviceStore, type StoredDevice } from './store.js';
 import {
-  SecretBox, generatePassword, generateUsername, isValidLogin, safeEqual, verifyPasswordHash,
+  SecretBox, generatePassword, generateUsername, hashPassword, isValidLogin, safeEqual, verifyPasswordHash,
   MAX_PASSWORD_LENGTH,
 } from './credentials.js';
 
@@ -82,6 +82,7 @@ export class DeviceRegistry {
   /** Serialises store writes so concurrent API calls cannot lose an update. */
   private writeChain: Promise<void> = Promise.resolve();
   private readonly undecryptable = new Set<string>();
+  private timingHash?: string;
 
   constructor(private readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir);
@@ -168,6 +169,17 @@ export class DeviceRegistry {
     }
     if (entry.passwordHash) return verifyPasswordHash(password, entry.passwordHash);
     return false;
+  }
+
+  /**
+   * For an unknown login: spend the time a scrypt check would take when any device has a passwordHash, so
+   * the reply time does not tell which logins exist.
+   */
+  spendPasswordCheckTime(password: string): void {
+    const hashed = [...this.configEntries.values()].some((e) => e.passwordHash !== undefined);
+    if (!hashed) return;
+    this.timingHash ??= hashPassword(generatePassword());
+    verifyPasswordHash(password, this.timingHash);
   }
 
   /** Plaintext secret for CRAM-MD5 / APOP; undefined when only a hash is stored. Never log it. */

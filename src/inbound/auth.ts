@@ -13,7 +13,10 @@ export type AuthDecision =
 export function decideAuth(auth: SMTPServerAuthentication, remoteAddress: string, devices: DeviceRegistry): AuthDecision {
   const username = auth.username ?? '';
   const device = username ? devices.findByUsername(username) : undefined;
-  if (!device || device.auth !== 'password') return { ok: false, reply: replies.authFailed, reason: 'unknown login' };
+  if (!device || device.auth !== 'password') {
+    if (auth.method === 'PLAIN' || auth.method === 'LOGIN') devices.spendPasswordCheckTime(auth.password ?? '');
+    return { ok: false, reply: replies.authFailed, reason: 'unknown login' };
+  }
   // Checked before the password, so a client outside allowFrom cannot learn whether its guess was right.
   if (!devices.isAllowedFrom(device, remoteAddress)) return { ok: false, reply: replies.authWrongAddress, reason: 'source address not in allowFrom', device };
 

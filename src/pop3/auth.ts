@@ -13,7 +13,10 @@ export type Pop3AuthDecision =
 
 export function decidePop3Login(login: Pop3Login, timestamp: string, remoteAddress: string, devices: DeviceRegistry): Pop3AuthDecision {
   const device = login.username ? devices.findByUsername(login.username) : undefined;
-  if (!device || device.auth !== 'password') return { ok: false, reply: pop3Replies.authFailed, reason: 'unknown login' };
+  if (!device || device.auth !== 'password') {
+    if (login.method !== 'APOP') devices.spendPasswordCheckTime(login.password);
+    return { ok: false, reply: pop3Replies.authFailed, reason: 'unknown login' };
+  }
 
   let valid: boolean;
   if (login.method === 'APOP') {
