@@ -18,6 +18,7 @@ export { parseDuration, parseSize, formatBytes } from './units.js';
 export { DEVICE_USERNAME_PATTERN, DEVICE_NAME_PATTERN } from './schema.js';
 
 export type LogLevel = RawConfig['log']['level'];
+export type LegacyTls = boolean | 'starttls' | 'tlsPort';
 
 export interface DeviceConfig {
   name: string;
@@ -72,7 +73,8 @@ export interface SmtpConfig {
   authLockout: { maxFailures: number; windowMs: number; durationMs: number };
   starttls: boolean;
   tlsPort?: number;
-  tls: { certFile?: string; keyFile?: string; legacyTls: boolean };
+  /** legacyTls: which device listeners accept TLS 1.0/1.1 and old ciphers. */
+  tls: { certFile?: string; keyFile?: string; legacyTls: LegacyTls };
 }
 
 export interface Pop3Config {

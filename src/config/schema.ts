@@ -23,7 +23,10 @@ export const DEVICE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
 const TlsServerSchema = Type.Object({
   certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate; omitted = generated self-signed in dataDir' })),
   keyFile: Type.Optional(Type.String({ minLength: 1 })),
-  legacyTls: Type.Boolean({ default: false, description: 'allow TLS 1.0/1.1 and old ciphers (LAN-only compromise)' }),
+  legacyTls: Type.Union([Type.Boolean(), Type.Literal('starttls'), Type.Literal('tlsPort')], {
+    default: false,
+    description: 'allow TLS 1.0/1.1 and old ciphers (LAN-only compromise): true = both listeners, or only "starttls" (the plaintext port) or "tlsPort"',
+  }),
 }, { additionalProperties: false, default: {} });
 
 export const SmtpSchema = Type.Object({

@@ -5,7 +5,7 @@
  */
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
-import type { SmtpConfig } from '../config/index.js';
+import type { LegacyTls, SmtpConfig } from '../config/index.js';
 import type { DeviceRegistry } from '../devices/index.js';
 import type { Queue } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
@@ -26,8 +26,8 @@ export { replies, type SmtpReply } from './replies.js';
 export interface ServerTls {
   key: string | Buffer;
   cert: string | Buffer;
-  /** Allow TLS 1.0/1.1 and old ciphers (explicit opt-in, LAN-only). */
-  legacyTls: boolean;
+  /** Listeners that allow TLS 1.0/1.1 and old ciphers (explicit opt-in, LAN-only): true = both. */
+  legacyTls: LegacyTls;
 }
 
 export interface InboundDeps {
@@ -113,7 +113,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         ? {
             key: tls.key,
             cert: tls.cert,
-            ...(tls.legacyTls ? { minVersion: 'TLSv1' as const, ciphers: 'DEFAULT@SECLEVEL=0' } : { minVersion: 'TLSv1.2' as const }),
+            ...(allowsLegacyTls(tls.legacyTls, listener) ? { minVersion: 'TLSv1' as const, ciphers: 'DEFAULT@SECLEVEL=0' } : { minVersion: 'TLSv1.2' as const }),
           }
         : {}),
 
@@ -278,6 +278,10 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
     },
     isListening: () => listening,
   };
+}
+
+function allowsLegacyTls(setting: LegacyTls, listener: Listener): boolean {
+  return setting === true || (setting === 'starttls' && listener === 'smtp') || (setting === 'tlsPort' && listener === 'smtps');
 }
 
 function dataFailureReply(err: unknown): SmtpReply {

@@ -10,7 +10,7 @@ import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import type { SmtpConfig } from '../config/index.js';
+import type { LegacyTls, SmtpConfig } from '../config/index.js';
 import type { Logger } from '../observability/logger.js';
 import { GatewayError, errorMessage } from '../shared/errors.js';
 import { writeFileDurable } from '../shared/durable-fs.js';
@@ -44,11 +44,11 @@ export async function loadServerTls(smtp: SmtpConfig, dataDir: string, logger: L
   const { key: _key, cert: _cert, ...visible } = loaded;
   logger.info(visible, 'smtp.tls.ready');
   if (Date.parse(loaded.validTo) <= Date.now()) logger.warn({ certPath: loaded.certPath, validTo: loaded.validTo }, 'smtp.tls.certificate-expired');
-  if (smtp.tls.legacyTls) logger.warn('smtp.tls.legacyTls is on: TLS 1.0/1.1 and weak ciphers are accepted from devices (LAN only)');
+  if (smtp.tls.legacyTls) logger.warn({ listeners: smtp.tls.legacyTls === true ? 'starttls+tlsPort' : smtp.tls.legacyTls }, 'smtp.tls.legacyTls is on: TLS 1.0/1.1 and weak ciphers are accepted from devices (LAN only)');
   return loaded;
 }
 
-async function loadConfigured(certFile: string, keyFile: string, legacyTls: boolean): Promise<LoadedServerTls> {
+async function loadConfigured(certFile: string, keyFile: string, legacyTls: LegacyTls): Promise<LoadedServerTls> {
   const [cert, key] = await Promise.all([readPem(certFile, 'smtp.tls.certFile'), readPem(keyFile, 'smtp.tls.keyFile')]);
   const problem = pairProblem(key, cert);
   if (problem) throw new GatewayError('SCANRELAY_TLS_INVALID', `smtp.tls: ${certFile} / ${keyFile}: ${problem}`);

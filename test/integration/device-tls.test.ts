@@ -151,6 +151,20 @@ describe('TLS towards devices', () => {
     expect(await firstLine(upgraded.socket!)).toMatch(/^250[- ]/);
   });
 
+  it('opts in per listener: legacyTls "starttls" lets TLS 1.0 in on the plaintext port only', async () => {
+    gw = await startTestGateway({ smtp: { starttls: true, tlsPort: 0, tls: { legacyTls: 'starttls' } }, devices: DEVICES });
+    const ca = await generatedCert(gw.dataDir);
+
+    const implicit = await handshake({ port: gw.addresses.smtps!.port, ca, ...TLS1_ONLY });
+    expect(implicit.error).toBeDefined();
+
+    const client = await startTls(gw.smtpPort);
+    cleanups.push(() => client.close());
+    const upgraded = await handshake({ socket: client.socket, ca, ...TLS1_ONLY });
+    cleanups.push(() => upgraded.socket?.destroy());
+    expect(upgraded.protocol).toBe('TLSv1');
+  });
+
   it('generates the certificate once and reuses it on the next start', async () => {
     const dataDir = await makeTempDir();
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
