@@ -30,7 +30,11 @@ export function decideAuth(auth: SMTPServerAuthentication, remoteAddress: string
   } else {
     return { ok: false, reply: replies.authFailed, reason: `mechanism ${auth.method} not supported`, device };
   }
-  if (!valid) return { ok: false, reply: replies.authFailed, reason: 'wrong password', device };
+  if (!valid) {
+    // Say so when the stored secret is unreadable (secretKey changed): the printer's password is not wrong.
+    const reason = devices.undecryptableDevices().includes(device.name) ? 'stored password cannot be decrypted (secretKey changed?): rotate the device password' : 'wrong password';
+    return { ok: false, reply: replies.authFailed, reason, device };
+  }
   if (!device.enabled) return { ok: false, reply: replies.authFailed, reason: 'device disabled', device };
   return { ok: true, device };
 }
