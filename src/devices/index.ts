@@ -237,6 +237,7 @@ export class DeviceRegistry {
     if (password.length < 8 || password.length > MAX_PASSWORD_LENGTH) throw new ValidationError(`password must be 8-${MAX_PASSWORD_LENGTH} characters`);
     const next = { ...current, sealedPassword: this.box.seal(password), updatedAt: new Date().toISOString() };
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
+    this.undecryptable.delete(name);
     return { device: this.require(name), password };
   }
 
