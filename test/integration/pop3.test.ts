@@ -1,48 +1,26 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { LineSocket } from '../helpers/line-socket.js';
 import { RawSmtpClient } from '../helpers/raw-smtp.js';
 import { hashPassword } from '../../src/devices/index.js';
 
 /** A line-oriented POP3 client over a raw socket: exact commands in, reply lines out. */
-class RawPop3Client {
-  private buffer = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (data: string) => {
-      this.buffer += data;
-      this.notify();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.notify();
-    });
-    socket.on('error', () => undefined);
-  }
-
+class RawPop3Client extends LineSocket {
   static async open(port: number): Promise<{ client: RawPop3Client; greeting: string }> {
-    const socket = connect({ port, host: '127.0.0.1' });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('error', reject);
-    });
-    const client = new RawPop3Client(socket);
+    const client = new RawPop3Client(await LineSocket.connectSocket(port), 'utf8');
     return { client, greeting: await client.readLine() };
   }
 
   /** Sends one command and reads a single-line reply. */
   async command(line: string): Promise<string> {
-    this.socket.write(`${line}\r\n`);
+    this.write(`${line}\r\n`);
     return this.readLine();
   }
 
   /** Sends one command and reads a multi-line reply up to the "." line (or a single -ERR line). */
   async multiline(line: string): Promise<string[]> {
-    this.socket.write(`${line}\r\n`);
+    this.write(`${line}\r\n`);
     const first = await this.readLine();
     if (!first.startsWith('+OK')) return [first];
     const lines = [first];
@@ -54,38 +32,13 @@ class RawPop3Client {
   }
 
   async readLine(timeoutMs = 10_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    return this.until(() => {
       const end = this.buffer.indexOf('\r\n');
-      if (end !== -1) {
-        const line = this.buffer.slice(0, end);
-        this.buffer = this.buffer.slice(end + 2);
-        return line;
-      }
-      if (this.closed) throw new Error(`connection closed (buffer: ${JSON.stringify(this.buffer)})`);
-      if (Date.now() > deadline) throw new Error(`no line within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  async waitClosed(timeoutMs = 10_000): Promise<void> {
-    await waitFor(() => this.closed, { timeoutMs, what: 'POP3 connection to close' });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-
-  private notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter();
+      if (end === -1) return undefined;
+      const line = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 2);
+      return line;
+    }, timeoutMs, 'a POP3 line');
   }
 }
 
