@@ -28,6 +28,8 @@ export interface AttemptContext {
   now: () => number;
   /** Tell the admin about a failure (optional notice mail); never throws. */
   notify: (message: QueuedMessage, reason: string, failedRecipients: RecipientStatus[]) => void;
+  /** The upstream has answered: its connection slot may serve the next message while the outcome is written. */
+  upstreamDone?: () => void;
 }
 
 /** Held because the upstream refused its credentials; released when the upstream's config changes. */
@@ -117,6 +119,7 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     }
   }
 
+  ctx.upstreamDone?.();
   const remaining = pending.filter((a) => !accepted.has(a.toLowerCase()) && !failed.some((f) => f.address.toLowerCase() === a.toLowerCase()));
   const deliveredBefore = message.recipients.some((r) => r.state === 'delivered');
   const durationMs = ctx.now() - startedAt;

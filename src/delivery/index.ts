@@ -288,13 +288,22 @@ class QueueDeliveryWorker implements DeliveryWorker {
       upstream.busy++;
       upstream.pacing.record(now);
     }
+    // The slot is freed once the upstream has answered, not after the outcome's fsync: the message itself
+    // stays leased until its record is written, so it cannot be picked twice.
+    let holdsSlot = upstream !== undefined;
+    const releaseSlot = () => {
+      if (!holdsSlot || !upstream) return;
+      holdsSlot = false;
+      upstream.busy--;
+      this.kick();
+    };
     const task = (async () => {
       try {
         if (plan.kind === 'hold') {
           await this.deps.queue.markHeld(message.id, { code: plan.code, reason: plan.reason });
           this.deps.logger.warn({ queueId: message.id, device: message.device, code: plan.code, reason: plan.reason }, 'delivery.held');
         } else if (plan.kind === 'send') {
-          await attemptDelivery(this.attemptContext(), message, plan.device, plan.upstream);
+          await attemptDelivery({ ...this.attemptContext(), upstreamDone: releaseSlot }, message, plan.device, plan.upstream);
         }
         this.cooldown.delete(message.id);
       } catch (err) {
@@ -303,7 +312,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
         this.cooldown.set(message.id, this.now() + COOLDOWN_MS);
         this.deps.queue.unlease(message.id);
       } finally {
-        if (upstream) upstream.busy--;
+        releaseSlot();
         this.inFlight.delete(message.id);
         this.kick();
       }
