@@ -76,7 +76,12 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const deviceStatus = new DeviceStatusTracker(events);
   const devices = new DeviceRegistry({ dataDir: config.dataDir, secretKey, configDevices: config.devices, limits: deviceLimits(config) });
   await devices.open();
-  const queue = await Queue.open({ dataDir: config.dataDir, events });
+  const queueLogger = logger.child({ part: 'queue' });
+  const queue = await Queue.open({
+    dataDir: config.dataDir, events,
+    onPersistError: (queueId, err) => queueLogger.error({ queueId, err: (err as Error).message }, 'queue.record-write-failed: the upstream accepted the message; kept in memory, retrying the write'),
+    onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
+  });
   metrics.setQueueStatsSource(() => queue.stats());
 
   const delivery = createDeliveryWorker({

@@ -344,7 +344,7 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
   const upstream = d.upstream ? ctx.upstreams.find((u) => u.name === d.upstream) : undefined;
   if (d.upstream && !upstream) throw new ConfigError(file, key('upstream'), `no upstream named "${d.upstream}"`);
   const ownMax = d.maxMessageSize === undefined ? undefined : ctx.size(d.maxMessageSize, key('maxMessageSize'));
-  const maxMessageSize = Math.min(ownMax ?? Infinity, ctx.smtpMax, upstream?.maxMessageSize ?? Infinity);
+  const maxMessageSize = deviceSizeLimit(ownMax, ctx.smtpMax, upstream?.maxMessageSize);
 
   return {
     name: d.name, auth: d.auth, username: d.username, password: d.password, passwordHash: d.passwordHash,
@@ -357,6 +357,18 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
 function usableScryptParameters(hash: string): boolean {
   const [n, r, p] = hash.split('$').slice(1, 4).map(Number);
   return Number.isSafeInteger(n) && n >= 2 && (n & (n - 1)) === 0 && r >= 1 && p >= 1 && 128 * n * r <= 256 * 1024 ** 2;
+}
+
+/**
+ * Bytes the gateway may add in front of a message on its way out (Received, and Message-ID/Date/From
+ * rewrite when needed). A device's limit leaves room for them, so a scan that fits the device also fits
+ * its upstream and the printer hears 552 at once rather than a failure later.
+ */
+export const OUTGOING_HEADER_ALLOWANCE = 2048;
+
+/** The size a device may send: its own limit, the listener's, and its upstream's minus the header allowance. */
+export function deviceSizeLimit(own: number | undefined, smtpMax: number, upstreamMax: number | undefined): number {
+  return Math.min(own ?? Infinity, smtpMax, upstreamMax === undefined ? Infinity : Math.max(1024, upstreamMax - OUTGOING_HEADER_ALLOWANCE));
 }
 
 function deepFreeze<T>(value: T): T {

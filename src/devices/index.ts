@@ -7,7 +7,7 @@ import { ConflictError, GatewayError, NotFoundError, ValidationError } from '../
 import { addressInRanges, parseCidr, type ParsedCidr } from '../shared/cidr.js';
 import { parseAddressRule, type AddressRule } from '../shared/address-rules.js';
 import { checkDeviceRules } from '../shared/device-rules.js';
-import type { DeviceConfig } from '../config/index.js';
+import { deviceSizeLimit, type DeviceConfig } from '../config/index.js';
 import { DeviceStore, type StoredDevice } from './store.js';
 import {
   SecretBox, generatePassword, generateUsername, hashPassword, isValidLogin, safeEqual, verifyPasswordHash,
@@ -310,7 +310,7 @@ export class DeviceRegistry {
         device: {
           name: stored.name, auth: stored.auth, username: stored.username, allowFrom: stored.allowFrom,
           allowRecipients: stored.allowRecipients, upstream: stored.upstream,
-          maxMessageSize: Math.min(stored.maxMessageSize ?? Infinity, this.limits.smtpMaxMessageSize, upstreamMax ?? Infinity),
+          maxMessageSize: deviceSizeLimit(stored.maxMessageSize, this.limits.smtpMaxMessageSize, upstreamMax),
           enabled: stored.enabled, managedBy: 'api', supportsChallengeAuth: sealed !== undefined,
           createdAt: stored.createdAt, updatedAt: stored.updatedAt,
         },

@@ -86,6 +86,10 @@ export class DeviceStatusTracker {
       this.fail(tracked, reason);
     });
     events.on('message.deleted', ({ id, device }) => this.track(device).inFlight.delete(id));
+    // A session that ends after MAIL FROM without a queued message (QUIT, RSET, disconnect) is no longer in progress.
+    events.on('session.closed', ({ sessionId, device }) => {
+      if (device) this.devices.get(device)?.inFlight.delete(`session:${sessionId}`);
+    });
   }
 
   /** Status of one device; `enabled: false` shows as the printer's "Stop". */

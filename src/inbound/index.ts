@@ -188,6 +188,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         const refusal = checkRecipient(state.identity, address.address, devices);
         if (refusal) {
           metrics.recordMessageRejected(refusal.code);
+          if (state.identity) events.emit('message.rejected', { device: state.identity.device.name, sessionId: state.sessionId, code: refusal.code, reason: refusal.text });
           return callback(refuse(state, refusal, 'smtp.rcpt.refused', { recipient: address.address.slice(0, 254) }));
         }
         callback();

@@ -85,11 +85,21 @@ class QuirkTolerantConnection extends SMTPConnection {
   private limitSessionTime(): void {
     const limit = (this._server as QuirkTolerantSmtpServer).hooks.maxSessionMs;
     if (!limit) return;
-    const timer = setTimeout(() => {
+    let timer: NodeJS.Timeout;
+    const expire = () => {
       if (this._closing || this._closed) return;
+      // The whole message is in and is being committed (fsync): cutting now would answer 421 for a scan
+      // that then gets queued, and the printer would send it twice. Look again in a moment.
+      const committing = this._handlerPending || (this._dataStream && this._parser && !this._parser._dataMode);
+      if (committing) {
+        timer = setTimeout(expire, 1_000);
+        timer.unref();
+        return;
+      }
       this.send(421, `${this.name} Session time limit reached, closing connection`);
       this.close();
-    }, limit);
+    };
+    timer = setTimeout(expire, limit);
     timer.unref();
     this._socket.once('close', () => clearTimeout(timer));
   }

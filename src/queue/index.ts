@@ -106,6 +106,10 @@ export interface QueueOptions {
   dataDir: string;
   events: GatewayEventBus;
   now?: () => number;
+  /** The disk refused a record after the upstream accepted the message (kept in memory, retried). */
+  onPersistError?: (id: string, err: unknown) => void;
+  /** Such a record has now been written. */
+  onPersisted?: (id: string) => void;
 }
 
 const OPEN_STATES: ReadonlySet<MessageState> = new Set(['queued', 'deferred', 'held', 'delivering']);
@@ -117,10 +121,13 @@ export class Queue {
   private readonly leased = new Set<string>();
   /** Per-message write chain: record writes for one message never overlap or reorder. */
   private readonly writes = new Map<string, Promise<void>>();
+  /** Records the disk refused after the upstream accepted the message: retried in the background. */
+  private readonly persistRetries = new Map<string, NodeJS.Timeout>();
+  private readonly persistDelays = new Map<string, number>();
   private readonly events: GatewayEventBus;
   private readonly now: () => number;
 
-  private constructor(options: QueueOptions) {
+  private constructor(private readonly options: QueueOptions) {
     this.queueDir = join(options.dataDir, 'queue');
     this.tmpDir = join(options.dataDir, 'tmp');
     this.events = options.events;
@@ -150,8 +157,12 @@ export class Queue {
       await rename(tmpBody, this.bodyPath(id));
       await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(message)), { tmpDir: this.tmpDir });
     } catch (err) {
+      // Nothing of an unacknowledged message may stay: a record whose directory fsync failed would come
+      // back at start-up as a bogus failed message.
       await unlink(tmpBody).catch(() => undefined);
       await unlink(this.bodyPath(id)).catch(() => undefined);
+      await unlink(this.recordPath(id)).catch(() => undefined);
+      await fsyncDirectory(this.queueDir).catch(() => undefined);
       // A full disk at the record write is still "full" (452), not a generic local error.
       throw toSpoolError(err);
     }
@@ -251,7 +262,7 @@ export class Queue {
 
   /** Per-recipient results of a partly successful attempt; pending ones stay for the next attempt. */
   async setRecipientResults(id: string, results: RecipientStatus[]): Promise<void> {
-    await this.update(id, (message) => {
+    await this.update(id, { upstreamAccepted: true }, (message) => {
       for (const result of results) {
         const target = message.recipients.find((r) => r.address.toLowerCase() === result.address.toLowerCase());
         if (target) Object.assign(target, result);
@@ -261,7 +272,7 @@ export class Queue {
 
   async markDelivered(id: string, details: { upstream: string; response?: string }): Promise<void> {
     const at = this.now();
-    const message = await this.update(id, (m) => {
+    const message = await this.update(id, { upstreamAccepted: true }, (m) => {
       m.state = 'delivered';
       m.deliveredAt = at;
       m.upstream = details.upstream;
@@ -275,7 +286,7 @@ export class Queue {
   }
 
   async markDeferred(id: string, error: Omit<AttemptError, 'at'>, nextAttemptAt: number): Promise<void> {
-    const message = await this.update(id, (m) => {
+    const message = await this.update(id, {}, (m) => {
       m.state = 'deferred';
       m.lastError = { ...error, at: this.now() };
       m.nextAttemptAt = nextAttemptAt;
@@ -286,7 +297,7 @@ export class Queue {
 
   /** Keeps the message queued but out of the worker's way until released (e.g. no upstream). */
   async markHeld(id: string, held: { code: string; reason: string }): Promise<void> {
-    const message = await this.update(id, (m) => {
+    const message = await this.update(id, {}, (m) => {
       m.state = 'held';
       m.held = held;
       m.nextAttemptAt = undefined;
@@ -297,7 +308,7 @@ export class Queue {
 
   async markFailed(id: string, reason: string, error?: Omit<AttemptError, 'at'>): Promise<void> {
     const at = this.now();
-    const message = await this.update(id, (m) => {
+    const message = await this.update(id, {}, (m) => {
       m.state = 'failed';
       m.failedAt = at;
       m.failReason = reason;
@@ -314,7 +325,7 @@ export class Queue {
     const current = this.require(id);
     if (current.state === 'delivered' || current.state === 'delivering') throw new ConflictError(`message '${id}' is ${current.state}`);
     if (current.bodyRemoved) throw new ConflictError(`message '${id}' no longer has its body`);
-    await this.update(id, (m) => {
+    await this.update(id, {}, (m) => {
       m.state = 'queued';
       m.nextAttemptAt = this.now();
       m.held = undefined;
@@ -355,7 +366,7 @@ export class Queue {
         recordsRemoved++;
       } else if (message.state === 'delivered' && !message.bodyRemoved && now - finishedAt >= bodyMs) {
         await unlink(this.bodyPath(message.id)).catch(() => undefined);
-        await this.update(message.id, (m) => { m.bodyRemoved = true; });
+        await this.update(message.id, {}, (m) => { m.bodyRemoved = true; });
         bodiesRemoved++;
       }
     }
@@ -363,7 +374,15 @@ export class Queue {
   }
 
   /** Waits for pending record writes (shutdown). */
+  /** Waits for pending record writes and tries once more the ones the disk refused (shutdown). */
   async flush(): Promise<void> {
+    for (const [id, timer] of this.persistRetries) {
+      clearTimeout(timer);
+      this.persistRetries.delete(id);
+      if (this.messages.has(id)) await this.update(id, { upstreamAccepted: true }, () => undefined).catch(() => undefined);
+    }
+    for (const timer of this.persistRetries.values()) clearTimeout(timer);
+    this.persistRetries.clear();
     await Promise.all([...this.writes.values()]);
   }
 
@@ -377,11 +396,17 @@ export class Queue {
     return join(this.queueDir, `${id}.json`);
   }
 
-  /** Applies a change in memory and persists the record durably, serialised per message. */
-  private async update(id: string, change: (message: QueuedMessage) => void): Promise<QueuedMessage> {
+  /**
+   * Applies a change and persists the record durably, serialised per message: each update changes a copy
+   * of the latest state, and memory takes the copy once the disk has it, so the two agree.
+   *
+   * Exception, `upstreamAccepted`: the upstream has already said 250, so the change must hold even if the
+   * disk refuses the record (full, read-only). Memory takes it at once, so the message is never sent again
+   * by this process, and the record write is retried in the background until it succeeds. Only a crash
+   * before that can re-send it (at-least-once).
+   */
+  private async update(id: string, options: { upstreamAccepted?: boolean }, change: (message: QueuedMessage) => void): Promise<QueuedMessage> {
     if (!this.messages.has(id)) throw new NotFoundError('message', id);
-    // Updates of one message run one after another: each changes a copy of the latest state, and memory
-    // takes the copy only once the disk has it, so memory and disk never disagree.
     const previous = this.writes.get(id) ?? Promise.resolve();
     const run = previous.catch(() => undefined).then(async () => {
       const current = this.messages.get(id);
@@ -389,17 +414,39 @@ export class Queue {
       const next = structuredClone(current);
       change(next);
       next.updatedAt = this.now();
-      await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
+      try {
+        await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
+        if (this.persistDelays.delete(id)) this.options.onPersisted?.(id);
+      } catch (err) {
+        if (!options.upstreamAccepted) throw err;
+        this.options.onPersistError?.(id, err);
+        this.schedulePersistRetry(id);
+      }
       if (this.messages.has(id)) this.messages.set(id, next);
       return next;
     });
-    const settled = run.then(() => undefined);
+    // Kept only to order later updates; its rejection is the caller's (through `run`), never unhandled.
+    const settled = run.then(() => undefined, () => undefined);
     this.writes.set(id, settled);
     try {
       return { ...(await run) };
     } finally {
       if (this.writes.get(id) === settled) this.writes.delete(id);
     }
+  }
+
+  /** Retries writing the in-memory record of `id` until the disk takes it, backing off up to a minute. */
+  private schedulePersistRetry(id: string): void {
+    if (this.persistRetries.has(id)) return;
+    const delayMs = Math.min(60_000, (this.persistDelays.get(id) ?? 500) * 2);
+    this.persistDelays.set(id, delayMs);
+    const timer = setTimeout(() => {
+      this.persistRetries.delete(id);
+      if (this.messages.has(id)) void this.update(id, { upstreamAccepted: true }, () => undefined).catch(() => undefined);
+      else this.persistDelays.delete(id);
+    }, delayMs);
+    timer.unref();
+    this.persistRetries.set(id, timer);
   }
 
   private async removeFiles(id: string): Promise<void> {

@@ -84,7 +84,7 @@ describe('DeviceRegistry', () => {
     const first = await open();
     const { device, password } = await first.create({ name: 'api-scanner', allowRecipients: ['ops@example.org'], upstream: 'gmail-warren' });
     expect(password).toMatch(/^[A-Za-z0-9]{24}$/);
-    expect(device).toMatchObject({ managedBy: 'api', maxMessageSize: 10_000_000, supportsChallengeAuth: true });
+    expect(device).toMatchObject({ managedBy: 'api', maxMessageSize: 10_000_000 - 2048, supportsChallengeAuth: true });
     const onDisk = await readFile(join(dataDir, 'devices.json'), 'utf8');
     expect(onDisk).not.toContain(password!);
 
