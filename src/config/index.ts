@@ -163,6 +163,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   applyEnvOverrides(document as Record<string, unknown>, env);
   const expanded = coerceScalars(ConfigSchema, resolveSecretFiles(interpolateEnv(document, env, file), file));
+  // TypeBox's defaulting turns a mapping where a list belongs into an empty list: a forgotten "-" would
+  // silently drop every device. Refuse it before defaults are applied.
+  for (const key of ['devices', 'upstreams'] as const) {
+    const value = (expanded as Record<string, unknown>)[key];
+    if (value === null) (expanded as Record<string, unknown>)[key] = []; // "devices:" with nothing under it
+    else if (value !== undefined && !Array.isArray(value)) {
+      throw new ConfigError(file, key, 'must be a list: start each entry with "- " (e.g. "- name: ...")');
+    }
+  }
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
   const firstError = Value.Errors(ConfigSchema, withDefaults).First();
   if (firstError) {

@@ -99,7 +99,10 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
       const at = ctx.now();
       upstream.noteSuccess(at);
       response = info.response;
-      for (const address of info.accepted) {
+      // Nothing refused means the whole group went, even if nodemailer re-wrote an address in `accepted`
+      // (it parses envelope strings as address lists): never re-send a group the upstream took.
+      const acceptedNow = info.rejected.length === 0 && info.rejectedErrors.length === 0 ? groups[i] : info.accepted;
+      for (const address of acceptedNow) {
         accepted.add(address.toLowerCase());
         unsaved.push({ address, state: 'delivered', response: info.response, at });
       }

@@ -91,6 +91,11 @@ export const CLASSIFICATION_TABLE: readonly Row[] = [
   // a missing AUTH extension (forceAuth), missing credentials.
   { name: 'credentials refused (EAUTH / 530 / 534 / 535)', match: (f) => f.code === 'EAUTH' || f.code === 'ENOAUTH' || f.responseCode === 530 || f.responseCode === 534 || f.responseCode === 535,
     result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' } },
+  // smtp-relay.gmail.com refusing the account or its address ("550 5.7.0 Mail relay denied", "550 5.7.1
+  // Invalid credentials for relay"): a configuration problem of the upstream, not of each scan. Hold them.
+  { name: 'relay denied for the account (5.7.0/5.7.1 at MAIL/RCPT)',
+    match: (f) => is5xx(f) && (f.command === 'MAIL FROM' || f.command === 'RCPT TO') && (f.enhanced === '5.7.0' || f.enhanced === '5.7.1') && /relay denied|credentials for relay|IP not registered/i.test(f.err.response ?? ''),
+    result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' } },
   // Network trouble: refused, reset, DNS, timeouts.
   { name: 'timeout', match: (f) => f.code === 'ETIMEDOUT',
     result: { action: 'retry', category: 'timeout', upstreamState: 'unreachable' } },

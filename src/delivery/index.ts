@@ -203,7 +203,8 @@ class QueueDeliveryWorker implements DeliveryWorker {
     try {
       const endpoint = await upstream.verify();
       const wasHeld = upstream.state === 'auth-failed';
-      upstream.noteSuccess(this.now());
+      upstream.noteSuccess(this.now(), { loginOnly: true });
+      // Released here too (idempotent) so the answer comes after the held messages are queued again.
       if (wasHeld) await this.releaseHeldFor((n) => n === name);
       this.kick();
       return { ok: true, port: endpoint.port, security: endpoint.security, response: 'connected, TLS and AUTH accepted', durationMs: this.now() - startedAt };
@@ -363,7 +364,12 @@ class QueueDeliveryWorker implements DeliveryWorker {
   // ---- helpers ----
 
   private createUpstream(config: UpstreamConfig): Upstream {
-    return new Upstream(config, { logger: this.deps.logger, metrics: this.deps.metrics, hostname: this.deps.hostname, now: this.now });
+    return new Upstream(config, {
+      logger: this.deps.logger, metrics: this.deps.metrics, hostname: this.deps.hostname, now: this.now,
+      // Whatever proved the credentials good again (a send on another connection, a test, a verify):
+      // the messages held for them go now.
+      onCredentialsAccepted: () => void this.releaseHeldFor((n) => n === config.name).finally(() => this.kick()),
+    });
   }
 
   private requireUpstream(name: string): Upstream {

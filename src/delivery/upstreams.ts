@@ -54,6 +54,8 @@ export interface UpstreamDeps {
   /** EHLO name. */
   hostname: string;
   now: () => number;
+  /** The upstream accepted a login again after refusing its credentials: held messages may go. */
+  onCredentialsAccepted?: () => void;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -122,6 +124,8 @@ export class Upstream {
 
   /** Pauses the upstream: short = back-off from retryBase, long = the daily window (retryMax doubling, at most 24 h). */
   pause(kind: 'short' | 'long', delivery: DeliveryConfig, now: number): number {
+    // Attempts in flight on other connections report the same refusal: only the first one backs off further.
+    if (this.pausedUntil !== undefined && this.pausedUntil > now) return this.pausedUntil;
     this.pauseLevel++;
     const duration = kind === 'long'
       ? Math.min(DAY_MS, delivery.retryMaxMs * 2 ** (this.pauseLevel - 1))
@@ -130,11 +134,16 @@ export class Upstream {
     return this.pausedUntil;
   }
 
-  /** The upstream answered 250. */
-  noteSuccess(now: number): void {
-    this.lastSuccessAt = now;
-    this.resume();
-    this.setState('up');
+  /**
+   * The upstream answered 250 (or, with `loginOnly`, accepted a login). A login alone says nothing about a
+   * sending quota, so it lifts only a pause that was about TLS.
+   */
+  noteSuccess(now: number, { loginOnly = false } = {}): void {
+    const credentialsWereRefused = this.state === 'auth-failed';
+    if (!loginOnly || this.state === 'tls-failed') this.resume();
+    if (!loginOnly) this.lastSuccessAt = now;
+    this.setState(loginOnly && this.pausedUntil !== undefined && this.pausedUntil > now ? this.state : 'up');
+    if (credentialsWereRefused) this.deps.onCredentialsAccepted?.();
   }
 
   /** An attempt or check failed; `state` is what the failure says about the upstream (classify.ts). */

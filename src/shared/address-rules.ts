@@ -52,5 +52,11 @@ export function addressTrick(address: string): string | undefined {
   if (!DOMAIN.test(domain)) return 'invalid domain';
   const local = address.slice(0, address.lastIndexOf('@'));
   if (local.length === 0 || local.length > 64) return 'invalid mailbox name';
+  // RFC 5321 dot-atom only: commas, parentheses, spaces and the like are parsed differently downstream
+  // (nodemailer reads envelope strings as address lists), so they could reach another mailbox.
+  if (!DOT_ATOM.test(local)) return 'the mailbox name must be a plain dot-atom';
   return undefined;
 }
+
+const ATEXT = "[A-Za-z0-9!#$&'*+\\-/=?^_`{|}~\\u0080-\\uffff]";
+const DOT_ATOM = new RegExp(`^${ATEXT}+(?:\\.${ATEXT}+)*$`);

@@ -74,6 +74,18 @@ describe('delivery when the upstream refuses or fails', () => {
     expect(g.logs.join('\n')).not.toContain(up.options.password ?? 'abcdefghijklmnop');
   });
 
+  it('a transient 535 on one connection: its held scan goes as soon as a send proves the credentials good again', async () => {
+    const { g, up } = await scenario();
+    up.failNext('auth', 535, '5.7.8 Username and Password not accepted');
+    const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
+    await waitFor(() => stateOf(g, first) === 'held', { what: 'the first scan held' });
+    // The admin's test send succeeds: the upstream is up again, and the held scan must not wait for a reload.
+    const test = await g.gateway.delivery.sendTest('gmail-test', 'check@example.org');
+    expect(test.ok).toBe(true);
+    await waitFor(() => stateOf(g, first) === 'delivered', { what: 'the held scan delivered without a reload' });
+    expect(g.gateway.delivery.upstreamStatus()[0]).toMatchObject({ state: 'up', held: 0 });
+  });
+
   it('550 for the only recipient: the message fails with the upstream reason, and the admin gets a notice', async () => {
     const { g, up } = await scenario({ mode: 'tls' }, {}, { delivery: { retryBase: '200ms', retryMax: '2s', notifyAddress: 'admin@example.org' } });
     up.failNext('rcpt', 550, '5.1.1 The email account that you tried to reach does not exist', 1, 'nobody@example.org');

@@ -23,3 +23,14 @@ describe('shipped config files', () => {
     expect(config.devices[0].name).toBe('demo-scanner');
   });
 });
+
+describe('list keys written as a mapping', () => {
+  it('refuses devices written without "-" instead of dropping every device', () => {
+    expect(() => parseConfig('devices:\n  name: a\n  username: a\n', 'x.yaml', {})).toThrow(/x\.yaml: devices: must be a list/);
+    expect(() => parseConfig('upstreams:\n  name: g\n  host: smtp.gmail.com\n', 'x.yaml', {})).toThrow(/x\.yaml: upstreams: must be a list/);
+  });
+
+  it('reads an empty "devices:" as no devices', () => {
+    expect(parseConfig('devices:\nupstreams:\n', 'x.yaml', {}).devices).toEqual([]);
+  });
+});
