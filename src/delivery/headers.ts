@@ -55,7 +55,9 @@ const CRLF = '\r\n';
 export function buildOutgoingHeaders(block: Buffer | undefined, sniffed: SniffedHeaders, ctx: HeaderContext): OutgoingHeaders {
   const received = receivedHeader(ctx);
   if (!block) {
-    const addedMessageId = !sniffed.messageId;
+    // Without the whole block nothing can be removed: an empty Message-ID line stays, so none is added
+    // (a duplicate Message-ID is refused by Gmail; an empty one is only frowned upon).
+    const addedMessageId = sniffed.messageId === undefined;
     const messageId = addedMessageId ? generatedMessageId(ctx) : sniffed.messageId;
     const extra = (addedMessageId ? `Message-ID: ${messageId}${CRLF}` : '') + (sniffed.hasDate ? '' : `Date: ${rfc5322Date(ctx.receivedAt)}${CRLF}`);
     return {

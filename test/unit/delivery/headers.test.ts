@@ -126,3 +126,14 @@ describe('outgoingStream and readHeaderBlock', () => {
     expect(await readHeaderBlock(path, undefined)).toBeUndefined();
   });
 });
+
+describe('buildOutgoingHeaders without a complete header block', () => {
+  it('adds no second Message-ID when the printer sent an empty one it cannot remove', () => {
+    const message = Buffer.from(`Message-ID:\r\nSubject: ${'x'.repeat(100)}\r\n`, 'latin1'); // no blank line: block not found
+    const { block, sniffed } = sniff(message);
+    expect(block).toBeUndefined();
+    const result = buildOutgoingHeaders(undefined, sniffed, ctx());
+    expect(result.addedMessageId).toBe(false);
+    expect(result.prefix.toString('latin1')).not.toMatch(/Message-ID/i);
+  });
+});
