@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
-import type { GatewayConfig } from './config/index.js';
+import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
 import { Queue } from './queue/index.js';
 import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
@@ -110,7 +110,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         config: () => config, devices, deviceStatus, queue, delivery, metrics, lockout, popGrants,
         logger: logger.child({ part: 'admin' }), tokens,
         reload: async () => {
-          const { loadConfig } = await import('./config/index.js');
           await gateway.reload(loadConfig(config.file));
         },
         readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
