@@ -2,35 +2,24 @@
  * Device authentication on the plaintext listener, over real loopback sockets: each mechanism with
  * nodemailer, none-by-IP, and the refusals (530, 535, allowFrom, hash-only CRAM-MD5, lock-out).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createHmac } from 'node:crypto';
-import { startTestGateway, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import type { RawConfig } from '../helpers/gateway.js';
 import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
 import { hashPassword } from '../../src/devices/credentials.js';
 import {
-  SCANNER_PASSWORD, authenticatedClient, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod,
+  SCANNER_PASSWORD, authenticatedClient, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope
 } from '../fixtures/inbound.js';
 
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 
 describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
-  let gw: TestGateway | undefined;
-  const clients: RawSmtpClient[] = [];
-
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await gw?.stop();
-    gw = undefined;
-  });
-
-  async function start(raw: RawConfig): Promise<TestGateway> {
-    gw = await startTestGateway({ admin: { enabled: false }, ...raw });
-    return gw;
-  }
+  const scope = useGatewayScope();
+  const start = (raw: RawConfig) => scope.start(raw);
 
   async function open(): Promise<RawSmtpClient> {
-    const { client, greeting } = await RawSmtpClient.open(gw!.smtpPort);
-    clients.push(client);
+    const { client, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
+    scope.track(client);
     expect(greeting.code).toBe(220);
     return client;
   }
@@ -53,12 +42,12 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
 
   it.each<AuthMethod>(['PLAIN', 'LOGIN', 'CRAM-MD5'])('accepts a message after AUTH %s with the device credentials', async (method) => {
     await start({ devices: [scannerDevice()] });
-    const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD, method });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD, method });
     const info = await transport.sendMail({ from: 'scanner@berkeley.edu', to: 'ops@example.org', subject: `scan via ${method}`, text: 'scan' });
     transport.close();
     const id = queueIdOf(info.response);
     expect(info.response).toMatch(/^250 /);
-    const message = gw!.gateway.queue.require(id);
+    const message = scope.gw.gateway.queue.require(id);
     expect(message.device).toBe('warren-2f-scanner');
     expect(message.client.authMethod).toBe(method);
     expect(message.envelope.rcptTo).toEqual(['ops@example.org']);
@@ -66,18 +55,18 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
 
   it('accepts the login name in any letter case, as printers differ', async () => {
     await start({ devices: [scannerDevice()] });
-    const transport = deviceTransport(gw!.smtpPort, { user: 'WARREN-2F', pass: SCANNER_PASSWORD, method: 'LOGIN' });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'WARREN-2F', pass: SCANNER_PASSWORD, method: 'LOGIN' });
     const info = await transport.sendMail({ from: 'scanner@berkeley.edu', to: 'a@berkeley.edu', text: 'x' });
     transport.close();
-    expect(gw!.gateway.queue.require(queueIdOf(info.response)).device).toBe('warren-2f-scanner');
+    expect(scope.gw.gateway.queue.require(queueIdOf(info.response)).device).toBe('warren-2f-scanner');
   });
 
   it('accepts an auth: none device by its source address alone', async () => {
     await start({ devices: [legacyCopier()] });
-    const transport = deviceTransport(gw!.smtpPort);
+    const transport = deviceTransport(scope.gw.smtpPort);
     const info = await transport.sendMail({ from: 'copier@berkeley.edu', to: 'someone@berkeley.edu', subject: 'scan', text: 'scan' });
     transport.close();
-    const message = gw!.gateway.queue.require(queueIdOf(info.response));
+    const message = scope.gw.gateway.queue.require(queueIdOf(info.response));
     expect(message.device).toBe('legacy-copier');
     expect(message.client.authMethod).toBe('none');
     expect(message.client.address).toBe('127.0.0.1');
@@ -97,7 +86,7 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       ids.push(queueIdOf((await client.read()).text));
     }
     expect(new Set(ids).size).toBe(4);
-    expect(gw!.gateway.queue.list().total).toBe(4);
+    expect(scope.gw.gateway.queue.list().total).toBe(4);
   });
 
   it('answers 530 to an unknown client that sends MAIL FROM without authenticating', async () => {
@@ -109,10 +98,10 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
     expect(mail.code).toBe(530);
     expect(mail.text).toMatch(/authentication required/i);
     // nodemailer without credentials sees the same refusal
-    const transport = deviceTransport(gw!.smtpPort);
+    const transport = deviceTransport(scope.gw.smtpPort);
     await expect(transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' })).rejects.toMatchObject({ responseCode: 530 });
     transport.close();
-    expect(gw!.gateway.queue.list().total).toBe(0);
+    expect(scope.gw.gateway.queue.list().total).toBe(0);
   });
 
   it('answers 535 for a wrong password and keeps the session open for a second AUTH', async () => {
@@ -131,11 +120,11 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
   it('answers 535 with nodemailer for a wrong password with each mechanism', async () => {
     await start({ devices: [scannerDevice()] });
     for (const method of ['PLAIN', 'LOGIN', 'CRAM-MD5'] as const) {
-      const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: 'wrong-password', method });
+      const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: 'wrong-password', method });
       await expect(transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' })).rejects.toMatchObject({ code: 'EAUTH', responseCode: 535 });
       transport.close();
     }
-    expect(gw!.gateway.queue.list().total).toBe(0);
+    expect(scope.gw.gateway.queue.list().total).toBe(0);
   });
 
   it('refuses a device outside its allowFrom even with the right password', async () => {
@@ -160,10 +149,10 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
 
   it('accepts a device pinned to the address it connects from', async () => {
     await start({ devices: [scannerDevice({ allowFrom: ['127.0.0.0/8'] })] });
-    const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD, method: 'CRAM-MD5' });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD, method: 'CRAM-MD5' });
     const info = await transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' });
     transport.close();
-    expect(gw!.gateway.queue.get(queueIdOf(info.response))).toBeDefined();
+    expect(scope.gw.gateway.queue.get(queueIdOf(info.response))).toBeDefined();
   });
 
   it('refuses a disabled device with 535', async () => {
@@ -179,12 +168,12 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
     it('works with PLAIN and LOGIN and refuses CRAM-MD5 with a clear 535', async () => {
       await start({ devices: [scannerDevice({ password: undefined, passwordHash: hashPassword(password) })] });
       for (const method of ['PLAIN', 'LOGIN'] as const) {
-        const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: password, method });
+        const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: password, method });
         const info = await transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: method });
         transport.close();
-        expect(gw!.gateway.queue.require(queueIdOf(info.response)).client.authMethod).toBe(method);
+        expect(scope.gw.gateway.queue.require(queueIdOf(info.response)).client.authMethod).toBe(method);
       }
-      const wrong = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: 'hashed-device-pw-43', method: 'PLAIN' });
+      const wrong = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: 'hashed-device-pw-43', method: 'PLAIN' });
       await expect(wrong.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' })).rejects.toMatchObject({ responseCode: 535 });
       wrong.close();
 
@@ -211,15 +200,15 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       const locked = await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`);
       expect(locked.code).toBe(454);
 
-      const { client: second, greeting } = await RawSmtpClient.open(gw!.smtpPort);
-      clients.push(second);
+      const { client: second, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
+      scope.track(second);
       expect(greeting.code).toBe(421);
       await second.waitClosed();
 
-      const metric = await gw!.gateway.metrics.registry.getSingleMetricAsString('scanrelay_auth_lockouts_total');
+      const metric = await scope.gw.gateway.metrics.registry.getSingleMetricAsString('scanrelay_auth_lockouts_total');
       expect(metric).toMatch(/^scanrelay_auth_lockouts_total 1$/m);
-      expect(gw!.logs.some((line) => line.includes('"smtp.auth.lockout"'))).toBe(true);
-      expect(gw!.gateway.lockout.locked().map((l) => l.address)).toEqual(['127.0.0.1']);
+      expect(scope.gw.logs.some((line) => line.includes('"smtp.auth.lockout"'))).toBe(true);
+      expect(scope.gw.gateway.lockout.locked().map((l) => l.address)).toEqual(['127.0.0.1']);
     });
 
     it('lets the address in again after the lock-out ends', async () => {
@@ -228,8 +217,8 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       await client.command('EHLO guesser');
       for (let i = 0; i < 2; i++) await client.command(`AUTH PLAIN ${plainAuth('warren-2f', `guess-${i}`)}`);
       expect((await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`)).code).toBe(454);
-      expect(gw!.gateway.lockout.locked()).toHaveLength(1);
-      const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+      expect(scope.gw.gateway.lockout.locked()).toHaveLength(1);
+      const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
       const info = await waitForSend(() => transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' }));
       transport.close();
       expect(info.response).toMatch(/^250 /);
@@ -242,7 +231,7 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       const secrets = [SCANNER_PASSWORD, 'Wr0ng-guess-pw-77'];
       for (const method of ['PLAIN', 'LOGIN', 'CRAM-MD5'] as const) {
         for (const pass of secrets) {
-          const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass, method });
+          const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass, method });
           await transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' }).catch(() => undefined);
           transport.close();
         }
@@ -268,7 +257,7 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       payloads.push(challenge.text, b64(`warren-2f ${digest}`), digest);
       expect((await second.command(b64(`warren-2f ${digest}`))).code).toBe(235);
 
-      const all = gw!.logs.join('\n');
+      const all = scope.gw.logs.join('\n');
       expect(all).toContain('smtp.auth.succeeded');
       expect(all).toContain('smtp.auth.failed');
       for (const secret of [...secrets, ...payloads.filter((p) => p !== b64('warren-2f'))]) expect(all).not.toContain(secret);

@@ -2,31 +2,15 @@
  * Never an open relay, and size limits: recipient rules (550/553), recipient cap (452), declared and
  * actual size (552), each over a real loopback socket, and nothing left in the spool after a refusal.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor, type RawConfig } from '../helpers/gateway.js';
 import { RawSmtpClient } from '../helpers/raw-smtp.js';
-import { authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD } from '../fixtures/inbound.js';
+import { authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD, useGatewayScope } from '../fixtures/inbound.js';
 
 describe('recipient and size policy of an authenticated device', () => {
-  let gw: TestGateway | undefined;
-  const clients: RawSmtpClient[] = [];
-
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await gw?.stop();
-    gw = undefined;
-  });
-
-  async function start(raw: RawConfig = {}): Promise<TestGateway> {
-    gw = await startTestGateway({ admin: { enabled: false }, devices: [scannerDevice()], ...raw });
-    return gw;
-  }
-
-  async function session(): Promise<RawSmtpClient> {
-    const client = await authenticatedClient(gw!.smtpPort);
-    clients.push(client);
-    return client;
-  }
+  const scope = useGatewayScope({ devices: [scannerDevice()] });
+  const start = (raw: RawConfig = {}) => scope.start(raw);
+  const session = () => scope.session();
 
   it('answers 550 for a recipient outside allowRecipients and still accepts the allowed ones', async () => {
     await start();
@@ -46,17 +30,17 @@ describe('recipient and size policy of an authenticated device', () => {
     client.write(dataPayload(Buffer.from('Subject: t\r\n\r\nbody\r\n')));
     const done = await client.read();
     expect(done.code).toBe(250);
-    const message = gw!.gateway.queue.require(queueIdOf(done.text));
+    const message = scope.gw.gateway.queue.require(queueIdOf(done.text));
     expect(message.envelope.rcptTo).toEqual(['Prof.X@Berkeley.EDU', 'OPS@example.org']);
   });
 
   it('reports a partial rejection to nodemailer in info.rejected', async () => {
     await start();
-    const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
     const info = await transport.sendMail({ from: 'a@berkeley.edu', to: ['ok@berkeley.edu', 'no@elsewhere.net'], text: 'x' });
     transport.close();
     expect(info.rejected).toEqual(['no@elsewhere.net']);
-    expect(gw!.gateway.queue.require(queueIdOf(info.response)).envelope.rcptTo).toEqual(['ok@berkeley.edu']);
+    expect(scope.gw.gateway.queue.require(queueIdOf(info.response)).envelope.rcptTo).toEqual(['ok@berkeley.edu']);
   });
 
   it.each([
@@ -82,7 +66,7 @@ describe('recipient and size policy of an authenticated device', () => {
     await client.command('DATA');
     client.write(dataPayload(Buffer.from('Subject: t\r\n\r\nx\r\n')));
     const done = await client.read();
-    expect(gw!.gateway.queue.require(queueIdOf(done.text)).envelope.rcptTo).toEqual(['ops@example.org']);
+    expect(scope.gw.gateway.queue.require(queueIdOf(done.text)).envelope.rcptTo).toEqual(['ops@example.org']);
   });
 
   it('answers 452 for the recipient after smtp.maxRecipients', async () => {
@@ -119,8 +103,8 @@ describe('recipient and size policy of an authenticated device', () => {
     const reply = await client.read();
     expect(reply.code).toBe(552);
     expect(reply.text).toMatch(/exceeds/);
-    expect(await spoolEntries(gw!.dataDir)).toEqual({ queue: [], tmp: [] });
-    expect(gw!.gateway.queue.list().total).toBe(0);
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(scope.gw.gateway.queue.list().total).toBe(0);
 
     // The same session can still send a message within the limit.
     await client.command('MAIL FROM:<scanner@berkeley.edu>');
@@ -130,16 +114,16 @@ describe('recipient and size policy of an authenticated device', () => {
     const ok = await client.read();
     expect(ok.code).toBe(250);
     const id = queueIdOf(ok.text);
-    expect(await spoolEntries(gw!.dataDir)).toEqual({ queue: [`${id}.eml`, `${id}.json`], tmp: [] });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [`${id}.eml`, `${id}.json`], tmp: [] });
   });
 
   it('answers 552 for a body over the limit when nodemailer sends it without SIZE', async () => {
     await start({ devices: [scannerDevice({ maxMessageSize: '32KB' })] });
-    const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
     await expect(transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x'.repeat(40_000) })).rejects.toMatchObject({ responseCode: 552 });
     transport.close();
-    await waitFor(() => gw!.logs.some((l) => l.includes('smtp.data.refused')), { what: 'refusal logged' });
-    expect(await spoolEntries(gw!.dataDir)).toEqual({ queue: [], tmp: [] });
+    await waitFor(() => scope.gw.logs.some((l) => l.includes('smtp.data.refused')), { what: 'refusal logged' });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
   });
 
   it('refuses connections over smtp.maxConnectionsPerIp with 421 and frees the slot when one closes', async () => {
@@ -147,8 +131,8 @@ describe('recipient and size policy of an authenticated device', () => {
     const first = await session();
     const second = await session();
     for (let round = 0; round < 3; round++) {
-      const { client: extra, greeting } = await RawSmtpClient.open(gw!.smtpPort);
-      clients.push(extra);
+      const { client: extra, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
+      scope.track(extra);
       expect(greeting.code).toBe(421);
       expect(greeting.text).toMatch(/Too many connections/);
       await extra.waitClosed();
@@ -157,8 +141,8 @@ describe('recipient and size policy of an authenticated device', () => {
     await first.waitClosed();
     // Refused connections must not have used up the count: one slot is free again.
     const third = await waitFor(async () => {
-      const { client, greeting } = await RawSmtpClient.open(gw!.smtpPort);
-      clients.push(client);
+      const { client, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
+      scope.track(client);
       return greeting.code === 220 ? client : undefined;
     }, { what: 'a free connection slot' });
     expect((await third.command('EHLO printer')).code).toBe(250);

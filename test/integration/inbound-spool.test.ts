@@ -2,14 +2,13 @@
  * What lands in the spool: byte-identical bodies (sha256) for a multi-megabyte PDF-like attachment,
  * a complete envelope record on disk, and nothing at all after an aborted or timed-out transfer.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import type { RawSmtpClient } from '../helpers/raw-smtp.js';
+import { waitFor, type RawConfig } from '../helpers/gateway.js';
 import {
-  SCANNER_PASSWORD, authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries,
+  SCANNER_PASSWORD, authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries, useGatewayScope
 } from '../fixtures/inbound.js';
 
 /** A scan as a printer builds it: CRLF MIME, a text part with leading dots, a base64 PDF-like attachment. */
@@ -43,38 +42,22 @@ function buildScanMessage(attachmentBytes: number): Buffer {
 }
 
 describe('spooled bodies and records', () => {
-  let gw: TestGateway | undefined;
-  const clients: RawSmtpClient[] = [];
-
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await gw?.stop();
-    gw = undefined;
-  });
-
-  async function start(raw: RawConfig = {}): Promise<TestGateway> {
-    gw = await startTestGateway({ admin: { enabled: false }, devices: [scannerDevice()], ...raw });
-    return gw;
-  }
-
-  async function session(): Promise<RawSmtpClient> {
-    const client = await authenticatedClient(gw!.smtpPort);
-    clients.push(client);
-    return client;
-  }
+  const scope = useGatewayScope({ devices: [scannerDevice()] });
+  const start = (raw: RawConfig = {}) => scope.start(raw);
+  const session = () => scope.session();
 
   it('spools a multi-megabyte attachment sent by nodemailer byte for byte', async () => {
     await start();
     const message = buildScanMessage(4 * 1024 * 1024);
     expect(message.length).toBeGreaterThan(5_000_000);
-    const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+    const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
     const info = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw: message });
     transport.close();
     const id = queueIdOf(info.response);
-    const spooled = await readFile(gw!.gateway.queue.bodyPath(id));
+    const spooled = await readFile(scope.gw.gateway.queue.bodyPath(id));
     expect(spooled.length).toBe(message.length);
     expect(sha256(spooled)).toBe(sha256(message));
-    const record = gw!.gateway.queue.require(id);
+    const record = scope.gw.gateway.queue.require(id);
     expect(record.sha256).toBe(sha256(message));
     expect(record.size).toBe(message.length);
     expect(record.has8bit).toBe(false);
@@ -91,9 +74,9 @@ describe('spooled bodies and records', () => {
     const done = await client.read(30_000);
     expect(done.code).toBe(250);
     const id = queueIdOf(done.text);
-    const spooled = await readFile(gw!.gateway.queue.bodyPath(id));
+    const spooled = await readFile(scope.gw.gateway.queue.bodyPath(id));
     expect(sha256(spooled)).toBe(sha256(message));
-    expect(gw!.gateway.queue.require(id).sha256).toBe(sha256(message));
+    expect(scope.gw.gateway.queue.require(id).sha256).toBe(sha256(message));
   });
 
   it('keeps undeclared 8-bit bytes unchanged and flags them', async () => {
@@ -105,8 +88,8 @@ describe('spooled bodies and records', () => {
     await client.command('DATA');
     client.write(dataPayload(message));
     const id = queueIdOf((await client.read()).text);
-    expect(sha256(await readFile(gw!.gateway.queue.bodyPath(id)))).toBe(sha256(message));
-    expect(gw!.gateway.queue.require(id).has8bit).toBe(true);
+    expect(sha256(await readFile(scope.gw.gateway.queue.bodyPath(id)))).toBe(sha256(message));
+    expect(scope.gw.gateway.queue.require(id).has8bit).toBe(true);
   });
 
   it('writes a durable record with device, sender, recipients, size, received time and client address', async () => {
@@ -121,7 +104,7 @@ describe('spooled bodies and records', () => {
     client.write(dataPayload(body));
     const id = queueIdOf((await client.read()).text);
 
-    const onDisk = JSON.parse(await readFile(join(gw!.dataDir, 'queue', `${id}.json`), 'utf8'));
+    const onDisk = JSON.parse(await readFile(join(scope.gw.dataDir, 'queue', `${id}.json`), 'utf8'));
     expect(onDisk).toMatchObject({
       id,
       device: 'warren-2f-scanner',
@@ -138,26 +121,26 @@ describe('spooled bodies and records', () => {
     expect(JSON.stringify(onDisk)).not.toContain(SCANNER_PASSWORD);
 
     // One JSON log line for the event, carrying the session id, the device and the queue id.
-    const accepted = gw!.logs.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'queue.accepted');
+    const accepted = scope.gw.logs.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'queue.accepted');
     expect(accepted).toMatchObject({ queueId: id, sessionId: onDisk.client.sessionId, device: 'warren-2f-scanner', size: body.length });
   });
 
   it('leaves nothing behind when the client disconnects in the middle of DATA', async () => {
     await start();
     const rejected: Array<{ code: number }> = [];
-    gw!.gateway.events.on('message.rejected', (event) => rejected.push(event));
+    scope.gw.gateway.events.on('message.rejected', (event) => rejected.push(event));
     const client = await session();
     await client.command('MAIL FROM:<scanner@berkeley.edu>');
     await client.command('RCPT TO:<ops@example.org>');
     expect((await client.command('DATA')).code).toBe(354);
     client.write(Buffer.from(`Subject: aborted\r\n\r\n${'B'.repeat(76)}\r\n`.repeat(20_000)));
     // The transfer is under way once the temp body exists; then the printer loses power.
-    await waitFor(async () => (await spoolEntries(gw!.dataDir)).tmp.length > 0, { what: 'temp body file' });
+    await waitFor(async () => (await spoolEntries(scope.gw.dataDir)).tmp.length > 0, { what: 'temp body file' });
     client.close();
     await waitFor(() => rejected.length > 0, { what: 'message.rejected event' });
-    expect(await spoolEntries(gw!.dataDir)).toEqual({ queue: [], tmp: [] });
-    expect(gw!.gateway.queue.list().total).toBe(0);
-    expect(gw!.logs.some((line) => line.includes('smtp.data.refused'))).toBe(true);
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(scope.gw.gateway.queue.list().total).toBe(0);
+    expect(scope.gw.logs.some((line) => line.includes('smtp.data.refused'))).toBe(true);
   });
 
   it('leaves nothing behind when a transfer times out mid-DATA', async () => {
@@ -171,17 +154,17 @@ describe('spooled bodies and records', () => {
     expect(reply.code).toBe(421);
     await client.waitClosed();
     await waitFor(async () => {
-      const entries = await spoolEntries(gw!.dataDir);
+      const entries = await spoolEntries(scope.gw.dataDir);
       return entries.queue.length === 0 && entries.tmp.length === 0;
     }, { what: 'empty spool' });
-    expect(gw!.gateway.queue.list().total).toBe(0);
+    expect(scope.gw.gateway.queue.list().total).toBe(0);
   });
 
   it('gives every accepted message its own body and record under concurrent senders', async () => {
     await start();
     const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`Subject: n${i}\r\n\r\n${randomBytes(20_000).toString('base64')}\r\n`));
     const ids = await Promise.all(bodies.map(async (raw) => {
-      const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+      const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
       try {
         return queueIdOf((await transport.sendMail({ envelope: { from: 'a@berkeley.edu', to: ['b@berkeley.edu'] }, raw })).response);
       } finally {
@@ -190,10 +173,10 @@ describe('spooled bodies and records', () => {
     }));
     expect(new Set(ids).size).toBe(bodies.length);
     for (const [i, id] of ids.entries()) {
-      expect(sha256(await readFile(gw!.gateway.queue.bodyPath(id)))).toBe(sha256(bodies[i]));
+      expect(sha256(await readFile(scope.gw.gateway.queue.bodyPath(id)))).toBe(sha256(bodies[i]));
     }
-    const names = await readdir(join(gw!.dataDir, 'queue'));
+    const names = await readdir(join(scope.gw.dataDir, 'queue'));
     expect(names.sort()).toEqual(ids.flatMap((id) => [`${id}.eml`, `${id}.json`]).sort());
-    expect((await spoolEntries(gw!.dataDir)).tmp).toEqual([]);
+    expect((await spoolEntries(scope.gw.dataDir)).tmp).toEqual([]);
   });
 });
