@@ -1,36 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { rm } from 'node:fs/promises';
-import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { untrustedCert, writeCaFile } from '../helpers/certs.js';
-import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry, type TestUpstreamOptions } from '../helpers/upstream.js';
+import { describe, expect, it } from 'vitest';
+import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { untrustedCert } from '../helpers/certs.js';
+import { useDeliveryScenario } from '../helpers/delivery-scenario.js';
+import { TEST_DEVICE, headersOf, sendToGateway, type TestUpstreamOptions } from '../helpers/upstream.js';
 
 describe('delivery when the upstream refuses or fails', () => {
-  let gw: TestGateway | undefined;
-  let upstream: TestUpstream | undefined;
-  let caDir: string | undefined;
-
-  afterEach(async () => {
-    await gw?.stop();
-    gw = undefined;
-    await upstream?.close();
-    upstream = undefined;
-    if (caDir) await rm(caDir, { recursive: true, force: true });
-    caDir = undefined;
-  });
-
+  const deliveryScenario = useDeliveryScenario();
   /** Gateway + one upstream; returns the raw config too, so a test can reload a changed copy. */
-  async function scenario(options: TestUpstreamOptions = { mode: 'tls' }, upstreamExtra: Record<string, unknown> = {}, extra: RawConfig = {}) {
-    upstream = await TestUpstream.start(options);
-    caDir = await makeTempDir('scanrelay-ca-');
-    const raw: RawConfig = {
-      devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
-      upstreams: [upstreamEntry(upstream, await writeCaFile(caDir), upstreamExtra)],
-      delivery: { retryBase: '200ms', retryMax: '2s' },
-      ...extra,
-    };
-    gw = await startTestGateway(raw);
-    return { g: gw, up: upstream, raw };
-  }
+  const scenario = (options: TestUpstreamOptions = { mode: 'tls' }, upstreamExtra: Record<string, unknown> = {}, extra: RawConfig = {}) =>
+    deliveryScenario.start(options, upstreamExtra, extra);
 
   const stateOf = (g: TestGateway, id: string) => g.gateway.queue.get(id)?.state;
 

@@ -1,38 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { access, rm } from 'node:fs/promises';
-import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import { access } from 'node:fs/promises';
+import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
 import { writeCaFile } from '../helpers/certs.js';
+import { useDeliveryScenario } from '../helpers/delivery-scenario.js';
 import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
 
 /** A deliberate pause for "nothing happens" checks (bounded, only where absence is the point). */
 const settle = (ms = 400) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('delivery worker: limits, admin checks, retention', () => {
-  let gw: TestGateway | undefined;
-  let upstream: TestUpstream | undefined;
-  let caDir: string | undefined;
-
-  afterEach(async () => {
-    upstream?.releaseHung(true);
-    await gw?.stop();
-    gw = undefined;
-    await upstream?.close();
-    upstream = undefined;
-    if (caDir) await rm(caDir, { recursive: true, force: true });
-    caDir = undefined;
-  });
-
-  async function scenario(upstreamExtra: Record<string, unknown> = {}, extra: RawConfig = {}) {
-    upstream = await TestUpstream.start({ mode: 'tls' });
-    caDir = await makeTempDir('scanrelay-ca-');
-    gw = await startTestGateway({
-      devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
-      upstreams: [upstreamEntry(upstream, await writeCaFile(caDir), upstreamExtra)],
-      delivery: { retryBase: '200ms', retryMax: '2s' },
-      ...extra,
-    });
-    return { g: gw, up: upstream };
-  }
+  const deliveryScenario = useDeliveryScenario();
+  const scenario = (upstreamExtra: Record<string, unknown> = {}, extra: RawConfig = {}) => deliveryScenario.start({ mode: 'tls' }, upstreamExtra, extra);
 
   const stateOf = (g: TestGateway, id: string) => g.gateway.queue.get(id)?.state;
 
@@ -107,7 +85,7 @@ describe('delivery worker: limits, admin checks, retention', () => {
     try {
       const raw: RawConfig = {
         devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
-        upstreams: [upstreamEntry(up, await writeCaFile(caDir!)), upstreamEntry(spare, await writeCaFile(caDir!), { name: 'gmail-spare' })],
+        upstreams: [upstreamEntry(up, await writeCaFile(deliveryScenario.caDir)), upstreamEntry(spare, await writeCaFile(deliveryScenario.caDir), { name: 'gmail-spare' })],
         delivery: { retryBase: '200ms', retryMax: '2s' },
       };
       up.setPassword('revoked-by-google');
