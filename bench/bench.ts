@@ -39,9 +39,15 @@ export async function startGatewayProcess(extra: Record<string, unknown> = {}): 
   };
   const file = join(dataDir, 'gateway.yaml');
   await writeFile(file, stringify(config));
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(ROOT, 'dist/src/main.js'), '--config', file], {
-    cwd: ROOT, env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(ROOT, 'dist/src/main.js'), '--config', file],
+    {
+      cwd: ROOT,
+      env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const lines = createInterface({ input: child.stdout! });
   const ready = await new Promise<{ smtp: number; admin?: number }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('gateway did not start within 20 s')), 20_000);
@@ -52,12 +58,17 @@ export async function startGatewayProcess(extra: Record<string, unknown> = {}): 
           clearTimeout(timer);
           resolve({ smtp: entry.smtp!, admin: entry.admin });
         }
-      } catch { /* not JSON */ }
+      } catch {
+        /* not JSON */
+      }
     });
     child.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
   });
   return {
-    child, smtpPort: ready.smtp, adminPort: ready.admin, dataDir,
+    child,
+    smtpPort: ready.smtp,
+    adminPort: ready.admin,
+    dataDir,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
@@ -85,7 +96,12 @@ export interface SendOptions {
   onFinalDot?: () => void;
 }
 
-export async function sendRaw(port: number, bodyBytes: number, rcpt = 'dest@example.org', options: SendOptions = {}): Promise<{ acceptMs: number; reply: string }> {
+export async function sendRaw(
+  port: number,
+  bodyBytes: number,
+  rcpt = 'dest@example.org',
+  options: SendOptions = {},
+): Promise<{ acceptMs: number; reply: string }> {
   const socket = connect({ port, host: '127.0.0.1' });
   socket.setNoDelay(true);
   let buffer = '';
@@ -102,10 +118,11 @@ export async function sendRaw(port: number, bodyBytes: number, rcpt = 'dest@exam
       waiters.shift()?.(reply.trim().split('\n').pop()!);
     }
   });
-  const next = () => new Promise<string>((resolve, reject) => {
-    waiters.push(resolve);
-    socket.once('error', reject);
-  });
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      waiters.push(resolve);
+      socket.once('error', reject);
+    });
   const command = async (line: string) => {
     const reply = next();
     socket.write(`${line}\r\n`);
@@ -148,12 +165,14 @@ export function percentile(values: number[], p: number): number {
 export async function runConcurrent<T>(total: number, concurrency: number, task: (index: number) => Promise<T>): Promise<T[]> {
   const results: T[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total) {
-      const index = next++;
-      results[index] = await task(index);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const index = next++;
+        results[index] = await task(index);
+      }
+    }),
+  );
   return results;
 }
 
@@ -168,8 +187,9 @@ async function benchInbound(): Promise<void> {
     const latencies = results.map((r) => r.acceptMs);
     console.log(`inbound: ${total} x 100 KB messages, 10 concurrent clients`);
     console.log(`  accepted messages/s        ${(total / seconds).toFixed(1)}`);
-    console.log(`  accept latency p50 / p99   ${percentile(latencies, 50).toFixed(1)} ms / ${percentile(latencies, 99).toFixed(1)} ms  (final dot -> 250, fsync included)`);
-
+    console.log(
+      `  accept latency p50 / p99   ${percentile(latencies, 50).toFixed(1)} ms / ${percentile(latencies, 99).toFixed(1)} ms  (final dot -> 250, fsync included)`,
+    );
   } finally {
     await gateway.stop();
   }

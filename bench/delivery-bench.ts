@@ -25,13 +25,27 @@ interface BenchUpstream {
 
 async function startUpstream(dir: string): Promise<BenchUpstream> {
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keySize: 2048, extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+    keySize: 2048,
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
+    ],
   });
   const caFile = join(dir, 'upstream-ca.pem');
   await writeFile(caFile, pems.cert);
   const state: BenchUpstream = { port: 0, caFile, received: 0, close: async () => undefined };
   const server = new SMTPServer({
-    secure: true, key: pems.private, cert: pems.cert, logger: false, disableReverseLookup: true, size: 40_000_000,
+    secure: true,
+    key: pems.private,
+    cert: pems.cert,
+    logger: false,
+    disableReverseLookup: true,
+    size: 40_000_000,
     authMethods: ['PLAIN', 'LOGIN'],
     onAuth(auth, _session, callback) {
       if (auth.username === UPSTREAM_USER && auth.password === UPSTREAM_PASS) return callback(null, { user: auth.username });
@@ -67,10 +81,18 @@ export async function benchDelivery({ quick }: { quick: boolean }): Promise<void
   const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-up-'));
   const upstream = await startUpstream(dir);
   const total = quick ? 200 : 600;
-  const upstreams = [{
-    name: 'bench-upstream', host: '127.0.0.1', port: upstream.port, security: 'tls', user: UPSTREAM_USER, password: UPSTREAM_PASS,
-    maxConnections: 10, tls: { ca: upstream.caFile, servername: 'localhost' },
-  }];
+  const upstreams = [
+    {
+      name: 'bench-upstream',
+      host: '127.0.0.1',
+      port: upstream.port,
+      security: 'tls',
+      user: UPSTREAM_USER,
+      password: UPSTREAM_PASS,
+      maxConnections: 10,
+      tls: { ca: upstream.caFile, servername: 'localhost' },
+    },
+  ];
   const gateway = await startGatewayProcess({ upstreams, deviceUpstream: 'bench-upstream', delivery: { concurrency: 20 } });
   try {
     const rates: Record<number, number> = {};
@@ -80,7 +102,9 @@ export async function benchDelivery({ quick }: { quick: boolean }): Promise<void
       const latencies: number[] = [];
       let done = 0;
       let allDone!: () => void;
-      const finished = new Promise<void>((resolve) => { allDone = resolve; });
+      const finished = new Promise<void>((resolve) => {
+        allDone = resolve;
+      });
       upstream.onReceived = (tag) => {
         const started = tag ? sentAt.get(tag) : undefined;
         if (started !== undefined) latencies.push(performance.now() - started);
@@ -99,7 +123,9 @@ export async function benchDelivery({ quick }: { quick: boolean }): Promise<void
       rates[concurrency] = count / seconds;
       console.log(`end-to-end: ${count} x 100 KB, ${concurrency} concurrent clients -> gateway -> TLS upstream`);
       console.log(`  delivered messages/s       ${(count / seconds).toFixed(1)}`);
-      console.log(`  added latency p50 / p99    ${percentile(latencies, 50).toFixed(1)} ms / ${percentile(latencies, 99).toFixed(1)} ms  (end of DATA at gateway -> 250 at upstream)`);
+      console.log(
+        `  added latency p50 / p99    ${percentile(latencies, 50).toFixed(1)} ms / ${percentile(latencies, 99).toFixed(1)} ms  (end of DATA at gateway -> 250 at upstream)`,
+      );
       console.log(`  gateway CPU per MB         ${((cpu * 1000) / ((count * MESSAGE_BYTES) / 1e6)).toFixed(1)} ms`);
     }
 
@@ -114,7 +140,12 @@ export async function benchDelivery({ quick }: { quick: boolean }): Promise<void
     ];
     for (const [label, extra] of baselines) {
       const direct = nodemailer.createTransport({
-        host: '127.0.0.1', port: upstream.port, secure: true, auth: { user: UPSTREAM_USER, pass: UPSTREAM_PASS }, tls: { ca, servername: 'localhost' }, ...extra,
+        host: '127.0.0.1',
+        port: upstream.port,
+        secure: true,
+        auth: { user: UPSTREAM_USER, pass: UPSTREAM_PASS },
+        tls: { ca, servername: 'localhost' },
+        ...extra,
       });
       const directStarted = performance.now();
       await runConcurrent(total, 10, () => direct.sendMail({ envelope: { from: UPSTREAM_USER, to: ['dest@example.org'] }, raw: body }));

@@ -175,7 +175,10 @@ function dockerignoreMatcher(text) {
     .filter((l) => l && !l.startsWith('#'))
     .map((l) => {
       const exclusion = l.startsWith('!');
-      const pattern = posix.normalize((exclusion ? l.slice(1) : l).trim()).replace(/^\/+/, '').replace(/\/+$/, '');
+      const pattern = posix
+        .normalize((exclusion ? l.slice(1) : l).trim())
+        .replace(/^\/+/, '')
+        .replace(/\/+$/, '');
       return { exclusion, re: patternToRegExp(pattern) };
     });
   return (path) => {
@@ -198,7 +201,11 @@ const NEVER_IN_CONTEXT = /^(node_modules|dist|data|\.git)(\/|$)/;
 async function repositoryFiles() {
   const git = spawnSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: REPO, encoding: 'utf8' });
   if (git.status === 0) {
-    return git.stdout.split('\0').filter(Boolean).filter((f) => !NEVER_IN_CONTEXT.test(f)).filter((f) => existsSync(join(REPO, f)));
+    return git.stdout
+      .split('\0')
+      .filter(Boolean)
+      .filter((f) => !NEVER_IN_CONTEXT.test(f))
+      .filter((f) => existsSync(join(REPO, f)));
   }
   console.log('note: not a git checkout, taking every file except node_modules, dist, data and .git');
   const files = [];
@@ -284,7 +291,18 @@ function buildEnv(stageEnv) {
 async function replayStage(stage, stages, context, work) {
   const root = join(work, 'stages', stage.name);
   await mkdir(root, { recursive: true });
-  const state = { root, workdir: '/', env: {}, user: 'root', volumes: [], expose: [], cmd: undefined, healthcheck: undefined, stopsignal: 'SIGTERM', owners: {} };
+  const state = {
+    root,
+    workdir: '/',
+    env: {},
+    user: 'root',
+    volumes: [],
+    expose: [],
+    cmd: undefined,
+    healthcheck: undefined,
+    stopsignal: 'SIGTERM',
+    owners: {},
+  };
   for (const { keyword, args } of stage.instructions) {
     switch (keyword) {
       case 'WORKDIR':
@@ -317,7 +335,13 @@ async function replayStage(stage, stages, context, work) {
           if (words[0] === 'npm') {
             const cwd = inRoot(root, '/', state.workdir);
             const result = await runNpm(command, cwd, buildEnv(state.env));
-            if (!check(result.code === 0, `[${stage.name}] RUN ${command} (${result.seconds.toFixed(1)} s)`, `exit ${result.code ?? result.signal}\n${result.output.slice(-3000)}`)) {
+            if (
+              !check(
+                result.code === 0,
+                `[${stage.name}] RUN ${command} (${result.seconds.toFixed(1)} s)`,
+                `exit ${result.code ?? result.signal}\n${result.output.slice(-3000)}`,
+              )
+            ) {
               throw new ProofAbort(command);
             }
           } else if (words[0] === 'mkdir' && words[1] === '-p') {
@@ -504,11 +528,19 @@ async function proveImage(image) {
   const user = image.state.user.split(':')[0];
   check(user !== 'root' && user !== '0' && user !== '', 'image runs as a non-root user', `USER ${image.state.user}`);
   check(image.state.volumes.includes('/data'), 'image declares VOLUME /data');
-  check(image.state.owners['/data'] !== undefined && image.state.owners['/data'].split(':')[0] === user, '/data is owned by the runtime user', JSON.stringify(image.state.owners));
+  check(
+    image.state.owners['/data'] !== undefined && image.state.owners['/data'].split(':')[0] === user,
+    '/data is owned by the runtime user',
+    JSON.stringify(image.state.owners),
+  );
   check(existsSync(join(workdir, 'dist/src/main.js')), 'image holds the compiled dist/src/main.js');
   check(!existsSync(join(workdir, 'src')) && !existsSync(join(workdir, 'tsconfig.json')), 'image holds no TypeScript sources');
-  check(!existsSync(join(workdir, 'node_modules/typescript')) && !existsSync(join(workdir, 'node_modules/vitest')), 'image holds no dev dependencies (typescript, vitest)');
-  if (!check(Array.isArray(image.state.cmd) && image.state.cmd[0] === 'node', 'CMD starts node in exec form', JSON.stringify(image.state.cmd))) throw new ProofAbort('cmd');
+  check(
+    !existsSync(join(workdir, 'node_modules/typescript')) && !existsSync(join(workdir, 'node_modules/vitest')),
+    'image holds no dev dependencies (typescript, vitest)',
+  );
+  if (!check(Array.isArray(image.state.cmd) && image.state.cmd[0] === 'node', 'CMD starts node in exec form', JSON.stringify(image.state.cmd)))
+    throw new ProofAbort('cmd');
   const imageEnv = image.state.env;
   const configPath = imageEnv.SCANRELAY_CONFIG;
   if (!check(Boolean(configPath) && existsSync(join(root, configPath)), `image ships its config at ${configPath}`)) throw new ProofAbort('config');
@@ -528,17 +560,25 @@ async function proveImage(image) {
   };
   // The one difference from `docker run`: loopback and ephemeral ports instead of 0.0.0.0 and fixed ports.
   const proofOverrides = {
-    SCANRELAY_SMTP_HOST: '127.0.0.1', SCANRELAY_SMTP_PORT: '0',
-    SCANRELAY_ADMIN_HOST: '127.0.0.1', SCANRELAY_ADMIN_PORT: '0',
+    SCANRELAY_SMTP_HOST: '127.0.0.1',
+    SCANRELAY_SMTP_PORT: '0',
+    SCANRELAY_ADMIN_HOST: '127.0.0.1',
+    SCANRELAY_ADMIN_PORT: '0',
     SCANRELAY_POP3_PORT: '0',
   };
   const runEnv = { ...containerEnv, ...proofOverrides };
   const [, ...cmdArgs] = image.state.cmd;
   const nodeMajor = Number(process.versions.node.split('.')[0]);
   const imageMajor = Number(/node:(\d+)/.exec(image.image)?.[1]);
-  check(!imageMajor || imageMajor === nodeMajor, `local node ${process.version} matches the image's Node ${imageMajor}`, 'the proof runs with a different Node major than the image');
+  check(
+    !imageMajor || imageMajor === nodeMajor,
+    `local node ${process.version} matches the image's Node ${imageMajor}`,
+    'the proof runs with a different Node major than the image',
+  );
 
-  console.log(`---- starting: (cd ${image.state.workdir}) ${image.state.cmd.join(' ')}  [SCANRELAY_CONFIG=${configPath}, SCANRELAY_DATA_DIR=${imageEnv.SCANRELAY_DATA_DIR}]`);
+  console.log(
+    `---- starting: (cd ${image.state.workdir}) ${image.state.cmd.join(' ')}  [SCANRELAY_CONFIG=${configPath}, SCANRELAY_DATA_DIR=${imageEnv.SCANRELAY_DATA_DIR}]`,
+  );
   child = spawn(process.execPath, cmdArgs, { cwd: workdir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines = [];
   let stdoutBuffer = '';
@@ -564,7 +604,14 @@ async function proveImage(image) {
     setTimeout(() => resolvePromise(undefined), START_TIMEOUT_MS).unref();
   });
   const ready = await readyPromise;
-  if (!check(ready !== undefined && ready.smtp > 0 && ready.admin > 0, 'gateway started (scanrelay.ready logged with SMTP and admin ports)', logLines.slice(-20).join('\n'))) throw new ProofAbort('start');
+  if (
+    !check(
+      ready !== undefined && ready.smtp > 0 && ready.admin > 0,
+      'gateway started (scanrelay.ready logged with SMTP and admin ports)',
+      logLines.slice(-20).join('\n'),
+    )
+  )
+    throw new ProofAbort('start');
   check(ready.config === join(root, configPath), 'gateway loaded the image config from SCANRELAY_CONFIG', ready.config);
 
   const health = await httpGet(ready.admin, '/healthz');
@@ -583,10 +630,18 @@ async function proveImage(image) {
       { send: 'MAIL FROM:<scanner@image-proof.invalid>', expect: 250 },
       { send: `RCPT TO:<${device.recipient}>`, expect: 250 },
       { send: 'DATA', expect: 354 },
-      { send: 'From: scanner@image-proof.invalid\r\nSubject: image proof\r\nMessage-ID: <image-proof@scanrelay>\r\n\r\nscan\r\n.', expect: 250, label: 'end of DATA' },
+      {
+        send: 'From: scanner@image-proof.invalid\r\nSubject: image proof\r\nMessage-ID: <image-proof@scanrelay>\r\n\r\nscan\r\n.',
+        expect: 250,
+        label: 'end of DATA',
+      },
       { send: 'QUIT', expect: 221 },
     ]);
-    check(sent.ok && /queued as/.test(sent.replies[6] ?? ''), `a scan from config device "${device.username}" is queued (250 queued as ...)`, `${sent.failedAt ?? ''}: ${sent.replies.slice(-1)[0]}`);
+    check(
+      sent.ok && /queued as/.test(sent.replies[6] ?? ''),
+      `a scan from config device "${device.username}" is queued (250 queued as ...)`,
+      `${sent.failedAt ?? ''}: ${sent.replies.slice(-1)[0]}`,
+    );
     const queued = existsSync(join(root, 'data/queue')) ? (await readdir(join(root, 'data/queue'))).filter((f) => f.endsWith('.eml')) : [];
     check(queued.length === 1, 'the message body is spooled in /data/queue', `found ${queued.length} .eml files`);
   } else {
@@ -594,7 +649,11 @@ async function proveImage(image) {
   }
 
   const metrics = await httpGet(ready.admin, '/metrics');
-  check(metrics.status === 200 && /^scanrelay_upstream_state|^# TYPE scanrelay_/m.test(metrics.body), 'GET /metrics exports scanrelay_* metrics', `${metrics.status}`);
+  check(
+    metrics.status === 200 && /^scanrelay_upstream_state|^# TYPE scanrelay_/m.test(metrics.body),
+    'GET /metrics exports scanrelay_* metrics',
+    `${metrics.status}`,
+  );
 
   // The CLI as `docker compose exec scanrelay node dist/src/cli/index.js …` runs it: the container's env
   // (admin port the real one), so it finds the API and the generated token in /data by itself.
@@ -604,7 +663,11 @@ async function proveImage(image) {
     const checkConfig = spawnSync(process.execPath, [cliPath, 'check-config'], { cwd: workdir, env: execEnv, encoding: 'utf8', timeout: 30_000 });
     check(checkConfig.status === 0, 'CLI check-config accepts the image config', `exit ${checkConfig.status}: ${checkConfig.stderr.slice(-500)}`);
     const list = spawnSync(process.execPath, [cliPath, 'device', 'list'], { cwd: workdir, env: execEnv, encoding: 'utf8', timeout: 30_000 });
-    check(list.status === 0 && (!device || list.stdout.includes(device.username)), 'CLI device list reaches the admin API from inside the container', `exit ${list.status}: ${list.stderr.slice(-500)}`);
+    check(
+      list.status === 0 && (!device || list.stdout.includes(device.username)),
+      'CLI device list reaches the admin API from inside the container',
+      `exit ${list.status}: ${list.stderr.slice(-500)}`,
+    );
   }
 
   // HEALTHCHECK exactly as Docker runs it inside the container (same env, the real admin port).
@@ -618,7 +681,10 @@ async function proveImage(image) {
   child.kill(signal);
   const exit = await waitForExit(child, STOP_TIMEOUT_MS);
   check(exit.code === 0, `${signal} (STOPSIGNAL) drains and exits 0`, `code ${exit.code} signal ${exit.signal}`);
-  check(logLines.some((l) => l.includes('gateway.stopped')), 'shutdown logged gateway.stopped');
+  check(
+    logLines.some((l) => l.includes('gateway.stopped')),
+    'shutdown logged gateway.stopped',
+  );
 
   if (image.state.healthcheck) {
     const status = runHealthcheck(image.state.healthcheck, { ...containerEnv, SCANRELAY_ADMIN_PORT: String(ready.admin) }, workdir);
@@ -646,13 +712,20 @@ async function main() {
     const dockerfile = await readFile(join(REPO, 'Dockerfile'), 'utf8');
     const stages = splitStages(parseDockerfile(dockerfile));
     check(stages.length >= 2, `Dockerfile is multi-stage (${stages.map((s) => s.name).join(', ')})`);
-    check(stages.every((s) => /^node:20[-.\w]*$/.test(s.image)), 'every stage builds on an official node:20 image', stages.map((s) => s.image).join(', '));
+    check(
+      stages.every((s) => /^node:20[-.\w]*$/.test(s.image)),
+      'every stage builds on an official node:20 image',
+      stages.map((s) => s.image).join(', '),
+    );
 
     const context = join(work, 'context');
     await mkdir(context);
     const files = await buildContext(context);
     pass(`build context: ${files.length} files after .dockerignore (${work})`);
-    check(!files.some((f) => f.startsWith('deploy/secrets/') || f.startsWith('test/') || f.startsWith('.git/')), 'build context holds no secrets, tests or git data');
+    check(
+      !files.some((f) => f.startsWith('deploy/secrets/') || f.startsWith('test/') || f.startsWith('.git/')),
+      'build context holds no secrets, tests or git data',
+    );
 
     for (const stage of stages) {
       try {

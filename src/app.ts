@@ -65,9 +65,10 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const logger = options.logger ?? createLogger(config.log.level);
   await mkdir(config.dataDir, { recursive: true });
   const secretKey = config.secretKey ?? (await readOrCreateSecret(join(config.dataDir, 'secret.key'), logger, 'device secret key'));
-  const generatedToken = config.admin.enabled && config.admin.tokens.length === 0
-    ? await readOrCreateSecret(join(config.dataDir, 'admin-token'), logger, 'admin API token')
-    : undefined;
+  const generatedToken =
+    config.admin.enabled && config.admin.tokens.length === 0
+      ? await readOrCreateSecret(join(config.dataDir, 'admin-token'), logger, 'admin API token')
+      : undefined;
 
   const events = new GatewayEventBus();
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
@@ -78,27 +79,51 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   await devices.open();
   const queueLogger = logger.child({ part: 'queue' });
   const queue = await Queue.open({
-    dataDir: config.dataDir, events,
-    onPersistError: (queueId, err) => queueLogger.error({ queueId, err: (err as Error).message }, 'queue.record-write-failed: the upstream accepted the message; kept in memory, retrying the write'),
+    dataDir: config.dataDir,
+    events,
+    onPersistError: (queueId, err) =>
+      queueLogger.error(
+        { queueId, err: (err as Error).message },
+        'queue.record-write-failed: the upstream accepted the message; kept in memory, retrying the write',
+      ),
     onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
   });
   metrics.setQueueStatsSource(() => queue.stats());
 
   const delivery = createDeliveryWorker({
-    queue, devices, events, metrics, logger: logger.child({ part: 'delivery' }),
-    config: () => config.delivery, upstreams: config.upstreams, hostname: config.smtp.hostname,
+    queue,
+    devices,
+    events,
+    metrics,
+    logger: logger.child({ part: 'delivery' }),
+    config: () => config.delivery,
+    upstreams: config.upstreams,
+    hostname: config.smtp.hostname,
   });
   events.on('message.queued', () => delivery.kick());
 
-  const serverTls = options.serverTls ?? (deviceTlsWanted(config.smtp) ? await loadServerTls(config.smtp, config.dataDir, logger.child({ part: 'smtp' })) : undefined);
+  const serverTls =
+    options.serverTls ?? (deviceTlsWanted(config.smtp) ? await loadServerTls(config.smtp, config.dataDir, logger.child({ part: 'smtp' })) : undefined);
   const inbound: InboundServer = createInboundServer({
-    config: () => config.smtp, devices, queue, events, metrics, lockout, logger: logger.child({ part: 'smtp' }),
+    config: () => config.smtp,
+    devices,
+    queue,
+    events,
+    metrics,
+    lockout,
+    logger: logger.child({ part: 'smtp' }),
     popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
     tls: serverTls,
   });
   const pop3 = config.pop3.enabled
     ? createPop3Server({
-        config: () => config.pop3, hostname: () => config.smtp.hostname, devices, grants: popGrants, lockout, events, metrics,
+        config: () => config.pop3,
+        hostname: () => config.smtp.hostname,
+        devices,
+        grants: popGrants,
+        lockout,
+        events,
+        metrics,
         logger: logger.child({ part: 'pop3' }),
       })
     : undefined;
@@ -107,13 +132,24 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
   const admin = config.admin.enabled
     ? await buildAdminApp({
-        config: () => config, devices, deviceStatus, queue, delivery, metrics, lockout, popGrants,
-        logger: logger.child({ part: 'admin' }), tokens,
+        config: () => config,
+        devices,
+        deviceStatus,
+        queue,
+        delivery,
+        metrics,
+        lockout,
+        popGrants,
+        logger: logger.child({ part: 'admin' }),
+        tokens,
         reload: async () => {
           await gateway.reload(loadConfig(config.file));
         },
         readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
-        smtpEndpoint: () => ({ host: config.admin.publicSmtpHost ?? config.smtp.host, port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port }),
+        smtpEndpoint: () => ({
+          host: config.admin.publicSmtpHost ?? config.smtp.host,
+          port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port,
+        }),
       })
     : undefined;
 
@@ -121,7 +157,16 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
 
   const gateway: Gateway = {
     config: () => config,
-    logger, events, metrics, devices, deviceStatus, queue, delivery, lockout, popGrants, admin,
+    logger,
+    events,
+    metrics,
+    devices,
+    deviceStatus,
+    queue,
+    delivery,
+    lockout,
+    popGrants,
+    admin,
     adminTokens: tokens,
     async start() {
       const addresses: GatewayAddresses = { ...(await inbound.listen()) };
@@ -147,8 +192,10 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     },
     async reload(next) {
       if (next.dataDir !== config.dataDir) logger.warn('config.reload: dataDir changes need a restart; keeping the old one');
-      if (next.smtp.port !== config.smtp.port || next.smtp.host !== config.smtp.host) logger.warn('config.reload: SMTP listener address changes need a restart');
-      if (next.pop3.enabled !== config.pop3.enabled || next.pop3.port !== config.pop3.port || next.pop3.host !== config.pop3.host) logger.warn('config.reload: POP3 listener changes need a restart');
+      if (next.smtp.port !== config.smtp.port || next.smtp.host !== config.smtp.host)
+        logger.warn('config.reload: SMTP listener address changes need a restart');
+      if (next.pop3.enabled !== config.pop3.enabled || next.pop3.port !== config.pop3.port || next.pop3.host !== config.pop3.host)
+        logger.warn('config.reload: POP3 listener changes need a restart');
       config = { ...next, dataDir: config.dataDir };
       devices.setConfigDevices(config.devices, deviceLimits(config));
       lockout.setPolicy(config.smtp.authLockout);

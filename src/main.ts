@@ -17,7 +17,10 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log.level);
   const gateway = await createGateway(config, { logger });
   const addresses = await gateway.start();
-  logger.info({ smtp: addresses.smtp.port, admin: addresses.admin?.port, pop3: addresses.pop3?.port, smtps: addresses.smtps?.port, config: config.file }, 'scanrelay.ready');
+  logger.info(
+    { smtp: addresses.smtp.port, admin: addresses.admin?.port, pop3: addresses.pop3?.port, smtps: addresses.smtps?.port, config: config.file },
+    'scanrelay.ready',
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -27,10 +30,13 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info({ signal }, 'scanrelay.shutdown');
-    const guard = setTimeout(() => {
-      logger.error('scanrelay.shutdown timed out');
-      process.exit(1);
-    }, config.delivery.shutdownTimeoutMs + config.smtp.closeTimeoutMs + 5000);
+    const guard = setTimeout(
+      () => {
+        logger.error('scanrelay.shutdown timed out');
+        process.exit(1);
+      },
+      config.delivery.shutdownTimeoutMs + config.smtp.closeTimeoutMs + 5000,
+    );
     guard.unref();
     await gateway.stop();
     process.exit(0);

@@ -35,6 +35,9 @@ export function requireToken(tokens: () => readonly string[]) {
     const challenge = presented === undefined ? REALM : `${REALM}, error="invalid_token"`;
     const message = presented === undefined ? 'a bearer token is required (Authorization: Bearer <token>)' : 'the bearer token is not valid';
     request.log.info({ reason: presented === undefined ? 'missing' : 'invalid' }, 'admin.auth.refused');
-    return reply.code(401).header('www-authenticate', challenge).send(errorBody(401, 'SCANRELAY_ADMIN_UNAUTHORIZED', message));
+    return reply
+      .code(401)
+      .header('www-authenticate', challenge)
+      .send(errorBody(401, 'SCANRELAY_ADMIN_UNAUTHORIZED', message));
   };
 }

@@ -27,7 +27,10 @@ interface ValidationIssue {
 /** "body.allowRecipients[0]" from Ajv's instancePath, the missing or unknown property included. */
 export function validationField(context: string | undefined, issue: ValidationIssue | undefined): string | undefined {
   if (!issue) return context;
-  const parts = (issue.instancePath ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = (issue.instancePath ?? '')
+    .split('/')
+    .filter(Boolean)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   const extra = issue.params?.missingProperty ?? issue.params?.additionalProperty;
   if (typeof extra === 'string') parts.push(extra);
   const path = parts.reduce((out, part) => (/^\d+$/.test(part) ? `${out}[${part}]` : out ? `${out}.${part}` : part), '');

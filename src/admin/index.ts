@@ -40,8 +40,13 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
       info: { title: 'scanrelay admin API', version: '1', description: 'Devices, upstreams, queue and message log of the scanrelay gateway.' },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'admin.tokens, or dataDir/admin-token' } } },
       tags: [
-        { name: 'devices' }, { name: 'upstreams' }, { name: 'messages' }, { name: 'lockouts' }, { name: 'system' },
-        { name: 'health' }, { name: 'metrics' },
+        { name: 'devices' },
+        { name: 'upstreams' },
+        { name: 'messages' },
+        { name: 'lockouts' },
+        { name: 'system' },
+        { name: 'health' },
+        { name: 'metrics' },
       ],
     },
     transformObject: (documentObject) => ('openapiObject' in documentObject ? markOptionalBodies(documentObject.openapiObject) : documentObject.swaggerObject),
@@ -61,7 +66,12 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
 
 /** @fastify/swagger marks every request body required; a body schema that accepts null is optional. */
 function markOptionalBodies<T>(document: T): T {
-  const paths = (document as { paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } }>> }).paths ?? {};
+  const paths =
+    (
+      document as {
+        paths?: Record<string, Record<string, { requestBody?: { required?: boolean; content?: Record<string, { schema?: { nullable?: boolean } }> } }>>;
+      }
+    ).paths ?? {};
   for (const operations of Object.values(paths)) {
     for (const operation of Object.values(operations)) {
       const body = operation.requestBody;

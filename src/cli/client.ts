@@ -56,7 +56,10 @@ export interface ApiErrorBody {
 
 /** An answer of the admin API other than 2xx. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly body: ApiErrorBody | undefined) {
+  constructor(
+    readonly status: number,
+    readonly body: ApiErrorBody | undefined,
+  ) {
     super(body?.message ?? `HTTP ${status}`);
   }
 }
@@ -65,7 +68,10 @@ export class ApiError extends Error {
 export class UnreachableError extends Error {}
 
 export class AdminClient {
-  constructor(private readonly connection: Connection, private readonly timeoutMs = 60_000) {}
+  constructor(
+    private readonly connection: Connection,
+    private readonly timeoutMs = 60_000,
+  ) {}
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -75,7 +81,10 @@ export class AdminClient {
     let response: Response;
     try {
       response = await fetch(`${this.connection.url}${path}`, {
-        method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs),
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
       const detail = (err as { cause?: { code?: string; message?: string } }).cause;

@@ -136,16 +136,28 @@ function checkConfig(values: Values, io: CliIo): number {
 }
 
 function printConfigError(err: ConfigError, io: CliIo): number {
-  io.stderr(`scanrelay: invalid configuration\n${fields([['file', err.file], ['key', err.keyPath || '(root)'], ['problem', err.problem]])}\n`);
+  io.stderr(
+    `scanrelay: invalid configuration\n${fields([
+      ['file', err.file],
+      ['key', err.keyPath || '(root)'],
+      ['problem', err.problem],
+    ])}\n`,
+  );
   return EXIT.config;
 }
 
 // ---- admin API commands ----
 
 function client(values: Values, io: CliIo): AdminClient {
-  return new AdminClient(resolveConnection({
-    url: values.url, token: values.token, dataDir: values['data-dir'], env: io.env, config: optionalConfig(values, io.env),
-  }));
+  return new AdminClient(
+    resolveConnection({
+      url: values.url,
+      token: values.token,
+      dataDir: values['data-dir'],
+      env: io.env,
+      config: optionalConfig(values, io.env),
+    }),
+  );
 }
 
 /** The config file helps find the API and token, but the CLI must work without (or with a broken) one. */
@@ -202,13 +214,23 @@ async function deviceCommand(action: string | undefined, name: string | undefine
   switch (action) {
     case 'list': {
       const data = await api.request<{ items: DeviceView[] }>('GET', '/api/devices');
-      print(data, () => table(
-        ['NAME', 'MANAGED', 'ENABLED', 'STATE', 'RECEIVED', 'DELIVERED', 'FAILED', 'QUEUED', 'LAST SEEN', 'LAST ERROR'],
-        data.items.map((d) => [
-          d.name, d.managedBy, d.enabled ? 'yes' : 'no', d.status.state, String(d.status.counts.received), String(d.status.counts.delivered),
-          String(d.status.counts.failed), String(d.status.counts.queued), ago(d.status.lastSeenAt), truncate(d.status.lastError?.message, 60),
-        ]),
-      ));
+      print(data, () =>
+        table(
+          ['NAME', 'MANAGED', 'ENABLED', 'STATE', 'RECEIVED', 'DELIVERED', 'FAILED', 'QUEUED', 'LAST SEEN', 'LAST ERROR'],
+          data.items.map((d) => [
+            d.name,
+            d.managedBy,
+            d.enabled ? 'yes' : 'no',
+            d.status.state,
+            String(d.status.counts.received),
+            String(d.status.counts.delivered),
+            String(d.status.counts.failed),
+            String(d.status.counts.queued),
+            ago(d.status.lastSeenAt),
+            truncate(d.status.lastError?.message, 60),
+          ]),
+        ),
+      );
       return EXIT.ok;
     }
     case 'show': {
@@ -221,8 +243,14 @@ async function deviceCommand(action: string | undefined, name: string | undefine
       if (recipients.length === 0) throw new UsageError('device add needs at least one --recipient (-r), e.g. -r "*@example.org"');
       if (values.auth !== undefined && values.auth !== 'password' && values.auth !== 'none') throw new UsageError('--auth is password or none');
       const body = {
-        name: need(name, 'device NAME'), allowRecipients: recipients, allowFrom: values['allow-from'], upstream: values.upstream,
-        username: values.username, password: values.password, auth: values.auth, enabled: values.disabled ? false : undefined,
+        name: need(name, 'device NAME'),
+        allowRecipients: recipients,
+        allowFrom: values['allow-from'],
+        upstream: values.upstream,
+        username: values.username,
+        password: values.password,
+        auth: values.auth,
+        enabled: values.disabled ? false : undefined,
         maxMessageSize: values['max-size'] === undefined ? undefined : /^\d+$/.test(values['max-size']) ? Number(values['max-size']) : values['max-size'],
       };
       const created = await api.request<{ device: DeviceView; printerSetup: PrinterSetup }>('POST', '/api/devices', withoutUndefined(body));
@@ -230,7 +258,11 @@ async function deviceCommand(action: string | undefined, name: string | undefine
       return EXIT.ok;
     }
     case 'rotate': {
-      const rotated = await api.request<{ device: DeviceView; printerSetup: PrinterSetup }>('POST', path('/rotate-password'), values.password ? { password: values.password } : {});
+      const rotated = await api.request<{ device: DeviceView; printerSetup: PrinterSetup }>(
+        'POST',
+        path('/rotate-password'),
+        values.password ? { password: values.password } : {},
+      );
       print(rotated, () => `new password for ${rotated.device.name}; the old one no longer works.\n\n${describeSetup(rotated.printerSetup)}`);
       return EXIT.ok;
     }
@@ -253,11 +285,21 @@ async function deviceCommand(action: string | undefined, name: string | undefine
 
 function describeDevice(d: DeviceView): string {
   return `${d.name}\n${fields([
-    ['managed by', d.managedBy], ['enabled', d.enabled ? 'yes' : 'no'], ['state', d.status.state], ['auth', d.auth], ['login name', d.username],
-    ['upstream', d.upstream ?? '(none: messages are held)'], ['recipients', d.allowRecipients.join(', ')],
-    ['allowed from', d.allowFrom.length ? d.allowFrom.join(', ') : 'any address'], ['max size', `${d.maxMessageSize} bytes`],
-    ['received', d.status.counts.received], ['delivered', d.status.counts.delivered], ['failed', d.status.counts.failed],
-    ['queued', d.status.counts.queued], ['last seen', d.status.lastSeenAt], ['last message', d.status.lastMessageAt],
+    ['managed by', d.managedBy],
+    ['enabled', d.enabled ? 'yes' : 'no'],
+    ['state', d.status.state],
+    ['auth', d.auth],
+    ['login name', d.username],
+    ['upstream', d.upstream ?? '(none: messages are held)'],
+    ['recipients', d.allowRecipients.join(', ')],
+    ['allowed from', d.allowFrom.length ? d.allowFrom.join(', ') : 'any address'],
+    ['max size', `${d.maxMessageSize} bytes`],
+    ['received', d.status.counts.received],
+    ['delivered', d.status.counts.delivered],
+    ['failed', d.status.counts.failed],
+    ['queued', d.status.counts.queued],
+    ['last seen', d.status.lastSeenAt],
+    ['last message', d.status.lastMessageAt],
     ['last error', d.status.lastError ? `${d.status.lastError.message} (${d.status.lastError.at})` : undefined],
     ['auth failures (1h)', d.status.recentAuthFailures],
   ])}`;
@@ -267,8 +309,11 @@ function describeSetup(setup: PrinterSetup): string {
   const lines = [
     `Type these values into the printer's Email Server page (${setup.page}):`,
     fields([
-      ['SMTP Server Address', setup.smtpServerAddress], ['SMTP Server Port Number', setup.smtpServerPortNumber],
-      ['Email Send Authentication', setup.emailSendAuthentication], ['Login Name', setup.loginName], ['Password', setup.password],
+      ['SMTP Server Address', setup.smtpServerAddress],
+      ['SMTP Server Port Number', setup.smtpServerPortNumber],
+      ['Email Send Authentication', setup.emailSendAuthentication],
+      ['Login Name', setup.loginName],
+      ['Password', setup.password],
     ]),
   ];
   if (setup.note) lines.push(`note: ${setup.note}`);
@@ -300,10 +345,14 @@ async function queueCommand(action: string | undefined, id: string | undefined, 
       if (values.offset) query.set('offset', values.offset);
       const text = query.toString();
       const data = await api.request<{ total: number; offset: number; items: MessageSummary[] }>('GET', `/api/messages${text ? `?${text}` : ''}`);
-      print(data, () => `${table(
-        ['ID', 'STATE', 'DEVICE', 'RECEIVED', 'ATTEMPTS', 'SUBJECT', 'OUTCOME'],
-        data.items.map((m) => [m.id, m.state, m.device, m.receivedAt, String(m.attempts), truncate(m.subject, 30), truncate(m.outcome, 70)]),
-      )}\n${data.items.length} of ${data.total} shown (offset ${data.offset})`);
+      print(
+        data,
+        () =>
+          `${table(
+            ['ID', 'STATE', 'DEVICE', 'RECEIVED', 'ATTEMPTS', 'SUBJECT', 'OUTCOME'],
+            data.items.map((m) => [m.id, m.state, m.device, m.receivedAt, String(m.attempts), truncate(m.subject, 30), truncate(m.outcome, 70)]),
+          )}\n${data.items.length} of ${data.total} shown (offset ${data.offset})`,
+      );
       return EXIT.ok;
     }
     case 'show': {

@@ -124,7 +124,7 @@ export interface GatewayConfig {
 }
 
 /** Environment overrides for the few settings a container or test changes without editing the file. */
-const ENV_OVERRIDES: Array<[string, (string)[], 'string' | 'number']> = [
+const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['SCANRELAY_DATA_DIR', ['dataDir'], 'string'],
   ['SCANRELAY_LOG_LEVEL', ['log', 'level'], 'string'],
   ['SCANRELAY_SMTP_HOST', ['smtp', 'host'], 'string'],
@@ -167,7 +167,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   // silently drop every device. Refuse it before defaults are applied.
   for (const key of ['devices', 'upstreams'] as const) {
     const value = (expanded as Record<string, unknown>)[key];
-    if (value === null) (expanded as Record<string, unknown>)[key] = []; // "devices:" with nothing under it
+    if (value === null)
+      (expanded as Record<string, unknown>)[key] = []; // "devices:" with nothing under it
     else if (value !== undefined && !Array.isArray(value)) {
       throw new ConfigError(file, key, 'must be a list: start each entry with "- " (e.g. "- name: ...")');
     }
@@ -175,7 +176,10 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
   const firstError = Value.Errors(ConfigSchema, withDefaults).First();
   if (firstError) {
-    const keyPath = firstError.path.split('/').filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const keyPath = firstError.path
+      .split('/')
+      .filter(Boolean)
+      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     const secret = keyPath.some((part) => typeof part === 'string' && SECRET_KEY.test(part));
     throw new ConfigError(file, formatKeyPath(keyPath), describeSchemaError(firstError.message, secret ? undefined : firstError.value, firstError.schema));
   }
@@ -263,12 +267,30 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
     }
     const defaultPort = u.security === 'starttls' ? u.starttlsPort : u.tlsPort;
     return {
-      name: u.name, host: u.host, port: u.port ?? defaultPort, security: u.security, tlsPort: u.tlsPort, starttlsPort: u.starttlsPort,
-      auth: u.auth, user: u.user, password: u.password,
-      oauth2: u.oauth2 && { clientId: u.oauth2.clientId, clientSecret: u.oauth2.clientSecret, refreshToken: u.oauth2.refreshToken, tokenUrl: u.oauth2.tokenUrl, scope: u.oauth2.scope },
-      maxConnections: u.maxConnections, maxMessageSize: size(u.maxMessageSize, key('maxMessageSize')),
-      maxRecipientsPerMessage: u.maxRecipientsPerMessage, fromMode: u.fromMode, ratePerMinute: u.ratePerMinute, ratePerDay: u.ratePerDay,
-      connectionTimeoutMs: duration(u.connectionTimeout, key('connectionTimeout')), socketTimeoutMs: duration(u.socketTimeout, key('socketTimeout')),
+      name: u.name,
+      host: u.host,
+      port: u.port ?? defaultPort,
+      security: u.security,
+      tlsPort: u.tlsPort,
+      starttlsPort: u.starttlsPort,
+      auth: u.auth,
+      user: u.user,
+      password: u.password,
+      oauth2: u.oauth2 && {
+        clientId: u.oauth2.clientId,
+        clientSecret: u.oauth2.clientSecret,
+        refreshToken: u.oauth2.refreshToken,
+        tokenUrl: u.oauth2.tokenUrl,
+        scope: u.oauth2.scope,
+      },
+      maxConnections: u.maxConnections,
+      maxMessageSize: size(u.maxMessageSize, key('maxMessageSize')),
+      maxRecipientsPerMessage: u.maxRecipientsPerMessage,
+      fromMode: u.fromMode,
+      ratePerMinute: u.ratePerMinute,
+      ratePerDay: u.ratePerDay,
+      connectionTimeoutMs: duration(u.connectionTimeout, key('connectionTimeout')),
+      socketTimeoutMs: duration(u.socketTimeout, key('socketTimeout')),
       tls: { ca, caFile: u.tls.ca, rejectUnauthorized: u.tls.rejectUnauthorized, servername: u.tls.servername, minVersion: u.tls.minVersion },
     };
   });
@@ -281,25 +303,41 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
     log: { level: raw.log.level },
     secretKey: raw.secretKey,
     smtp: {
-      host: raw.smtp.host, port: raw.smtp.port, hostname: raw.smtp.hostname ?? 'scanrelay', maxMessageSize: smtpMax,
-      maxRecipients: raw.smtp.maxRecipients, maxClients: raw.smtp.maxClients, maxConnectionsPerIp: raw.smtp.maxConnectionsPerIp,
-      socketTimeoutMs: duration(raw.smtp.socketTimeout, 'smtp.socketTimeout'), closeTimeoutMs: duration(raw.smtp.closeTimeout, 'smtp.closeTimeout'),
+      host: raw.smtp.host,
+      port: raw.smtp.port,
+      hostname: raw.smtp.hostname ?? 'scanrelay',
+      maxMessageSize: smtpMax,
+      maxRecipients: raw.smtp.maxRecipients,
+      maxClients: raw.smtp.maxClients,
+      maxConnectionsPerIp: raw.smtp.maxConnectionsPerIp,
+      socketTimeoutMs: duration(raw.smtp.socketTimeout, 'smtp.socketTimeout'),
+      closeTimeoutMs: duration(raw.smtp.closeTimeout, 'smtp.closeTimeout'),
       maxSessionMs: duration(raw.smtp.maxSessionDuration, 'smtp.maxSessionDuration'),
       authLockout: {
         maxFailures: raw.smtp.authLockout.maxFailures,
         windowMs: duration(raw.smtp.authLockout.window, 'smtp.authLockout.window'),
         durationMs: duration(raw.smtp.authLockout.duration, 'smtp.authLockout.duration'),
       },
-      starttls: raw.smtp.starttls, tlsPort: raw.smtp.tlsPort,
+      starttls: raw.smtp.starttls,
+      tlsPort: raw.smtp.tlsPort,
       tls: { certFile: raw.smtp.tls.certFile, keyFile: raw.smtp.tls.keyFile, legacyTls: raw.smtp.tls.legacyTls },
     },
     pop3: {
-      enabled: raw.pop3.enabled, host: raw.pop3.host, port: raw.pop3.port, maxClients: raw.pop3.maxClients,
-      authWindowMs: duration(raw.pop3.authWindow, 'pop3.authWindow'), socketTimeoutMs: duration(raw.pop3.socketTimeout, 'pop3.socketTimeout'),
+      enabled: raw.pop3.enabled,
+      host: raw.pop3.host,
+      port: raw.pop3.port,
+      maxClients: raw.pop3.maxClients,
+      authWindowMs: duration(raw.pop3.authWindow, 'pop3.authWindow'),
+      socketTimeoutMs: duration(raw.pop3.socketTimeout, 'pop3.socketTimeout'),
     },
     admin: {
-      enabled: raw.admin.enabled, host: raw.admin.host, port: raw.admin.port, tokens: raw.admin.tokens ?? [],
-      publicSmtpHost: raw.admin.publicSmtpHost, publicSmtpPort: raw.admin.publicSmtpPort, metricsToken: raw.admin.metricsToken ?? false,
+      enabled: raw.admin.enabled,
+      host: raw.admin.host,
+      port: raw.admin.port,
+      tokens: raw.admin.tokens ?? [],
+      publicSmtpHost: raw.admin.publicSmtpHost,
+      publicSmtpPort: raw.admin.publicSmtpPort,
+      metricsToken: raw.admin.metricsToken ?? false,
     },
     delivery: {
       concurrency: raw.delivery.concurrency,
@@ -356,9 +394,16 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
   const maxMessageSize = deviceSizeLimit(ownMax, ctx.smtpMax, upstream?.maxMessageSize);
 
   return {
-    name: d.name, auth: d.auth, username: d.username, password: d.password, passwordHash: d.passwordHash,
-    allowFrom, allowRecipients: allowRecipients.map((r) => r.trim().toLowerCase()), upstream: d.upstream,
-    maxMessageSize, enabled: d.enabled,
+    name: d.name,
+    auth: d.auth,
+    username: d.username,
+    password: d.password,
+    passwordHash: d.passwordHash,
+    allowFrom,
+    allowRecipients: allowRecipients.map((r) => r.trim().toLowerCase()),
+    upstream: d.upstream,
+    maxMessageSize,
+    enabled: d.enabled,
   };
 }
 

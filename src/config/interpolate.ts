@@ -51,7 +51,13 @@ export function resolveSecretFiles(value: unknown, file: string, path: (string |
       throw new ConfigError(file, formatKeyPath([...path, fileKey]), `cannot read secret file ${secretPath} (${code})`);
     }
     if (content.length === 0) throw new ConfigError(file, formatKeyPath([...path, fileKey]), `secret file ${secretPath} is empty`);
-    out[secret] = secret === 'tokens' ? content.split(/\r?\n/).map((t) => t.trim()).filter(Boolean) : content;
+    out[secret] =
+      secret === 'tokens'
+        ? content
+            .split(/\r?\n/)
+            .map((t) => t.trim())
+            .filter(Boolean)
+        : content;
     delete out[fileKey];
   }
   return out;

@@ -2,8 +2,20 @@
 
 /** Every unit the schema's size pattern allows ("25M" and "25Mi" included, as "25MB" and "25MiB"). */
 const SIZE_UNITS: Record<string, number> = {
-  '': 1, b: 1, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3,
-  k: 1000, m: 1000 ** 2, g: 1000 ** 3, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3,
+  '': 1,
+  b: 1,
+  kb: 1000,
+  mb: 1000 ** 2,
+  gb: 1000 ** 3,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  k: 1000,
+  m: 1000 ** 2,
+  g: 1000 ** 3,
+  ki: 1024,
+  mi: 1024 ** 2,
+  gi: 1024 ** 3,
 };
 
 /** "25MB" -> 25000000, "512KiB" -> 524288, 1000 -> 1000. Returns undefined when unparsable. */
@@ -17,7 +29,12 @@ export function parseSize(value: string | number): number | undefined {
 }
 
 const DURATION_UNITS: Record<string, number> = {
-  ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
 };
 
 /** "5d" -> ms, "90s", "250ms", "1h30m"; a bare number is milliseconds. Undefined when unparsable. */

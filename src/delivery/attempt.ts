@@ -54,8 +54,13 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     return;
   }
   const headers = buildOutgoingHeaders(block, message.headers, {
-    queueId: message.id, receivedAt: message.receivedAt, hostname: ctx.hostname, deviceName: device.name,
-    client: message.client, account: upstream.config.user, fromMode: upstream.config.fromMode,
+    queueId: message.id,
+    receivedAt: message.receivedAt,
+    hostname: ctx.hostname,
+    deviceName: device.name,
+    client: message.client,
+    account: upstream.config.user,
+    fromMode: upstream.config.fromMode,
   });
   if (headers.rewriteSkipped) log.warn('delivery.from-rewrite-skipped: header block longer than 64 KiB or without an end; From kept as sent');
   const size = headers.prefix.length + message.size - headers.skipBytes;
@@ -93,7 +98,10 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
   for (let i = 0; i < groups.length && !stop; i++) {
     try {
       const info = await upstream.send({
-        to: groups[i], size, use8BitMime: message.has8bit || message.envelope.bodyType === '8bitmime', messageId: headers.messageId,
+        to: groups[i],
+        size,
+        use8BitMime: message.has8bit || message.envelope.bodyType === '8bitmime',
+        messageId: headers.messageId,
         raw: () => outgoingStream(path, headers),
       });
       const at = ctx.now();
@@ -110,9 +118,10 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     } catch (caught) {
       const err = caught as UpstreamSendError;
       const classification = classifyUpstreamError(err);
-      const perRecipient = err.rejectedErrors && err.rejectedErrors.length > 0 && classification.action !== 'hold-upstream' && classification.action !== 'pause-upstream';
+      const perRecipient =
+        err.rejectedErrors && err.rejectedErrors.length > 0 && classification.action !== 'hold-upstream' && classification.action !== 'pause-upstream';
       upstream.noteFailure(err, classification.upstreamState, ctx.now());
-      if (perRecipient) recordRejections(err.rejectedErrors!, ctx.now());
+      if (perRecipient) recordRejections(err.rejectedErrors ?? [], ctx.now());
       else stop = { err, classification };
     }
     // Between groups, results are saved so a crash does not re-send to recipients already done.
@@ -142,7 +151,10 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     const until = upstream.pause(stop.classification.pause ?? 'short', ctx.delivery, ctx.now());
     await queue.markDeferred(message.id, errorFacts(stop), until);
     ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
-    log.warn({ reason: stop.classification.reason, category: stop.classification.category, pausedUntil: new Date(until).toISOString(), durationMs }, 'delivery.deferred');
+    log.warn(
+      { reason: stop.classification.reason, category: stop.classification.category, pausedUntil: new Date(until).toISOString(), durationMs },
+      'delivery.deferred',
+    );
     return;
   }
   if (stop?.classification.action === 'fail-message' || stop?.classification.action === 'fail-recipient') {
@@ -169,21 +181,43 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
   const expiresAt = message.receivedAt + ctx.delivery.maxLifetimeMs;
   if (now >= expiresAt) {
     const attempts = message.attempts + 1;
-    await fail(ctx, message, upstream, `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} over ${formatAge(now - message.receivedAt)}: ${reason}`, failed, log, stop);
+    await fail(
+      ctx,
+      message,
+      upstream,
+      `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} over ${formatAge(now - message.receivedAt)}: ${reason}`,
+      failed,
+      log,
+      stop,
+    );
     return;
   }
   const nextAttemptAt = Math.min(now + nextRetryDelay(message.attempts + 1, ctx.delivery.retryBaseMs, ctx.delivery.retryMaxMs), expiresAt);
   await queue.markDeferred(message.id, stop ? errorFacts(stop) : { message: reason }, nextAttemptAt);
   ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
-  log.warn({ reason, category: stop?.classification.category, nextAttemptAt: new Date(nextAttemptAt).toISOString(), attempts: message.attempts + 1, durationMs }, 'delivery.deferred');
+  log.warn(
+    { reason, category: stop?.classification.category, nextAttemptAt: new Date(nextAttemptAt).toISOString(), attempts: message.attempts + 1, durationMs },
+    'delivery.deferred',
+  );
 }
 
-async function fail(ctx: AttemptContext, message: QueuedMessage, upstream: Upstream, reason: string, failedRecipients: RecipientStatus[], log: Logger, stop?: Stop): Promise<void> {
+async function fail(
+  ctx: AttemptContext,
+  message: QueuedMessage,
+  upstream: Upstream,
+  reason: string,
+  failedRecipients: RecipientStatus[],
+  log: Logger,
+  stop?: Stop,
+): Promise<void> {
   await ctx.queue.markFailed(message.id, reason, stop ? errorFacts(stop) : undefined);
   ctx.metrics.recordDeliveryAttempt(upstream.name, 'failed');
   ctx.metrics.recordFailed(message.device);
   log.error({ reason }, 'delivery.failed');
-  const pendingAsFailed = failedRecipients.length > 0 ? failedRecipients : message.recipients.filter((r) => r.state === 'pending').map((r) => ({ ...r, state: 'failed' as const, response: reason }));
+  const pendingAsFailed =
+    failedRecipients.length > 0
+      ? failedRecipients
+      : message.recipients.filter((r) => r.state === 'pending').map((r) => ({ ...r, state: 'failed' as const, response: reason }));
   ctx.notify(message, reason, pendingAsFailed);
 }
 

@@ -14,8 +14,20 @@ import type { UpstreamState } from '../observability/metrics.js';
 export type DeliveryAction = 'retry' | 'hold-upstream' | 'pause-upstream' | 'fail-message' | 'fail-recipient';
 
 export type FailureCategory =
-  | 'network' | 'timeout' | 'temporary' | 'protocol' | 'auth' | 'oauth2-token' | 'tls' | 'quota' | 'rate-limit'
-  | 'size' | 'recipient' | 'message' | 'sender' | 'unknown';
+  | 'network'
+  | 'timeout'
+  | 'temporary'
+  | 'protocol'
+  | 'auth'
+  | 'oauth2-token'
+  | 'tls'
+  | 'quota'
+  | 'rate-limit'
+  | 'size'
+  | 'recipient'
+  | 'message'
+  | 'sender'
+  | 'unknown';
 
 /** The fields of a nodemailer error this table looks at (plus tokenRejected from our OAuth2 provider). */
 export interface UpstreamErrorLike {
@@ -60,7 +72,8 @@ interface Row {
 
 const NETWORK_CODES = new Set(['ECONNECTION', 'ESOCKET', 'EDNS', 'EPROXY', 'EABORT']);
 /** Node/OpenSSL codes that mean "this TLS peer is not who it should be" (configuration, not weather). */
-const TLS_ORIGINAL_CODES = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_|HOSTNAME_MISMATCH|ERR_TLS_)/;
+const TLS_ORIGINAL_CODES =
+  /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_|HOSTNAME_MISMATCH|ERR_TLS_)/;
 
 const is4xx = (f: Facts) => f.responseCode >= 400 && f.responseCode < 500;
 const is5xx = (f: Facts) => f.responseCode >= 500 && f.responseCode < 600;
@@ -68,62 +81,102 @@ const atAuth = (f: Facts) => f.command.startsWith('AUTH') || f.code === 'EAUTH';
 
 export const CLASSIFICATION_TABLE: readonly Row[] = [
   // OAuth2: the token endpoint answered "no" (revoked or expired refresh token, wrong client): needs the admin.
-  { name: 'oauth2 token refused', match: (f) => f.originalCode === 'EOAUTH2' && f.err.tokenRejected === true,
-    result: { action: 'hold-upstream', category: 'oauth2-token', upstreamState: 'auth-failed' } },
+  {
+    name: 'oauth2 token refused',
+    match: (f) => f.originalCode === 'EOAUTH2' && f.err.tokenRejected === true,
+    result: { action: 'hold-upstream', category: 'oauth2-token', upstreamState: 'auth-failed' },
+  },
   // The token endpoint could not be reached or failed: weather, try again.
-  { name: 'oauth2 token endpoint unavailable', match: (f) => f.code === 'EAUTH' && f.command === 'AUTH XOAUTH2' && !f.responseCode,
-    result: { action: 'retry', category: 'oauth2-token', upstreamState: 'unreachable' } },
+  {
+    name: 'oauth2 token endpoint unavailable',
+    match: (f) => f.code === 'EAUTH' && f.command === 'AUTH XOAUTH2' && !f.responseCode,
+    result: { action: 'retry', category: 'oauth2-token', upstreamState: 'unreachable' },
+  },
   // Gmail daily sending limit: 550/552 5.4.5 ("Daily user sending limit exceeded"), at MAIL, RCPT or DATA.
-  { name: 'daily quota (5.4.5)', match: (f) => f.enhanced === '5.4.5',
-    result: { action: 'pause-upstream', category: 'quota', upstreamState: 'quota-paused', pause: 'long' } },
+  {
+    name: 'daily quota (5.4.5)',
+    match: (f) => f.enhanced === '5.4.5',
+    result: { action: 'pause-upstream', category: 'quota', upstreamState: 'quota-paused', pause: 'long' },
+  },
   // Gmail "unusual rate" / "too many login attempts": 421 4.7.0, 454 4.7.0. Pause the account briefly.
-  { name: 'rate limited (421/454 4.7.0)', match: (f) => (f.responseCode === 421 || f.responseCode === 454) && f.enhanced === '4.7.0',
-    result: { action: 'pause-upstream', category: 'rate-limit', upstreamState: 'quota-paused', pause: 'short' } },
+  {
+    name: 'rate limited (421/454 4.7.0)',
+    match: (f) => (f.responseCode === 421 || f.responseCode === 454) && f.enhanced === '4.7.0',
+    result: { action: 'pause-upstream', category: 'rate-limit', upstreamState: 'quota-paused', pause: 'short' },
+  },
   // Encryption required/refused (538) or STARTTLS unavailable or failed: never fall back, pause and re-probe.
-  { name: 'STARTTLS failed or missing (ETLS)', match: (f) => f.code === 'ETLS' || f.code === 'EREQUIRETLS' || f.responseCode === 538,
-    result: { action: 'pause-upstream', category: 'tls', upstreamState: 'tls-failed', pause: 'short' } },
-  { name: 'certificate or TLS handshake rejected', match: (f) => TLS_ORIGINAL_CODES.test(f.originalCode),
-    result: { action: 'pause-upstream', category: 'tls', upstreamState: 'tls-failed', pause: 'short' } },
+  {
+    name: 'STARTTLS failed or missing (ETLS)',
+    match: (f) => f.code === 'ETLS' || f.code === 'EREQUIRETLS' || f.responseCode === 538,
+    result: { action: 'pause-upstream', category: 'tls', upstreamState: 'tls-failed', pause: 'short' },
+  },
+  {
+    name: 'certificate or TLS handshake rejected',
+    match: (f) => TLS_ORIGINAL_CODES.test(f.originalCode),
+    result: { action: 'pause-upstream', category: 'tls', upstreamState: 'tls-failed', pause: 'short' },
+  },
   // Temporary authentication failure (454 4.7.0 handled above): retry.
-  { name: 'temporary auth failure (4xx at AUTH)', match: (f) => atAuth(f) && is4xx(f),
-    result: { action: 'retry', category: 'auth', upstreamState: 'up' } },
+  { name: 'temporary auth failure (4xx at AUTH)', match: (f) => atAuth(f) && is4xx(f), result: { action: 'retry', category: 'auth', upstreamState: 'up' } },
   // Credentials refused: 535 5.7.8 (bad app password), 534 5.7.9 (app password required), 530 (auth required),
   // a missing AUTH extension (forceAuth), missing credentials.
-  { name: 'credentials refused (EAUTH / 530 / 534 / 535)', match: (f) => f.code === 'EAUTH' || f.code === 'ENOAUTH' || f.responseCode === 530 || f.responseCode === 534 || f.responseCode === 535,
-    result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' } },
+  {
+    name: 'credentials refused (EAUTH / 530 / 534 / 535)',
+    match: (f) => f.code === 'EAUTH' || f.code === 'ENOAUTH' || f.responseCode === 530 || f.responseCode === 534 || f.responseCode === 535,
+    result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' },
+  },
   // smtp-relay.gmail.com refusing the account or its address ("550 5.7.0 Mail relay denied", "550 5.7.1
   // Invalid credentials for relay"): a configuration problem of the upstream, not of each scan. Hold them.
-  { name: 'relay denied for the account (5.7.0/5.7.1 at MAIL/RCPT)',
-    match: (f) => is5xx(f) && (f.command === 'MAIL FROM' || f.command === 'RCPT TO') && (f.enhanced === '5.7.0' || f.enhanced === '5.7.1') && /relay denied|credentials for relay|IP not registered/i.test(f.err.response ?? ''),
-    result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' } },
+  {
+    name: 'relay denied for the account (5.7.0/5.7.1 at MAIL/RCPT)',
+    match: (f) =>
+      is5xx(f) &&
+      (f.command === 'MAIL FROM' || f.command === 'RCPT TO') &&
+      (f.enhanced === '5.7.0' || f.enhanced === '5.7.1') &&
+      /relay denied|credentials for relay|IP not registered/i.test(f.err.response ?? ''),
+    result: { action: 'hold-upstream', category: 'auth', upstreamState: 'auth-failed' },
+  },
   // Network trouble: refused, reset, DNS, timeouts.
-  { name: 'timeout', match: (f) => f.code === 'ETIMEDOUT',
-    result: { action: 'retry', category: 'timeout', upstreamState: 'unreachable' } },
-  { name: 'network error', match: (f) => NETWORK_CODES.has(f.code) && !f.responseCode,
-    result: { action: 'retry', category: 'network', upstreamState: 'unreachable' } },
+  { name: 'timeout', match: (f) => f.code === 'ETIMEDOUT', result: { action: 'retry', category: 'timeout', upstreamState: 'unreachable' } },
+  {
+    name: 'network error',
+    match: (f) => NETWORK_CODES.has(f.code) && !f.responseCode,
+    result: { action: 'retry', category: 'network', upstreamState: 'unreachable' },
+  },
   // Greeting/EHLO refusals (421 busy, 554 no service): the server, not the message.
-  { name: 'refused at connect or EHLO', match: (f) => (f.command === 'CONN' || f.command === 'EHLO' || f.command === 'HELO') && f.responseCode > 0,
-    result: { action: 'retry', category: 'protocol', upstreamState: 'unreachable' } },
+  {
+    name: 'refused at connect or EHLO',
+    match: (f) => (f.command === 'CONN' || f.command === 'EHLO' || f.command === 'HELO') && f.responseCode > 0,
+    result: { action: 'retry', category: 'protocol', upstreamState: 'unreachable' },
+  },
   // Too big: nodemailer's own SIZE pre-check (EMESSAGE without a reply), 552 5.3.4, 552 at MAIL FROM (SIZE=).
-  { name: 'too large (local SIZE check)', match: (f) => f.code === 'EMESSAGE' && !f.responseCode,
-    result: { action: 'fail-message', category: 'size', upstreamState: 'up' } },
-  { name: 'too large (5.3.4 / 552 at MAIL)', match: (f) => f.enhanced === '5.3.4' || (f.responseCode === 552 && f.command === 'MAIL FROM'),
-    result: { action: 'fail-message', category: 'size', upstreamState: 'up' } },
+  {
+    name: 'too large (local SIZE check)',
+    match: (f) => f.code === 'EMESSAGE' && !f.responseCode,
+    result: { action: 'fail-message', category: 'size', upstreamState: 'up' },
+  },
+  {
+    name: 'too large (5.3.4 / 552 at MAIL)',
+    match: (f) => f.enhanced === '5.3.4' || (f.responseCode === 552 && f.command === 'MAIL FROM'),
+    result: { action: 'fail-message', category: 'size', upstreamState: 'up' },
+  },
   // Recipient refused for good (550 5.1.1 no such user, 553 bad address, 552 mailbox full, ...).
-  { name: 'recipient refused (5xx at RCPT)', match: (f) => f.command === 'RCPT TO' && is5xx(f) && f.responseCode !== 503,
-    result: { action: 'fail-recipient', category: 'recipient', upstreamState: 'up' } },
+  {
+    name: 'recipient refused (5xx at RCPT)',
+    match: (f) => f.command === 'RCPT TO' && is5xx(f) && f.responseCode !== 503,
+    result: { action: 'fail-recipient', category: 'recipient', upstreamState: 'up' },
+  },
   // Bad sequence (503) is a session problem, not a verdict: retry on a fresh connection.
-  { name: 'bad sequence (503)', match: (f) => f.responseCode === 503,
-    result: { action: 'retry', category: 'protocol', upstreamState: 'up' } },
+  { name: 'bad sequence (503)', match: (f) => f.responseCode === 503, result: { action: 'retry', category: 'protocol', upstreamState: 'up' } },
   // The sender (the account itself) refused: permanent for this message.
-  { name: 'sender refused (5xx at MAIL FROM)', match: (f) => f.command === 'MAIL FROM' && is5xx(f),
-    result: { action: 'fail-message', category: 'sender', upstreamState: 'up' } },
+  {
+    name: 'sender refused (5xx at MAIL FROM)',
+    match: (f) => f.command === 'MAIL FROM' && is5xx(f),
+    result: { action: 'fail-message', category: 'sender', upstreamState: 'up' },
+  },
   // Content refused at DATA or any other 5xx: the message fails with the reply recorded.
-  { name: 'message refused (5xx)', match: (f) => is5xx(f),
-    result: { action: 'fail-message', category: 'message', upstreamState: 'up' } },
+  { name: 'message refused (5xx)', match: (f) => is5xx(f), result: { action: 'fail-message', category: 'message', upstreamState: 'up' } },
   // Any 4xx (421 closing, 450, 451, 452): try again later.
-  { name: 'temporary refusal (4xx)', match: (f) => is4xx(f),
-    result: { action: 'retry', category: 'temporary', upstreamState: 'up' } },
+  { name: 'temporary refusal (4xx)', match: (f) => is4xx(f), result: { action: 'retry', category: 'temporary', upstreamState: 'up' } },
 ];
 
 const FALLBACK: Row['result'] = { action: 'retry', category: 'unknown' };
@@ -159,7 +212,13 @@ export function enhancedStatusCode(response: string | undefined): string | undef
 
 /** The upstream's reply when there is one, else the local error message; TLS failures say what they mean. */
 export function describeUpstreamError(err: UpstreamErrorLike): string {
-  let text = err.response ? err.response.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).join(' ') : err.message;
+  let text = err.response
+    ? err.response
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .join(' ')
+    : err.message;
   if (err.code === 'ETLS') text = `STARTTLS failed, nothing is sent without TLS: ${text}`;
   else if (TLS_ORIGINAL_CODES.test(err.originalCode ?? '') && !/^TLS handshake failed/.test(text)) text = `TLS handshake failed: ${text}`;
   // Say where it stopped and what usually causes it: "Timeout" or "wrong version number" alone help nobody.

@@ -61,8 +61,13 @@ export function buildOutgoingHeaders(block: Buffer | undefined, sniffed: Sniffed
     const messageId = addedMessageId ? generatedMessageId(ctx) : sniffed.messageId;
     const extra = (addedMessageId ? `Message-ID: ${messageId}${CRLF}` : '') + (sniffed.hasDate ? '' : `Date: ${rfc5322Date(ctx.receivedAt)}${CRLF}`);
     return {
-      prefix: Buffer.from(received + extra, 'latin1'), skipBytes: 0, messageId, addedMessageId, addedDate: !sniffed.hasDate,
-      rewroteFrom: false, rewriteSkipped: ctx.fromMode === 'rewrite',
+      prefix: Buffer.from(received + extra, 'latin1'),
+      skipBytes: 0,
+      messageId,
+      addedMessageId,
+      addedDate: !sniffed.hasDate,
+      rewroteFrom: false,
+      rewriteSkipped: ctx.fromMode === 'rewrite',
     };
   }
 
@@ -101,8 +106,13 @@ export function buildOutgoingHeaders(block: Buffer | undefined, sniffed: Sniffed
 
   const text = added.join('') + body.map((f) => f.raw).join('') + terminator;
   return {
-    prefix: Buffer.from(text, 'latin1'), skipBytes: block.length, messageId, addedMessageId, addedDate: !hasDate,
-    rewroteFrom, rewriteSkipped: false,
+    prefix: Buffer.from(text, 'latin1'),
+    skipBytes: block.length,
+    messageId,
+    addedMessageId,
+    addedDate: !hasDate,
+    rewroteFrom,
+    rewriteSkipped: false,
   };
 }
 
@@ -151,7 +161,12 @@ export function splitHeaderBlock(text: string): { fields: HeaderField[]; termina
 
 function fieldValue(field: HeaderField): string {
   const colon = field.raw.indexOf(':');
-  return colon < 0 ? '' : field.raw.slice(colon + 1).replace(/\r?\n[ \t]/g, ' ').trim();
+  return colon < 0
+    ? ''
+    : field.raw
+        .slice(colon + 1)
+        .replace(/\r?\n[ \t]/g, ' ')
+        .trim();
 }
 
 function mentionsAddress(value: string, address: string): boolean {
@@ -171,9 +186,11 @@ export function receivedHeader(ctx: HeaderContext): string {
   const helo = safeToken(ctx.client.heloName ?? 'unknown');
   const address = ctx.client.address.includes(':') ? `IPv6:${ctx.client.address}` : ctx.client.address;
   const protocol = ctx.client.authMethod ? 'ESMTPA' : 'ESMTP';
-  return `Received: from ${helo} ([${safeToken(address)}]) (device ${safeToken(ctx.deviceName)})${CRLF}` +
+  return (
+    `Received: from ${helo} ([${safeToken(address)}]) (device ${safeToken(ctx.deviceName)})${CRLF}` +
     `\tby ${safeDomain(ctx.hostname)} (scanrelay) with ${protocol} id ${ctx.queueId};${CRLF}` +
-    `\t${rfc5322Date(ctx.receivedAt)}${CRLF}`;
+    `\t${rfc5322Date(ctx.receivedAt)}${CRLF}`
+  );
 }
 
 /** "Tue, 01 Jul 2025 10:00:00 +0000" */

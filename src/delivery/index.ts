@@ -190,10 +190,21 @@ class QueueDeliveryWorker implements DeliveryWorker {
     }
     const now = this.now();
     return [...this.upstreams.values()].map((u) => ({
-      name: u.name, host: u.config.host, port: u.endpoint?.port ?? u.config.port, security: u.config.security, user: u.config.user,
-      auth: u.config.auth, state: u.state, lastSuccessAt: u.lastSuccessAt, lastError: u.lastError && { ...u.lastError },
-      waiting: waiting.get(u.name) ?? 0, activePort: u.endpoint?.port, activeSecurity: u.endpoint?.security,
-      pausedUntil: u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined, inFlight: u.busy, held: held.get(u.name) ?? 0,
+      name: u.name,
+      host: u.config.host,
+      port: u.endpoint?.port ?? u.config.port,
+      security: u.config.security,
+      user: u.config.user,
+      auth: u.config.auth,
+      state: u.state,
+      lastSuccessAt: u.lastSuccessAt,
+      lastError: u.lastError && { ...u.lastError },
+      waiting: waiting.get(u.name) ?? 0,
+      activePort: u.endpoint?.port,
+      activeSecurity: u.endpoint?.security,
+      pausedUntil: u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined,
+      inFlight: u.busy,
+      held: held.get(u.name) ?? 0,
     }));
   }
 
@@ -222,7 +233,13 @@ class QueueDeliveryWorker implements DeliveryWorker {
       upstream.noteSuccess(this.now());
       if (info.accepted.length === 0) {
         const rejection = info.rejectedErrors[0];
-        return { ok: false, error: { message: rejection ? describeUpstreamError(rejection) : 'recipient refused', responseCode: rejection?.responseCode }, durationMs: this.now() - startedAt, port: upstream.endpoint?.port, security: upstream.endpoint?.security };
+        return {
+          ok: false,
+          error: { message: rejection ? describeUpstreamError(rejection) : 'recipient refused', responseCode: rejection?.responseCode },
+          durationMs: this.now() - startedAt,
+          port: upstream.endpoint?.port,
+          security: upstream.endpoint?.security,
+        };
       }
       return { ok: true, port: upstream.endpoint?.port, security: upstream.endpoint?.security, response: info.response, durationMs: this.now() - startedAt };
     } catch (err) {
@@ -275,7 +292,11 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const upstream = this.upstreams.get(device.upstream);
     if (!upstream) return { kind: 'hold', code: 'no-upstream', reason: `upstream '${device.upstream}' of device '${device.name}' is not configured` };
     if (upstream.state === 'auth-failed') {
-      return { kind: 'hold', code: HOLD_UPSTREAM_AUTH, reason: `upstream '${upstream.name}' refused its credentials (${upstream.lastError?.message ?? 'auth failed'}); fix them in the config and reload` };
+      return {
+        kind: 'hold',
+        code: HOLD_UPSTREAM_AUTH,
+        reason: `upstream '${upstream.name}' refused its credentials (${upstream.lastError?.message ?? 'auth failed'}); fix them in the config and reload`,
+      };
     }
     const blockedUntil = upstream.blockedUntil(now);
     if (blockedUntil > now) return { kind: 'wait', until: blockedUntil };
@@ -349,7 +370,8 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const interval = Math.min(10 * 60_000, Math.max(1_000, Math.min(retentionMs, logRetentionMs) / 2));
     this.sweepTimer = setTimeout(() => {
       const config = this.deps.config();
-      this.deps.queue.sweep(config.retentionMs, config.logRetentionMs)
+      this.deps.queue
+        .sweep(config.retentionMs, config.logRetentionMs)
         .then((result) => {
           if (result.bodiesRemoved || result.recordsRemoved) this.deps.logger.info(result, 'queue.retention.swept');
         })
@@ -365,7 +387,10 @@ class QueueDeliveryWorker implements DeliveryWorker {
 
   private createUpstream(config: UpstreamConfig): Upstream {
     return new Upstream(config, {
-      logger: this.deps.logger, metrics: this.deps.metrics, hostname: this.deps.hostname, now: this.now,
+      logger: this.deps.logger,
+      metrics: this.deps.metrics,
+      hostname: this.deps.hostname,
+      now: this.now,
       // Whatever proved the credentials good again (a send on another connection, a test, a verify):
       // the messages held for them go now.
       onCredentialsAccepted: () => void this.releaseHeldFor((n) => n === config.name).finally(() => this.kick()),
@@ -401,15 +426,23 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const classification = classifyUpstreamError(err);
     upstream.noteFailure(err, classification.upstreamState, this.now());
     return {
-      ok: false, port: upstream.endpoint?.port, security: upstream.endpoint?.security,
-      error: { message: classification.reason, code: err.code, responseCode: err.responseCode }, durationMs: this.now() - startedAt,
+      ok: false,
+      port: upstream.endpoint?.port,
+      security: upstream.endpoint?.security,
+      error: { message: classification.reason, code: err.code, responseCode: err.responseCode },
+      durationMs: this.now() - startedAt,
     };
   }
 
   private attemptContext(): AttemptContext {
     return {
-      queue: this.deps.queue, metrics: this.deps.metrics, logger: this.deps.logger, hostname: this.deps.hostname,
-      delivery: this.deps.config(), now: this.now, notify: (message, reason, failed) => this.notify(message, reason, failed),
+      queue: this.deps.queue,
+      metrics: this.deps.metrics,
+      logger: this.deps.logger,
+      hostname: this.deps.hostname,
+      delivery: this.deps.config(),
+      now: this.now,
+      notify: (message, reason, failed) => this.notify(message, reason, failed),
     };
   }
 
@@ -427,15 +460,20 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const raw = buildFailureNotice({ message, reason, failedRecipients, from: upstream.config.user, to, hostname: this.deps.hostname, now: this.now() });
     upstream.send({ to: [to], size: raw.length, use8BitMime: false, raw: () => raw }).then(
       () => this.deps.logger.info({ queueId: message.id, upstream: upstream.name }, 'delivery.notice-sent'),
-      (err: UpstreamSendError) => this.deps.logger.warn({ queueId: message.id, upstream: upstream.name, err: describeUpstreamError(err) }, 'delivery.notice-failed'),
+      (err: UpstreamSendError) =>
+        this.deps.logger.warn({ queueId: message.id, upstream: upstream.name, err: describeUpstreamError(err) }, 'delivery.notice-failed'),
     );
   }
 }
 
 function testMessage(from: string, to: string, hostname: string, now: number): Buffer {
   const head = [
-    `From: "scanrelay" <${from}>`, `To: <${to}>`, 'Subject: scanrelay upstream test', `Date: ${rfc5322Date(now)}`,
-    `Message-ID: ${generatedMessageId({ queueId: `test.${now.toString(36)}`, hostname })}`, 'MIME-Version: 1.0',
+    `From: "scanrelay" <${from}>`,
+    `To: <${to}>`,
+    'Subject: scanrelay upstream test',
+    `Date: ${rfc5322Date(now)}`,
+    `Message-ID: ${generatedMessageId({ queueId: `test.${now.toString(36)}`, hostname })}`,
+    'MIME-Version: 1.0',
     'Content-Type: text/plain; charset=us-ascii',
   ];
   return Buffer.from(`${head.join('\r\n')}\r\n\r\nThis is a test message sent by scanrelay through this upstream account.\r\n`, 'ascii');

@@ -33,7 +33,10 @@ export interface AccessToken {
 
 export class OAuth2TokenError extends Error {
   readonly code = 'EOAUTH2';
-  constructor(message: string, readonly tokenRejected: boolean) {
+  constructor(
+    message: string,
+    readonly tokenRejected: boolean,
+  ) {
     super(message);
     this.name = 'OAuth2TokenError';
   }
@@ -44,7 +47,11 @@ export class OAuth2TokenProvider {
   private refreshing?: Promise<AccessToken>;
   private refreshToken?: string;
 
-  constructor(private readonly settings: OAuth2Settings, private readonly logger: Logger, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly settings: OAuth2Settings,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
     this.refreshToken = settings.refreshToken;
   }
 
@@ -87,7 +94,7 @@ export class OAuth2TokenProvider {
     } catch (err) {
       throw new OAuth2TokenError(`OAuth2 token endpoint ${this.tokenUrl} unreachable: ${(err as Error).message}`, false);
     }
-    const data = await response.json().catch(() => undefined) as Record<string, unknown> | undefined;
+    const data = (await response.json().catch(() => undefined)) as Record<string, unknown> | undefined;
     const errorCode = typeof data?.error === 'string' ? data.error : undefined;
     if (!response.ok || errorCode) {
       const description = typeof data?.error_description === 'string' ? ` (${data.error_description.slice(0, 200)})` : '';

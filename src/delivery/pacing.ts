@@ -9,7 +9,10 @@ const DAY = 24 * 60 * MINUTE;
 export class Pacing {
   private readonly sent: number[] = [];
 
-  constructor(private readonly perMinute?: number, private readonly perDay?: number) {}
+  constructor(
+    private readonly perMinute?: number,
+    private readonly perDay?: number,
+  ) {}
 
   get enabled(): boolean {
     return Boolean(this.perMinute || this.perDay);

@@ -80,7 +80,10 @@ export class Upstream {
   private secureContext?: SecureContext;
   private readonly logger: Logger;
 
-  constructor(public config: UpstreamConfig, private readonly deps: UpstreamDeps) {
+  constructor(
+    public config: UpstreamConfig,
+    private readonly deps: UpstreamDeps,
+  ) {
     this.logger = deps.logger.child({ upstream: config.name });
     this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
     this.tokens = this.createTokenProvider();
@@ -127,9 +130,10 @@ export class Upstream {
     // Attempts in flight on other connections report the same refusal: only the first one backs off further.
     if (this.pausedUntil !== undefined && this.pausedUntil > now) return this.pausedUntil;
     this.pauseLevel++;
-    const duration = kind === 'long'
-      ? Math.min(DAY_MS, delivery.retryMaxMs * 2 ** (this.pauseLevel - 1))
-      : nextRetryDelay(this.pauseLevel, delivery.retryBaseMs, delivery.retryMaxMs);
+    const duration =
+      kind === 'long'
+        ? Math.min(DAY_MS, delivery.retryMaxMs * 2 ** (this.pauseLevel - 1))
+        : nextRetryDelay(this.pauseLevel, delivery.retryBaseMs, delivery.retryMaxMs);
     this.pausedUntil = now + duration;
     return this.pausedUntil;
   }
@@ -164,7 +168,7 @@ export class Upstream {
         disableFileAccess: true,
         disableUrlAccess: true,
       });
-      const rejectedErrors = ((info as { rejectedErrors?: UpstreamSendError[] }).rejectedErrors ?? []);
+      const rejectedErrors = (info as { rejectedErrors?: UpstreamSendError[] }).rejectedErrors ?? [];
       return { accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), rejectedErrors, response: info.response };
     } catch (err) {
       this.forgetEndpointAfter(err as UpstreamSendError);
@@ -198,10 +202,19 @@ export class Upstream {
     const facts = { previous, state: next, host: this.config.host, user: this.config.user, reason };
     switch (next) {
       case 'auth-failed':
-        this.logger.error({ ...facts, action: `fix the ${this.config.auth === 'oauth2' ? 'OAuth2 refresh token' : 'password'} of upstream '${this.name}' and reload the config; its messages are held until then` }, 'upstream.auth-failed');
+        this.logger.error(
+          {
+            ...facts,
+            action: `fix the ${this.config.auth === 'oauth2' ? 'OAuth2 refresh token' : 'password'} of upstream '${this.name}' and reload the config; its messages are held until then`,
+          },
+          'upstream.auth-failed',
+        );
         break;
       case 'tls-failed':
-        this.logger.error({ ...facts, action: 'check the upstream host, port, security and tls settings; messages wait and the upstream is re-tried with back-off' }, 'upstream.tls-failed');
+        this.logger.error(
+          { ...facts, action: 'check the upstream host, port, security and tls settings; messages wait and the upstream is re-tried with back-off' },
+          'upstream.tls-failed',
+        );
         break;
       case 'unreachable':
       case 'quota-paused':
@@ -215,10 +228,19 @@ export class Upstream {
   private createTokenProvider(): OAuth2TokenProvider | undefined {
     const oauth2 = this.config.auth === 'oauth2' ? this.config.oauth2 : undefined;
     if (!oauth2) return undefined;
-    return new OAuth2TokenProvider({
-      user: this.config.user, clientId: oauth2.clientId, clientSecret: oauth2.clientSecret, refreshToken: oauth2.refreshToken,
-      tokenUrl: oauth2.tokenUrl, scope: oauth2.scope, requestTimeoutMs: this.config.connectionTimeoutMs,
-    }, this.logger, this.deps.now);
+    return new OAuth2TokenProvider(
+      {
+        user: this.config.user,
+        clientId: oauth2.clientId,
+        clientSecret: oauth2.clientSecret,
+        refreshToken: oauth2.refreshToken,
+        tokenUrl: oauth2.tokenUrl,
+        scope: oauth2.scope,
+        requestTimeoutMs: this.config.connectionTimeoutMs,
+      },
+      this.logger,
+      this.deps.now,
+    );
   }
 
   private authOptions() {
@@ -298,11 +320,17 @@ export class Upstream {
       try {
         await this.probe(endpoint);
         this.endpoint = endpoint;
-        this.logger.info({ host: this.config.host, port: endpoint.port, security: endpoint.security, tried: failures.map((f) => `${f.endpoint.security}:${f.endpoint.port}`) }, 'upstream.auto.selected');
+        this.logger.info(
+          { host: this.config.host, port: endpoint.port, security: endpoint.security, tried: failures.map((f) => `${f.endpoint.security}:${f.endpoint.port}`) },
+          'upstream.auto.selected',
+        );
         return endpoint;
       } catch (err) {
         failures.push({ endpoint, err: err as UpstreamSendError });
-        this.logger.debug({ port: endpoint.port, security: endpoint.security, err: describeUpstreamError(err as UpstreamSendError) }, 'upstream.auto.probe-failed');
+        this.logger.debug(
+          { port: endpoint.port, security: endpoint.security, err: describeUpstreamError(err as UpstreamSendError) },
+          'upstream.auto.probe-failed',
+        );
       }
     }
     // Report the TLS problem when there is one (more telling than a closed port), with both tries.
@@ -311,7 +339,10 @@ export class Upstream {
       .map((f) => `${f.endpoint.security === 'tls' ? 'implicit TLS' : 'STARTTLS'} on port ${f.endpoint.port}: ${describeUpstreamError(f.err)}`)
       .join('; ');
     throw Object.assign(new Error(`no usable endpoint (security auto): ${summary}`), {
-      code: chosen.err.code, originalCode: chosen.err.originalCode, command: chosen.err.command, responseCode: chosen.err.responseCode,
+      code: chosen.err.code,
+      originalCode: chosen.err.originalCode,
+      command: chosen.err.command,
+      responseCode: chosen.err.responseCode,
     });
   }
 

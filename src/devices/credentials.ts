@@ -23,7 +23,10 @@ export function generatePassword(length = 24): string {
 
 /** A login derived from the device name, with a random suffix so names cannot be guessed. */
 export function generateUsername(deviceName: string): string {
-  const base = deviceName.toLowerCase().replace(/[^a-z0-9._-]/g, '-').slice(0, 50);
+  const base = deviceName
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]/g, '-')
+    .slice(0, 50);
   return `${base}.${randomBytes(3).toString('hex')}`;
 }
 

@@ -10,7 +10,13 @@ import { checkDeviceRules } from '../shared/device-rules.js';
 import { deviceSizeLimit, type DeviceConfig } from '../config/index.js';
 import { DeviceStore, type StoredDevice } from './store.js';
 import {
-  SecretBox, generatePassword, generateUsername, hashPassword, isValidLogin, safeEqual, verifyPasswordHash,
+  SecretBox,
+  generatePassword,
+  generateUsername,
+  hashPassword,
+  isValidLogin,
+  safeEqual,
+  verifyPasswordHash,
   MAX_PASSWORD_LENGTH,
 } from './credentials.js';
 
@@ -84,7 +90,7 @@ export class DeviceRegistry {
   private readonly undecryptable = new Set<string>();
   private timingHash?: string;
 
-  constructor(private readonly options: DeviceRegistryOptions) {
+  constructor(readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir);
     this.box = new SecretBox(options.secretKey);
     this.limits = options.limits;
@@ -104,9 +110,16 @@ export class DeviceRegistry {
       const password = config.password;
       entries.set(config.name, {
         device: {
-          name: config.name, auth: config.auth, username: config.username, allowFrom: [...config.allowFrom],
-          allowRecipients: [...config.allowRecipients], upstream: config.upstream, maxMessageSize: config.maxMessageSize,
-          enabled: config.enabled, managedBy: 'config', supportsChallengeAuth: password !== undefined,
+          name: config.name,
+          auth: config.auth,
+          username: config.username,
+          allowFrom: [...config.allowFrom],
+          allowRecipients: [...config.allowRecipients],
+          upstream: config.upstream,
+          maxMessageSize: config.maxMessageSize,
+          enabled: config.enabled,
+          managedBy: 'config',
+          supportsChallengeAuth: password !== undefined,
         },
         ranges: config.allowFrom.map((r) => parseCidr(r)),
         rules: config.allowRecipients.map((r) => parseAddressRule(r)),
@@ -207,9 +220,17 @@ export class DeviceRegistry {
     this.checkRules(auth, input.allowFrom ?? [], input.allowRecipients, input.upstream ?? undefined);
     const now = new Date().toISOString();
     const stored: StoredDevice = {
-      name: input.name, auth, username, sealedPassword: password === undefined ? undefined : this.box.seal(password),
-      allowFrom: input.allowFrom ?? [], allowRecipients: input.allowRecipients.map((r) => r.trim().toLowerCase()),
-      upstream: input.upstream, maxMessageSize: input.maxMessageSize, enabled: input.enabled ?? true, createdAt: now, updatedAt: now,
+      name: input.name,
+      auth,
+      username,
+      sealedPassword: password === undefined ? undefined : this.box.seal(password),
+      allowFrom: input.allowFrom ?? [],
+      allowRecipients: input.allowRecipients.map((r) => r.trim().toLowerCase()),
+      upstream: input.upstream,
+      maxMessageSize: input.maxMessageSize,
+      enabled: input.enabled ?? true,
+      createdAt: now,
+      updatedAt: now,
     };
     await this.mutate((devices) => [...devices, stored]);
     return { device: this.require(input.name), password };
@@ -221,7 +242,7 @@ export class DeviceRegistry {
       ...current,
       allowFrom: patch.allowFrom ?? current.allowFrom,
       allowRecipients: patch.allowRecipients?.map((r) => r.trim().toLowerCase()) ?? current.allowRecipients,
-      upstream: patch.upstream === null ? undefined : patch.upstream ?? current.upstream,
+      upstream: patch.upstream === null ? undefined : (patch.upstream ?? current.upstream),
       maxMessageSize: patch.maxMessageSize ?? current.maxMessageSize,
       enabled: patch.enabled ?? current.enabled,
       updatedAt: new Date().toISOString(),
@@ -308,11 +329,18 @@ export class DeviceRegistry {
       const sealed = stored.sealedPassword;
       entries.set(stored.name, {
         device: {
-          name: stored.name, auth: stored.auth, username: stored.username, allowFrom: stored.allowFrom,
-          allowRecipients: stored.allowRecipients, upstream: stored.upstream,
+          name: stored.name,
+          auth: stored.auth,
+          username: stored.username,
+          allowFrom: stored.allowFrom,
+          allowRecipients: stored.allowRecipients,
+          upstream: stored.upstream,
           maxMessageSize: deviceSizeLimit(stored.maxMessageSize, this.limits.smtpMaxMessageSize, upstreamMax),
-          enabled: stored.enabled, managedBy: 'api', supportsChallengeAuth: sealed !== undefined,
-          createdAt: stored.createdAt, updatedAt: stored.updatedAt,
+          enabled: stored.enabled,
+          managedBy: 'api',
+          supportsChallengeAuth: sealed !== undefined,
+          createdAt: stored.createdAt,
+          updatedAt: stored.updatedAt,
         },
         ranges: stored.allowFrom.map((r) => parseCidr(r)),
         rules: stored.allowRecipients.map((r) => parseAddressRule(r)),

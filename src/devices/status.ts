@@ -34,7 +34,10 @@ const HOUR = 3_600_000;
 export class DeviceStatusTracker {
   private readonly devices = new Map<string, Tracked>();
 
-  constructor(events: GatewayEventBus, private readonly now: () => number = Date.now) {
+  constructor(
+    events: GatewayEventBus,
+    private readonly now: () => number = Date.now,
+  ) {
     events.on('auth.succeeded', ({ device, method, remoteAddress }) => {
       this.seen(device, remoteAddress);
       this.track(device).status.lastAuthMethod = method;
@@ -122,7 +125,11 @@ export class DeviceStatusTracker {
   private track(device: string): Tracked {
     let tracked = this.devices.get(device);
     if (!tracked) {
-      tracked = { status: { state: 'Not connected', recentAuthFailures: 0, counts: { received: 0, delivered: 0, failed: 0 } }, authFailures: [], inFlight: new Set() };
+      tracked = {
+        status: { state: 'Not connected', recentAuthFailures: 0, counts: { received: 0, delivered: 0, failed: 0 } },
+        authFailures: [],
+        inFlight: new Set(),
+      };
       this.devices.set(device, tracked);
     }
     return tracked;

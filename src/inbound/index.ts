@@ -3,7 +3,7 @@
  * connect (limits, lock-out) -> AUTH (auth.ts) or source address / POP3 grant (policy.ts) -> MAIL/RCPT
  * checks (policy.ts) -> DATA streamed into queue.accept -> 250 only after the body and record are fsynced.
  */
-import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServer, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
 import type { LegacyTls, SmtpConfig } from '../config/index.js';
 import type { DeviceRegistry } from '../devices/index.js';
@@ -11,7 +11,7 @@ import type { Queue } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { AuthLockout } from '../shared/auth-lockout.js';
+import type { AuthLockout } from '../shared/auth-lockout.js';
 import { canonicalAddress } from '../shared/cidr.js';
 import { MessageTooLargeError, SpoolError, errorMessage } from '../shared/errors.js';
 import { newSessionId } from '../shared/ids.js';
@@ -113,7 +113,9 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         ? {
             key: tls.key,
             cert: tls.cert,
-            ...(allowsLegacyTls(tls.legacyTls, listener) ? { minVersion: 'TLSv1' as const, ciphers: 'DEFAULT@SECLEVEL=0' } : { minVersion: 'TLSv1.2' as const }),
+            ...(allowsLegacyTls(tls.legacyTls, listener)
+              ? { minVersion: 'TLSv1' as const, ciphers: 'DEFAULT@SECLEVEL=0' }
+              : { minVersion: 'TLSv1.2' as const }),
           }
         : {}),
 
@@ -179,6 +181,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         }
         if (identity && state.identity?.device.name !== identity.device.name) state.logger = state.logger.child({ device: identity.device.name });
         state.identity = identity;
+        // biome-ignore lint/style/noNonNullAssertion: checkMailFrom refuses every session without an identity.
         events.emit('message.receiving', { device: identity!.device.name, sessionId: state.sessionId });
         callback();
       },
@@ -188,7 +191,8 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         const refusal = checkRecipient(state.identity, address.address, devices);
         if (refusal) {
           metrics.recordMessageRejected(refusal.code);
-          if (state.identity) events.emit('message.rejected', { device: state.identity.device.name, sessionId: state.sessionId, code: refusal.code, reason: refusal.text });
+          if (state.identity)
+            events.emit('message.rejected', { device: state.identity.device.name, sessionId: state.sessionId, code: refusal.code, reason: refusal.text });
           return callback(refuse(state, refusal, 'smtp.rcpt.refused', { recipient: address.address.slice(0, 254) }));
         }
         callback();
@@ -206,32 +210,54 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         const device = identity.device;
         const started = process.hrtime.bigint();
         const envelope = session.envelope;
-        queue.accept({
-          device: device.name,
-          upstream: device.upstream,
-          envelope: {
-            mailFrom: envelope.mailFrom ? envelope.mailFrom.address : '',
-            rcptTo: envelope.rcptTo.map((r) => r.address),
-            bodyType: envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
-            smtpUtf8: Boolean(envelope.smtpUtf8),
-          },
-          client: { address: state.remoteAddress, heloName: session.hostNameAppearsAs || undefined, sessionId: state.sessionId, authMethod: identity.via === 'auth' ? state.authMethod : identity.method },
-          maxSize: device.maxMessageSize,
-          hold: device.upstream ? undefined : { code: 'no-upstream', reason: `device ${device.name} has no upstream configured` },
-        }, stream).then((message) => {
-          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          metrics.recordMessageReceived(device.name, message.size, seconds);
-          state.logger.info({ queueId: message.id, size: message.size, recipients: message.recipients.length, sha256: message.sha256, acceptMs: Math.round(seconds * 1000) }, 'queue.accepted');
-          const reply = replies.queued(message.id);
-          callback(null, reply.text);
-        }, (err: unknown) => {
-          const reply = dataFailureReply(err);
-          metrics.recordMessageRejected(reply.code);
-          events.emit('message.rejected', { device: device.name, sessionId: state.sessionId, code: reply.code, reason: reply.text });
-          const level = reply.code >= 500 ? 'info' : 'error';
-          state.logger[level]({ code: reply.code, err: errorMessage(err), errCode: (err as { code?: string }).code }, 'smtp.data.refused');
-          callback(replyError(reply));
-        });
+        queue
+          .accept(
+            {
+              device: device.name,
+              upstream: device.upstream,
+              envelope: {
+                mailFrom: envelope.mailFrom ? envelope.mailFrom.address : '',
+                rcptTo: envelope.rcptTo.map((r) => r.address),
+                bodyType: envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
+                smtpUtf8: Boolean(envelope.smtpUtf8),
+              },
+              client: {
+                address: state.remoteAddress,
+                heloName: session.hostNameAppearsAs || undefined,
+                sessionId: state.sessionId,
+                authMethod: identity.via === 'auth' ? state.authMethod : identity.method,
+              },
+              maxSize: device.maxMessageSize,
+              hold: device.upstream ? undefined : { code: 'no-upstream', reason: `device ${device.name} has no upstream configured` },
+            },
+            stream,
+          )
+          .then(
+            (message) => {
+              const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+              metrics.recordMessageReceived(device.name, message.size, seconds);
+              state.logger.info(
+                {
+                  queueId: message.id,
+                  size: message.size,
+                  recipients: message.recipients.length,
+                  sha256: message.sha256,
+                  acceptMs: Math.round(seconds * 1000),
+                },
+                'queue.accepted',
+              );
+              const reply = replies.queued(message.id);
+              callback(null, reply.text);
+            },
+            (err: unknown) => {
+              const reply = dataFailureReply(err);
+              metrics.recordMessageRejected(reply.code);
+              events.emit('message.rejected', { device: device.name, sessionId: state.sessionId, code: reply.code, reason: reply.text });
+              const level = reply.code >= 500 ? 'info' : 'error';
+              state.logger[level]({ code: reply.code, err: errorMessage(err), errCode: (err as { code?: string }).code }, 'smtp.data.refused');
+              callback(replyError(reply));
+            },
+          );
       },
 
       onClose(session) {
@@ -244,7 +270,10 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
         events.emit('session.closed', { sessionId: state.sessionId, remoteAddress: state.remoteAddress, device: state.identity?.device.name });
       },
     };
-    const server = new QuirkTolerantSmtpServer(options, { maxSessionMs: config.maxSessionMs, onQuirk: (quirk, session, command) => stateOf(session).logger.info({ quirk, command }, 'smtp.quirk') });
+    const server = new QuirkTolerantSmtpServer(options, {
+      maxSessionMs: config.maxSessionMs,
+      onQuirk: (quirk, session, command) => stateOf(session).logger.info({ quirk, command }, 'smtp.quirk'),
+    });
     server.on('error', (err) => deps.logger.warn({ err: errorMessage(err), listener }, 'smtp.server.error'));
     return server;
   }

@@ -113,11 +113,17 @@ class QuirkTolerantConnection extends SMTPConnection {
   }
 
   override handler_HELO(command: Buffer, callback: () => void): void {
-    super.handler_HELO(this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))), callback);
+    super.handler_HELO(
+      this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))),
+      callback,
+    );
   }
 
   override handler_EHLO(command: Buffer, callback: () => void): void {
-    super.handler_EHLO(this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))), callback);
+    super.handler_EHLO(
+      this.tolerate(command, (line) => helloWithOneName(line, addressLiteral(this.remoteAddress))),
+      callback,
+    );
   }
 
   override handler_MAIL(command: Buffer, callback: () => void): void {
@@ -131,7 +137,10 @@ class QuirkTolerantConnection extends SMTPConnection {
 
 /** Drop-in for SMTPServer that accepts the quirks listed above. */
 export class QuirkTolerantSmtpServer extends SMTPServer {
-  constructor(options: SMTPServerOptions, readonly hooks: QuirkHooks = {}) {
+  constructor(
+    options: SMTPServerOptions,
+    readonly hooks: QuirkHooks = {},
+  ) {
     super(options);
   }
 

@@ -5,7 +5,7 @@ export interface SmtpReply {
 }
 
 export const replies = {
-  authRequired: { code: 530, text: '5.7.0 Authentication required: log in with this device\'s scanrelay credentials' },
+  authRequired: { code: 530, text: "5.7.0 Authentication required: log in with this device's scanrelay credentials" },
   authFailed: { code: 535, text: '5.7.8 Authentication credentials invalid' },
   authWrongAddress: { code: 535, text: '5.7.8 Authentication refused from this address' },
   authLocked: { code: 454, text: '4.7.0 Too many failed logins from this address, try again later' },
@@ -14,7 +14,10 @@ export const replies = {
   tooManyFromAddress: { code: 421, text: '4.7.0 Too many connections from this address' },
   deviceDisabled: { code: 550, text: '5.7.1 This device is disabled on the gateway' },
   senderNotAllowed: { code: 550, text: '5.7.1 This device may not send from this address' },
-  recipientNotAllowed: (address: string, device: string): SmtpReply => ({ code: 550, text: `5.7.1 Relaying to <${printable(address)}> is not allowed for device ${device}` }),
+  recipientNotAllowed: (address: string, device: string): SmtpReply => ({
+    code: 550,
+    text: `5.7.1 Relaying to <${printable(address)}> is not allowed for device ${device}`,
+  }),
   badRecipient: (reason: string): SmtpReply => ({ code: 553, text: `5.1.3 Recipient address rejected: ${reason}` }),
   declaredTooLarge: (limit: number): SmtpReply => ({ code: 552, text: `5.3.4 Message size exceeds the limit of ${limit} bytes for this device` }),
   tooLarge: (limit: number): SmtpReply => ({ code: 552, text: `5.3.4 Message size exceeds the limit of ${limit} bytes for this device` }),

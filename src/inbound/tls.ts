@@ -38,13 +38,18 @@ export function deviceTlsWanted(smtp: SmtpConfig): boolean {
 }
 
 export async function loadServerTls(smtp: SmtpConfig, dataDir: string, logger: Logger): Promise<LoadedServerTls> {
-  const loaded = smtp.tls.certFile && smtp.tls.keyFile
-    ? await loadConfigured(smtp.tls.certFile, smtp.tls.keyFile, smtp.tls.legacyTls)
-    : await loadOrGenerate(join(dataDir, 'tls'), smtp, logger);
+  const loaded =
+    smtp.tls.certFile && smtp.tls.keyFile
+      ? await loadConfigured(smtp.tls.certFile, smtp.tls.keyFile, smtp.tls.legacyTls)
+      : await loadOrGenerate(join(dataDir, 'tls'), smtp, logger);
   const { key: _key, cert: _cert, ...visible } = loaded;
   logger.info(visible, 'smtp.tls.ready');
   if (Date.parse(loaded.validTo) <= Date.now()) logger.warn({ certPath: loaded.certPath, validTo: loaded.validTo }, 'smtp.tls.certificate-expired');
-  if (smtp.tls.legacyTls) logger.warn({ listeners: smtp.tls.legacyTls === true ? 'starttls+tlsPort' : smtp.tls.legacyTls }, 'smtp.tls.legacyTls is on: TLS 1.0/1.1 and weak ciphers are accepted from devices (LAN only)');
+  if (smtp.tls.legacyTls)
+    logger.warn(
+      { listeners: smtp.tls.legacyTls === true ? 'starttls+tlsPort' : smtp.tls.legacyTls },
+      'smtp.tls.legacyTls is on: TLS 1.0/1.1 and weak ciphers are accepted from devices (LAN only)',
+    );
   return loaded;
 }
 
@@ -64,7 +69,14 @@ async function loadOrGenerate(dir: string, smtp: SmtpConfig, logger: Logger): Pr
     const reason = reuseProblem(existing.key, existing.cert, smtp.hostname);
     if (!reason) {
       const x509 = new X509Certificate(existing.cert);
-      return { ...existing, legacyTls: smtp.tls.legacyTls, source: 'reused', certPath, fingerprint256: x509.fingerprint256, validTo: new Date(x509.validTo).toISOString() };
+      return {
+        ...existing,
+        legacyTls: smtp.tls.legacyTls,
+        source: 'reused',
+        certPath,
+        fingerprint256: x509.fingerprint256,
+        validTo: new Date(x509.validTo).toISOString(),
+      };
     }
     logger.warn({ certPath, reason }, 'smtp.tls.regenerating');
   }
@@ -92,7 +104,15 @@ async function loadOrGenerate(dir: string, smtp: SmtpConfig, logger: Logger): Pr
   await writeFileDurable(certPath, pems.cert, { mode: 0o644 });
   const x509 = new X509Certificate(pems.cert);
   logger.info({ certPath, fingerprint256: x509.fingerprint256 }, 'smtp.tls.generated');
-  return { key: pems.private, cert: pems.cert, legacyTls: smtp.tls.legacyTls, source: 'generated', certPath, fingerprint256: x509.fingerprint256, validTo: new Date(x509.validTo).toISOString() };
+  return {
+    key: pems.private,
+    cert: pems.cert,
+    legacyTls: smtp.tls.legacyTls,
+    source: 'generated',
+    certPath,
+    fingerprint256: x509.fingerprint256,
+    validTo: new Date(x509.validTo).toISOString(),
+  };
 }
 
 async function readExisting(certPath: string, keyPath: string): Promise<{ cert: string; key: string } | undefined> {

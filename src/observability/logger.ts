@@ -8,16 +8,36 @@ import type { LogLevel } from '../config/index.js';
 export type { Logger } from 'pino';
 
 export const REDACT_PATHS = [
-  'password', 'pass', 'secret', 'token', 'accessToken', 'refreshToken', 'clientSecret', 'authorization',
-  '*.password', '*.pass', '*.secret', '*.token', '*.accessToken', '*.refreshToken', '*.clientSecret', '*.authorization',
-  'auth.pass', 'auth.password', 'req.headers.authorization', 'headers.authorization',
+  'password',
+  'pass',
+  'secret',
+  'token',
+  'accessToken',
+  'refreshToken',
+  'clientSecret',
+  'authorization',
+  '*.password',
+  '*.pass',
+  '*.secret',
+  '*.token',
+  '*.accessToken',
+  '*.refreshToken',
+  '*.clientSecret',
+  '*.authorization',
+  'auth.pass',
+  'auth.password',
+  'req.headers.authorization',
+  'headers.authorization',
 ];
 
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
-  return pino({
-    level,
-    base: { service: 'scanrelay' },
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-  }, destination);
+  return pino(
+    {
+      level,
+      base: { service: 'scanrelay' },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    destination,
+  );
 }

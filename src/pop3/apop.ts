@@ -16,7 +16,9 @@ export function apopTimestamp(hostname: string, now = Date.now()): string {
 }
 
 export function apopDigest(timestamp: string, secret: string): string {
-  return createHash('md5').update(timestamp + secret, 'utf8').digest('hex');
+  return createHash('md5')
+    .update(timestamp + secret, 'utf8')
+    .digest('hex');
 }
 
 /** Constant-time check of a client's digest; upper-case hex is tolerated. */

@@ -7,13 +7,11 @@ import type { Device, DeviceRegistry } from '../devices/index.js';
 import { apopDigestMatches } from './apop.js';
 import { pop3Replies, type Pop3Login } from './session.js';
 
-export type Pop3AuthDecision =
-  | { ok: true; device: Device }
-  | { ok: false; reply: string; reason: string; device?: Device };
+export type Pop3AuthDecision = { ok: true; device: Device } | { ok: false; reply: string; reason: string; device?: Device };
 
 export function decidePop3Login(login: Pop3Login, timestamp: string, remoteAddress: string, devices: DeviceRegistry): Pop3AuthDecision {
   const device = login.username ? devices.findByUsername(login.username) : undefined;
-  if (!device || device.auth !== 'password') {
+  if (device?.auth !== 'password') {
     if (login.method !== 'APOP') devices.spendPasswordCheckTime(login.password);
     return { ok: false, reply: pop3Replies.authFailed, reason: 'unknown login' };
   }
@@ -21,7 +19,8 @@ export function decidePop3Login(login: Pop3Login, timestamp: string, remoteAddre
   let valid: boolean;
   if (login.method === 'APOP') {
     const secret = devices.challengeSecret(device);
-    if (secret === undefined) return { ok: false, reply: pop3Replies.apopUnavailable, reason: 'APOP needs a stored secret, this device has only a hash', device };
+    if (secret === undefined)
+      return { ok: false, reply: pop3Replies.apopUnavailable, reason: 'APOP needs a stored secret, this device has only a hash', device };
     valid = apopDigestMatches(timestamp, secret, login.digest);
   } else {
     valid = devices.verifyPassword(device, login.password);

@@ -14,7 +14,10 @@ export interface PopGrant {
 export class PopGrants {
   private readonly grants = new Map<string, PopGrant>();
 
-  constructor(private windowMs: number, private readonly now: () => number = Date.now) {}
+  constructor(
+    private windowMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   setWindow(windowMs: number): void {
     this.windowMs = windowMs;

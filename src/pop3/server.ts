@@ -95,7 +95,11 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
         metrics.recordPop3Login(method, 'success');
         events.emit('auth.succeeded', { device, method: eventMethod, remoteAddress });
         logger.info({ method, grantUntil: new Date(expiresAt).toISOString() }, 'pop3.auth.succeeded');
-        if (replaced) logger.warn({ previous: replaced, note: 'two devices log in from one address (shared NAT?): SMTP without AUTH from it now counts as this device' }, 'pop3.grant.replaced');
+        if (replaced)
+          logger.warn(
+            { previous: replaced, note: 'two devices log in from one address (shared NAT?): SMTP without AUTH from it now counts as this device' },
+            'pop3.grant.replaced',
+          );
         return { ok: true, device };
       }
       metrics.recordPop3Login(method, 'failure');

@@ -5,13 +5,9 @@
  * throttles and records; this file knows only the protocol.
  */
 
-export type Pop3Login =
-  | { method: 'USER'; username: string; password: string }
-  | { method: 'APOP'; username: string; digest: string };
+export type Pop3Login = { method: 'USER'; username: string; password: string } | { method: 'APOP'; username: string; digest: string };
 
-export type Pop3LoginOutcome =
-  | { ok: true; device: string }
-  | { ok: false; reply: string; close?: boolean };
+export type Pop3LoginOutcome = { ok: true; device: string } | { ok: false; reply: string; close?: boolean };
 
 export interface Pop3Step {
   /** Reply lines without line ends; a multi-line reply ends with ".". */

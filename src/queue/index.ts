@@ -147,11 +147,22 @@ export class Queue {
     const spooled = await spoolBody(body, tmpBody, input.maxSize);
     const at = this.now();
     const message: QueuedMessage = {
-      id, state: input.hold ? 'held' : 'queued', device: input.device, upstream: input.upstream,
+      id,
+      state: input.hold ? 'held' : 'queued',
+      device: input.device,
+      upstream: input.upstream,
       envelope: input.envelope,
       recipients: input.envelope.rcptTo.map((address) => ({ address, state: 'pending' })),
-      size: spooled.size, sha256: spooled.sha256, has8bit: spooled.has8bit, headers: spooled.headers, client: input.client,
-      receivedAt: at, updatedAt: at, attempts: 0, nextAttemptAt: input.hold ? undefined : at, held: input.hold,
+      size: spooled.size,
+      sha256: spooled.sha256,
+      has8bit: spooled.has8bit,
+      headers: spooled.headers,
+      client: input.client,
+      receivedAt: at,
+      updatedAt: at,
+      attempts: 0,
+      nextAttemptAt: input.hold ? undefined : at,
+      held: input.hold,
     };
     try {
       await rename(tmpBody, this.bodyPath(id));
@@ -366,7 +377,9 @@ export class Queue {
         recordsRemoved++;
       } else if (message.state === 'delivered' && !message.bodyRemoved && now - finishedAt >= bodyMs) {
         await unlink(this.bodyPath(message.id)).catch(() => undefined);
-        await this.update(message.id, {}, (m) => { m.bodyRemoved = true; });
+        await this.update(message.id, {}, (m) => {
+          m.bodyRemoved = true;
+        });
         bodiesRemoved++;
       }
     }
@@ -408,25 +421,30 @@ export class Queue {
   private async update(id: string, options: { upstreamAccepted?: boolean }, change: (message: QueuedMessage) => void): Promise<QueuedMessage> {
     if (!this.messages.has(id)) throw new NotFoundError('message', id);
     const previous = this.writes.get(id) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(async () => {
-      const current = this.messages.get(id);
-      if (!current) throw new NotFoundError('message', id);
-      const next = structuredClone(current);
-      change(next);
-      next.updatedAt = this.now();
-      try {
-        await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
-        if (this.persistDelays.delete(id)) this.options.onPersisted?.(id);
-      } catch (err) {
-        if (!options.upstreamAccepted) throw err;
-        this.options.onPersistError?.(id, err);
-        this.schedulePersistRetry(id);
-      }
-      if (this.messages.has(id)) this.messages.set(id, next);
-      return next;
-    });
+    const run = previous
+      .catch(() => undefined)
+      .then(async () => {
+        const current = this.messages.get(id);
+        if (!current) throw new NotFoundError('message', id);
+        const next = structuredClone(current);
+        change(next);
+        next.updatedAt = this.now();
+        try {
+          await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
+          if (this.persistDelays.delete(id)) this.options.onPersisted?.(id);
+        } catch (err) {
+          if (!options.upstreamAccepted) throw err;
+          this.options.onPersistError?.(id, err);
+          this.schedulePersistRetry(id);
+        }
+        if (this.messages.has(id)) this.messages.set(id, next);
+        return next;
+      });
     // Kept only to order later updates; its rejection is the caller's (through `run`), never unhandled.
-    const settled = run.then(() => undefined, () => undefined);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
     this.writes.set(id, settled);
     try {
       return { ...(await run) };

@@ -175,8 +175,12 @@ class HeaderSniffer {
     const headers = parseHeaderBlock(block.toString('latin1'));
     const first = (name: string) => headers.find(([key]) => key === name)?.[1];
     this.parsed = {
-      from: clip(first('from')), to: clip(first('to')), subject: clip(first('subject')), messageId: clip(first('message-id')),
-      hasDate: headers.some(([key]) => key === 'date'), headerBytes,
+      from: clip(first('from')),
+      to: clip(first('to')),
+      subject: clip(first('subject')),
+      messageId: clip(first('message-id')),
+      hasDate: headers.some(([key]) => key === 'date'),
+      headerBytes,
     };
   }
 }

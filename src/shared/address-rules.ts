@@ -17,7 +17,7 @@ export function parseAddressRule(text: string): AddressRule {
   if (at <= 0) throw new Error(`"${text}" must look like user@domain, *@domain or *@*.domain`);
   const local = rule.slice(0, at);
   const domain = rule.slice(at + 1);
-  if (domain === '*' || domain === '' ) throw new Error(`"${text}" matches every domain: list the domains instead`);
+  if (domain === '*' || domain === '') throw new Error(`"${text}" matches every domain: list the domains instead`);
   const anySubdomain = domain.startsWith('*.');
   const baseDomain = anySubdomain ? domain.slice(2) : domain;
   if (!DOMAIN.test(baseDomain)) throw new Error(`"${text}" has an invalid domain`);

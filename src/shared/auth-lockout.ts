@@ -14,7 +14,10 @@ export class AuthLockout {
   private readonly failures = new Map<string, number[]>();
   private readonly lockedUntil = new Map<string, number>();
 
-  constructor(private policy: LockoutPolicy, private readonly now: () => number = Date.now) {}
+  constructor(
+    private policy: LockoutPolicy,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   setPolicy(policy: LockoutPolicy): void {
     this.policy = policy;

@@ -2,7 +2,7 @@
  * The safety rules every device must meet, wherever it is defined (config file or admin API):
  * identified (password, or a pinned host when auth is none) and never an open relay.
  */
-import { cidrHostBits, parseCidr } from './cidr.js';
+import { type ParsedCidr, cidrHostBits, parseCidr } from './cidr.js';
 import { parseAddressRule } from './address-rules.js';
 
 export interface DeviceRuleInput {
@@ -23,7 +23,7 @@ const MAX_UNAUTHENTICATED_HOST_BITS = 3;
 export function checkDeviceRules(device: DeviceRuleInput): DeviceRuleProblem | undefined {
   const allowFrom = device.allowFrom ?? [];
   for (const [index, range] of allowFrom.entries()) {
-    let parsed;
+    let parsed: ParsedCidr;
     try {
       parsed = parseCidr(range);
     } catch (err) {

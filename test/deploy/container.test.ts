@@ -10,9 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { parseConfig, type GatewayConfig } from '../../src/config/index.js';
-import {
-  durationMs, finalStage, parseDockerfile, parseEnvArgs, parseUnit, readRepoFile, readYaml, repoPath, type DockerInstruction,
-} from './files.js';
+import { durationMs, finalStage, parseDockerfile, parseEnvArgs, parseUnit, readRepoFile, readYaml, repoPath, type DockerInstruction } from './files.js';
 
 interface ComposeService {
   build?: { context: string; dockerfile?: string };
@@ -112,14 +110,18 @@ describe('Dockerfile', () => {
   });
 
   it('only copies files the .dockerignore allow-list lets into the build context', () => {
-    const lines = readRepoFile('.dockerignore').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const lines = readRepoFile('.dockerignore')
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     expect(lines[0]).toBe('*');
     const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1));
-    const sources = dockerfile
-      .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))
-      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const sources = dockerfile.filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     for (const source of sources) {
-      expect(allowed.some((a) => source === a || source.startsWith(`${a}/`)), `${source} is in the build context`).toBe(true);
+      expect(
+        allowed.some((a) => source === a || source.startsWith(`${a}/`)),
+        `${source} is in the build context`,
+      ).toBe(true);
       expect(existsSync(repoPath(source)), `${source} exists`).toBe(true);
     }
     expect(allowed.some((a) => a.startsWith('deploy') || a.startsWith('test') || a === 'node_modules')).toBe(false);
@@ -263,7 +265,16 @@ describe('deploy/systemd/scanrelay.service', () => {
   it('is hardened: no capabilities, no new privileges, read-only system, private tmp', () => {
     expect(value('CapabilityBoundingSet')).toBe('');
     expect(service.has('AmbientCapabilities')).toBe(false);
-    for (const key of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'RestrictNamespaces', 'RestrictSUIDSGID', 'LockPersonality']) {
+    for (const key of [
+      'NoNewPrivileges',
+      'ProtectHome',
+      'PrivateTmp',
+      'PrivateDevices',
+      'ProtectKernelTunables',
+      'RestrictNamespaces',
+      'RestrictSUIDSGID',
+      'LockPersonality',
+    ]) {
       expect(value(key), key).toBe('yes');
     }
     expect(value('ProtectSystem')).toBe('strict');

@@ -27,7 +27,15 @@ const sources = sourceFiles('src').map((file) => ({ file, text: readRepoFile(fil
 
 /** GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens. */
 function anchorsOf(markdown: string): Set<string> {
-  return new Set([...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1].trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')));
+  return new Set(
+    [...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+      m[1]
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, '')
+        .replace(/ /g, '-'),
+    ),
+  );
 }
 
 type ReplyEntry = { code: number; text: string } | ((...args: string[]) => { code: number; text: string });
@@ -45,8 +53,8 @@ describe('docs/troubleshooting.md', () => {
     }
   });
 
-  it('explains every device state, in the printer\'s words', () => {
-    const states = [...(/export type PrinterState = ([^;]+);/.exec(readRepoFile('src', 'devices', 'status.ts'))![1]).matchAll(/'([^']+)'/g)].map((m) => m[1]);
+  it("explains every device state, in the printer's words", () => {
+    const states = [.../export type PrinterState = ([^;]+);/.exec(readRepoFile('src', 'devices', 'status.ts'))![1].matchAll(/'([^']+)'/g)].map((m) => m[1]);
     expect(states).toContain('Unable to connect');
     for (const state of states) {
       expect(troubleshooting, state).toContain(`**${state}**`);
@@ -68,7 +76,8 @@ describe('docs/troubleshooting.md', () => {
 describe('the guides against the code', () => {
   it('name only config keys the schema has, and log events the code logs', () => {
     const code = sources.map((s) => s.text).join('\n');
-    const dotted = [...allText.matchAll(/`((?:smtp|admin|delivery|pop3|log|upstream|queue)\.[a-zA-Z.-]+)`/g)].map((m) => m[1])
+    const dotted = [...allText.matchAll(/`((?:smtp|admin|delivery|pop3|log|upstream|queue)\.[a-zA-Z.-]+)`/g)]
+      .map((m) => m[1])
       .filter((token) => !/\.(com|org|edu|net|lan)$/.test(token)); // smtp.gmail.com is a host
     // A quoted string in src is a log event name (smtp.auth.failed, upstream.auto.selected); the rest are keys.
     // upstreams.ts logs state changes as `upstream.${state}`.
@@ -101,8 +110,9 @@ describe('the guides against the code', () => {
     expect(mentioned.length).toBeGreaterThan(5);
     for (const [, method, path] of mentioned) {
       const wanted = [method, ...path.split('/').filter(Boolean)];
-      const exists = routes.some((route) => route.length === wanted.length
-        && route.every((segment, i) => segment === wanted[i] || segment.startsWith(':') || segment === '${action}'));
+      const exists = routes.some(
+        (route) => route.length === wanted.length && route.every((segment, i) => segment === wanted[i] || segment.startsWith(':') || segment === '${action}'),
+      );
       expect(exists, `${method} ${path}`).toBe(true);
     }
   });

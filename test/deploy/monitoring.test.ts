@@ -52,7 +52,13 @@ const dashboardExprs = panels.flatMap((p) => (p.targets ?? []).map((t) => ({ pan
 const AUTH_RESULTS = ['success', 'failure', 'locked'] satisfies AuthResult[];
 const DELIVERY_RESULTS = ['delivered', 'deferred', 'held', 'failed'] satisfies DeliveryResultClass[];
 type AnyReply = { code: number } | ((...args: never[]) => { code: number });
-const REPLY_CODES = [...new Set(Object.values(replies as Record<string, AnyReply>).map((r) => String(typeof r === 'function' ? (r as (...args: unknown[]) => { code: number })('a@b.example', 'd').code : r.code)))];
+const REPLY_CODES = [
+  ...new Set(
+    Object.values(replies as Record<string, AnyReply>).map((r) =>
+      String(typeof r === 'function' ? (r as (...args: unknown[]) => { code: number })('a@b.example', 'd').code : r.code),
+    ),
+  ),
+];
 const LABEL_VALUES: Record<string, Record<string, readonly string[]>> = {
   scanrelay_upstream_state: { state: UPSTREAM_STATES },
   scanrelay_queue_messages: { state: MESSAGE_STATES },
@@ -147,10 +153,15 @@ describe('monitoring files against the metrics a running gateway exports', () =>
   it('dashboard covers messages per device, queue depth and age, delivery latency and upstream state', () => {
     const used = new Set(dashboardExprs.flatMap(({ expr }) => metricNamesIn(expr)));
     for (const name of [
-      'scanrelay_messages_received_total', 'scanrelay_messages_delivered_total', 'scanrelay_messages_failed_total',
-      'scanrelay_queue_messages', 'scanrelay_queue_oldest_message_age_seconds',
-      'scanrelay_delivery_duration_seconds_bucket', 'scanrelay_upstream_state',
-    ]) expect(used, name).toContain(name);
+      'scanrelay_messages_received_total',
+      'scanrelay_messages_delivered_total',
+      'scanrelay_messages_failed_total',
+      'scanrelay_queue_messages',
+      'scanrelay_queue_oldest_message_age_seconds',
+      'scanrelay_delivery_duration_seconds_bucket',
+      'scanrelay_upstream_state',
+    ])
+      expect(used, name).toContain(name);
     expect(dashboardExprs.filter(({ expr }) => expr.includes('_total') && !/\b(rate|increase)\(/.test(expr))).toEqual([]);
   });
 });
@@ -186,7 +197,11 @@ describe('deploy/prometheus', () => {
       expect(rule.annotations?.summary, `${rule.alert}.summary`).toBeTruthy();
       expect(rule.annotations?.description, `${rule.alert}.description`).toBeTruthy();
       // Brackets balance: a cheap guard against a broken PromQL edit (promtool is not available here).
-      for (const [open, close] of [['(', ')'], ['{', '}'], ['[', ']']]) {
+      for (const [open, close] of [
+        ['(', ')'],
+        ['{', '}'],
+        ['[', ']'],
+      ]) {
         expect(rule.expr.split(open).length, `${rule.alert}: ${open}${close} balance`).toBe(rule.expr.split(close).length);
       }
     }
@@ -212,7 +227,13 @@ describe('deploy/prometheus', () => {
 });
 
 describe('deploy/grafana', () => {
-  const datasources = readYaml<{ datasources: Array<{ uid: string; type: string; url: string }> }>('deploy', 'grafana', 'provisioning', 'datasources', 'prometheus.yml');
+  const datasources = readYaml<{ datasources: Array<{ uid: string; type: string; url: string }> }>(
+    'deploy',
+    'grafana',
+    'provisioning',
+    'datasources',
+    'prometheus.yml',
+  );
   const providers = readYaml<{ providers: Array<{ options: { path: string } }> }>('deploy', 'grafana', 'provisioning', 'dashboards', 'scanrelay.yml');
 
   it('provisions the Prometheus service as the datasource every panel uses', () => {
@@ -229,7 +250,9 @@ describe('deploy/grafana', () => {
   });
 
   it('loads the dashboard JSON from the mounted provisioning path', () => {
-    expect(hostPathOf('grafana', '/etc/grafana/provisioning/dashboards/scanrelay.yml')).toBe(repoPath('deploy', 'grafana', 'provisioning', 'dashboards', 'scanrelay.yml'));
+    expect(hostPathOf('grafana', '/etc/grafana/provisioning/dashboards/scanrelay.yml')).toBe(
+      repoPath('deploy', 'grafana', 'provisioning', 'dashboards', 'scanrelay.yml'),
+    );
     const folder = hostPathOf('grafana', providers.providers[0].options.path);
     expect(folder).toBe(repoPath('deploy', 'grafana', 'dashboards'));
     expect(readdirSync(folder!)).toContain('scanrelay.json');
@@ -241,5 +264,9 @@ describe('deploy/grafana', () => {
 
 /** GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens. */
 function githubAnchor(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
 }

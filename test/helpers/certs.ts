@@ -25,7 +25,9 @@ export function testCerts(): Promise<TestCerts> {
 /** A certificate for the same names that no trusted CA signed (for "untrusted upstream" tests). */
 export async function untrustedCert(): Promise<{ key: string; cert: string }> {
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec', algorithm: 'sha256', extensions: serverExtensions(),
+    keyType: 'ec',
+    algorithm: 'sha256',
+    extensions: serverExtensions(),
   });
   return { key: pems.private, cert: pems.cert };
 }
@@ -39,14 +41,18 @@ export async function writeCaFile(dir: string): Promise<string> {
 
 async function makeCerts(): Promise<TestCerts> {
   const ca = await generate([{ name: 'commonName', value: 'scanrelay test CA' }], {
-    keyType: 'ec', algorithm: 'sha256',
+    keyType: 'ec',
+    algorithm: 'sha256',
     extensions: [
       { name: 'basicConstraints', cA: true, critical: true },
       { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     ],
   });
   const server = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec', algorithm: 'sha256', extensions: serverExtensions(), ca: { key: ca.private, cert: ca.cert },
+    keyType: 'ec',
+    algorithm: 'sha256',
+    extensions: serverExtensions(),
+    ca: { key: ca.private, cert: ca.cert },
   });
   return { caCert: ca.cert, key: server.private, cert: server.cert };
 }
@@ -56,6 +62,12 @@ function serverExtensions() {
     { name: 'basicConstraints' as const, cA: false },
     { name: 'keyUsage' as const, digitalSignature: true, keyEncipherment: true },
     { name: 'extKeyUsage' as const, serverAuth: true },
-    { name: 'subjectAltName' as const, altNames: [{ type: 2 as const, value: 'localhost' }, { type: 7 as const, ip: '127.0.0.1' }] },
+    {
+      name: 'subjectAltName' as const,
+      altNames: [
+        { type: 2 as const, value: 'localhost' },
+        { type: 7 as const, ip: '127.0.0.1' },
+      ],
+    },
   ];
 }

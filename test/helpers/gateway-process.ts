@@ -34,7 +34,9 @@ export async function writeGatewayConfig(dir: string, config: Record<string, unk
 
 export async function startGatewayProcess(configFile: string, { timeoutMs = 30_000 } = {}): Promise<GatewayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), '--config', configFile], {
-    cwd: ROOT, env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: ROOT,
+    env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
   const listeners = new Set<() => void>();
@@ -80,7 +82,10 @@ export async function startGatewayProcess(configFile: string, { timeoutMs = 30_0
 
   const ready = await waitForLog((entry) => entry.msg === 'scanrelay.ready', timeoutMs);
   return {
-    child, logs, exited, waitForLog,
+    child,
+    logs,
+    exited,
+    waitForLog,
     smtpPort: Number(ready.smtp),
     adminPort: ready.admin === undefined ? undefined : Number(ready.admin),
     async kill() {

@@ -65,7 +65,12 @@ export async function startTestGateway(raw: RawConfig = {}, options: GatewayOpti
   const gateway = await createGateway(config, { defaultMetrics: false, logger: memoryLogger(logs), ...options });
   const addresses = await gateway.start();
   return {
-    gateway, config, addresses, smtpPort: addresses.smtp.port, dataDir, logs,
+    gateway,
+    config,
+    addresses,
+    smtpPort: addresses.smtp.port,
+    dataDir,
+    logs,
     async stop() {
       await gateway.stop();
       if (!options.keepDataDir && !options.dataDir) await rm(dataDir, { recursive: true, force: true });

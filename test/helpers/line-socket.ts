@@ -9,7 +9,10 @@ export class LineSocket {
   private waiters: Array<() => void> = [];
   closed = false;
 
-  protected constructor(readonly socket: Socket, encoding: BufferEncoding) {
+  protected constructor(
+    readonly socket: Socket,
+    encoding: BufferEncoding,
+  ) {
     socket.setEncoding(encoding);
     socket.on('data', (data: string) => {
       this.buffer += data;

@@ -57,7 +57,6 @@ export class RawSmtpClient extends LineSocket {
       }
     }
   }
-
 }
 
 export function plainAuth(username: string, password: string): string {

@@ -173,7 +173,10 @@ export class TestUpstream {
           this.received.push({
             mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
             rcptTo: session.envelope.rcptTo.map((r) => r.address),
-            raw, sha256: createHash('sha256').update(raw).digest('hex'), user: session.user as string | undefined, secure: session.secure,
+            raw,
+            sha256: createHash('sha256').update(raw).digest('hex'),
+            user: session.user as string | undefined,
+            secure: session.secure,
           });
           callback(null, `2.0.0 OK ${this.received.length} upstream-accepted`);
         };
@@ -200,7 +203,11 @@ export class TestUpstream {
     this.port = (server.server.address() as AddressInfo).port;
   }
 
-  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, callback: (err: Error | null | undefined, response?: { user?: string; data?: object }) => void): void {
+  private onAuth(
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    callback: (err: Error | null | undefined, response?: { user?: string; data?: object }) => void,
+  ): void {
     const failure = this.take('auth');
     const record = (ok: boolean) => this.auths.push({ method: auth.method, username: auth.username, secure: session.secure, ok });
     if (failure) {
@@ -227,22 +234,38 @@ export const TEST_DEVICE = { name: 'scanner-2f', username: 'scanner-2f', passwor
 /** The `upstreams[]` entry (YAML shape) pointing at a test upstream, trusting the test CA in `caFile`. */
 export function upstreamEntry(upstream: TestUpstream, caFile: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    name: 'gmail-test', host: '127.0.0.1', port: upstream.port, security: upstream.options.mode,
-    user: upstream.user, password: upstream.password, tls: { ca: caFile }, connectionTimeout: '5s', socketTimeout: '10s',
+    name: 'gmail-test',
+    host: '127.0.0.1',
+    port: upstream.port,
+    security: upstream.options.mode,
+    user: upstream.user,
+    password: upstream.password,
+    tls: { ca: caFile },
+    connectionTimeout: '5s',
+    socketTimeout: '10s',
     ...extra,
   };
 }
 
 /** Sends one message to the gateway as the test device; resolves with the queue id from "250 ... queued as <id>". */
-export async function sendToGateway(smtpPort: number, mail: { to: string | string[]; raw?: Buffer | string; subject?: string; text?: string; from?: string }): Promise<string> {
+export async function sendToGateway(
+  smtpPort: number,
+  mail: { to: string | string[]; raw?: Buffer | string; subject?: string; text?: string; from?: string },
+): Promise<string> {
   const { default: nodemailer } = await import('nodemailer');
-  const transport = nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, ignoreTLS: true, auth: { user: TEST_DEVICE.username, pass: TEST_DEVICE.password } });
+  const transport = nodemailer.createTransport({
+    host: '127.0.0.1',
+    port: smtpPort,
+    ignoreTLS: true,
+    auth: { user: TEST_DEVICE.username, pass: TEST_DEVICE.password },
+  });
   try {
     const to = Array.isArray(mail.to) ? mail.to : [mail.to];
     const from = mail.from ?? 'printer@example.org';
-    const info = mail.raw !== undefined
-      ? await transport.sendMail({ envelope: { from, to }, raw: mail.raw })
-      : await transport.sendMail({ from, to, subject: mail.subject ?? 'Scan', text: mail.text ?? 'scanned document' });
+    const info =
+      mail.raw !== undefined
+        ? await transport.sendMail({ envelope: { from, to }, raw: mail.raw })
+        : await transport.sendMail({ from, to, subject: mail.subject ?? 'Scan', text: mail.text ?? 'scanned document' });
     const id = /queued as (\w+)/.exec(info.response)?.[1];
     if (!id) throw new Error(`no queue id in ${info.response}`);
     return id;

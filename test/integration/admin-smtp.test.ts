@@ -18,10 +18,19 @@ type AuthMethod = 'PLAIN' | 'LOGIN' | 'CRAM-MD5';
 
 async function sendScan(port: number, user: string, pass: string, options: { authMethod?: AuthMethod; subject?: string; to?: string } = {}) {
   const transport = nodemailer.createTransport({
-    host: '127.0.0.1', port, ignoreTLS: true, auth: { user, pass }, authMethod: options.authMethod,
+    host: '127.0.0.1',
+    port,
+    ignoreTLS: true,
+    auth: { user, pass },
+    authMethod: options.authMethod,
   });
   try {
-    return await transport.sendMail({ from: 'copier@example.org', to: options.to ?? 'desk@example.org', subject: options.subject ?? 'scan', text: 'scanned page' });
+    return await transport.sendMail({
+      from: 'copier@example.org',
+      to: options.to ?? 'desk@example.org',
+      subject: options.subject ?? 'scan',
+      text: 'scanned page',
+    });
   } finally {
     transport.close();
   }
@@ -178,10 +187,19 @@ describe('admin API with SMTP traffic', () => {
     const dir = await makeTempDir();
     dirs.push(dir);
     gw = await startTestGateway({
-      upstreams: [{
-        name: 'gmail-a', host: '127.0.0.1', port: upstream.port, security: 'tls', user: UPSTREAM_USER, password: UPSTREAM_PASSWORD,
-        tls: { ca: await writeCaFile(dir) }, connectionTimeout: '5s', socketTimeout: '5s',
-      }],
+      upstreams: [
+        {
+          name: 'gmail-a',
+          host: '127.0.0.1',
+          port: upstream.port,
+          security: 'tls',
+          user: UPSTREAM_USER,
+          password: UPSTREAM_PASSWORD,
+          tls: { ca: await writeCaFile(dir) },
+          connectionTimeout: '5s',
+          socketTimeout: '5s',
+        },
+      ],
     });
     api = apiClient(gw, 'http', TOKEN);
     const created = await api.call('POST', '/api/devices', { body: { name: 'copier-5f', allowRecipients: ['*@example.org'] } });
@@ -194,10 +212,13 @@ describe('admin API with SMTP traffic', () => {
     expect((await api.call('GET', `/api/messages/${first}`)).json).toMatchObject({ state: 'held', held: { code: 'no-upstream' } });
     expect(upstream.received).toHaveLength(0);
     expect((await api.call('PATCH', '/api/devices/copier-5f', { body: { upstream: 'gmail-a' } })).json.upstream).toBe('gmail-a');
-    const delivered = await waitFor(async () => {
-      const s = await status();
-      return s.counts.delivered === 1 ? s : undefined;
-    }, { what: 'the first delivery', timeoutMs: 20_000 });
+    const delivered = await waitFor(
+      async () => {
+        const s = await status();
+        return s.counts.delivered === 1 ? s : undefined;
+      },
+      { what: 'the first delivery', timeoutMs: 20_000 },
+    );
     expect(delivered).toMatchObject({ state: 'Operating', counts: { received: 1, delivered: 1, failed: 0, queued: 0 } });
     expect(upstream.received).toHaveLength(1);
     const log = (await api.call('GET', `/api/messages/${first}`)).json;
@@ -210,10 +231,13 @@ describe('admin API with SMTP traffic', () => {
     // The upstream refuses the next one for good: the device shows why.
     upstream.failAlways('data', 550, '5.7.1 Message rejected by policy');
     const second = /queued as (\w+)/.exec((await sendScan(gw.smtpPort, loginName, password, { subject: 'refused' })).response)![1];
-    const failed = await waitFor(async () => {
-      const s = await status();
-      return s.counts.failed === 1 ? s : undefined;
-    }, { what: 'the refused message to fail', timeoutMs: 20_000 });
+    const failed = await waitFor(
+      async () => {
+        const s = await status();
+        return s.counts.failed === 1 ? s : undefined;
+      },
+      { what: 'the refused message to fail', timeoutMs: 20_000 },
+    );
     expect(failed.state).toBe('Unable to connect');
     expect(failed.lastError.message).toContain('5.7.1');
     expect(failed.counts).toEqual({ received: 2, delivered: 1, failed: 1, queued: 0 });
@@ -221,7 +245,10 @@ describe('admin API with SMTP traffic', () => {
     expect(failedMessage).toMatchObject({ state: 'failed', recipients: [{ state: 'failed' }] });
     expect(failedMessage.failReason).toContain('5.7.1');
     const outcomes = (await api.call('GET', '/api/messages?device=copier-5f')).json.items.map((m: { id: string; outcome: string }) => [m.id, m.outcome]);
-    expect(outcomes).toEqual([[second, expect.stringMatching(/^failed: .*5\.7\.1/)], [first, expect.stringMatching(/^delivered/)]]);
+    expect(outcomes).toEqual([
+      [second, expect.stringMatching(/^failed: .*5\.7\.1/)],
+      [first, expect.stringMatching(/^delivered/)],
+    ]);
     upstream.clearFailures();
 
     // verify and test go to the real upstream and report its answer.

@@ -19,15 +19,32 @@ const FILE_DEVICE_PASSWORD = 'file-device-pw-never-shown';
 
 /** Every route the admin API has; /openapi.json must list exactly these. */
 const ROUTES: Array<[string, string]> = [
-  ['get', '/healthz'], ['get', '/readyz'], ['get', '/metrics'], ['get', '/openapi.json'],
-  ['get', '/api/devices'], ['post', '/api/devices'], ['get', '/api/devices/{name}'], ['patch', '/api/devices/{name}'],
-  ['delete', '/api/devices/{name}'], ['post', '/api/devices/{name}/enable'], ['post', '/api/devices/{name}/disable'],
+  ['get', '/healthz'],
+  ['get', '/readyz'],
+  ['get', '/metrics'],
+  ['get', '/openapi.json'],
+  ['get', '/api/devices'],
+  ['post', '/api/devices'],
+  ['get', '/api/devices/{name}'],
+  ['patch', '/api/devices/{name}'],
+  ['delete', '/api/devices/{name}'],
+  ['post', '/api/devices/{name}/enable'],
+  ['post', '/api/devices/{name}/disable'],
   ['post', '/api/devices/{name}/rotate-password'],
-  ['get', '/api/upstreams'], ['get', '/api/upstreams/{name}'], ['post', '/api/upstreams/{name}/verify'], ['post', '/api/upstreams/{name}/test'],
+  ['get', '/api/upstreams'],
+  ['get', '/api/upstreams/{name}'],
+  ['post', '/api/upstreams/{name}/verify'],
+  ['post', '/api/upstreams/{name}/test'],
   ['post', '/api/upstreams/{name}/retry'],
-  ['get', '/api/messages'], ['get', '/api/messages/{id}'], ['post', '/api/messages/{id}/retry'], ['post', '/api/messages/{id}/release'],
-  ['delete', '/api/messages/{id}'], ['get', '/api/queue/stats'],
-  ['get', '/api/lockouts'], ['delete', '/api/lockouts/{address}'], ['post', '/api/reload'],
+  ['get', '/api/messages'],
+  ['get', '/api/messages/{id}'],
+  ['post', '/api/messages/{id}/retry'],
+  ['post', '/api/messages/{id}/release'],
+  ['delete', '/api/messages/{id}'],
+  ['get', '/api/queue/stats'],
+  ['get', '/api/lockouts'],
+  ['delete', '/api/lockouts/{address}'],
+  ['post', '/api/reload'],
 ];
 
 const PARAM_EXAMPLES: Record<string, string> = { name: 'some-device', id: '0000000000000abcd', address: '192.0.2.1' };
@@ -44,10 +61,18 @@ async function baseConfig(): Promise<RawConfig> {
   return {
     smtp: { authLockout: { maxFailures: 2, window: '10m', duration: '10m' } },
     devices: [{ name: 'file-scanner', username: 'file-scanner', password: FILE_DEVICE_PASSWORD, allowRecipients: ['*@example.org'] }],
-    upstreams: [{
-      name: 'gmail-a', host: '127.0.0.1', port: await closedPort(), security: 'tls', user: 'scans@example.org',
-      password: UPSTREAM_PASSWORD, connectionTimeout: '2s', socketTimeout: '2s',
-    }],
+    upstreams: [
+      {
+        name: 'gmail-a',
+        host: '127.0.0.1',
+        port: await closedPort(),
+        security: 'tls',
+        user: 'scans@example.org',
+        password: UPSTREAM_PASSWORD,
+        connectionTimeout: '2s',
+        socketTimeout: '2s',
+      },
+    ],
   };
 }
 
@@ -91,7 +116,8 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(doc.status).toBe(200);
     expect(doc.json.openapi).toMatch(/^3\./);
     const documented = Object.entries(doc.json.paths as Record<string, Record<string, unknown>>)
-      .flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method} ${path}`)).sort();
+      .flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method} ${path}`))
+      .sort();
     expect(documented).toEqual(ROUTES.map(([method, path]) => `${method} ${path}`).sort());
     expect(doc.json.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
     expect(doc.json.paths['/api/devices'].post.requestBody.required).toBe(true);
@@ -130,8 +156,11 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(created.json.device).toMatchObject({ name: 'copier-2f', managedBy: 'api', enabled: true, auth: 'password', status: { state: 'Not connected' } });
     expect(created.json.printerSetup).toEqual({
       page: expect.stringContaining('Email Server'),
-      smtpServerAddress: '127.0.0.1', smtpServerPortNumber: smtpPort,
-      emailSendAuthentication: 'SMTP AUTH (Auto)', loginName: login, password,
+      smtpServerAddress: '127.0.0.1',
+      smtpServerPortNumber: smtpPort,
+      emailSendAuthentication: 'SMTP AUTH (Auto)',
+      loginName: login,
+      password,
     });
     const secretsSoFar = api.transcript.length;
 
@@ -148,7 +177,12 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
       body: { allowRecipients: ['desk@example.org', '*@example.net'], allowFrom: ['127.0.0.1'], upstream: 'gmail-a', maxMessageSize: '10MB' },
     });
     expect(patched.status).toBe(200);
-    expect(patched.json).toMatchObject({ allowRecipients: ['desk@example.org', '*@example.net'], allowFrom: ['127.0.0.1'], upstream: 'gmail-a', maxMessageSize: 10_000_000 });
+    expect(patched.json).toMatchObject({
+      allowRecipients: ['desk@example.org', '*@example.net'],
+      allowFrom: ['127.0.0.1'],
+      upstream: 'gmail-a',
+      maxMessageSize: 10_000_000,
+    });
     const unset = await api.call('PATCH', '/api/devices/copier-2f', { body: { upstream: null } });
     expect(unset.status).toBe(200);
     expect(unset.json.upstream).toBeUndefined();
@@ -173,8 +207,10 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
 
     // Devices from the config file are listed but cannot be changed here.
     for (const [method, url, body] of [
-      ['PATCH', '/api/devices/file-scanner', { enabled: false }], ['POST', '/api/devices/file-scanner/disable', undefined],
-      ['POST', '/api/devices/file-scanner/rotate-password', undefined], ['DELETE', '/api/devices/file-scanner', undefined],
+      ['PATCH', '/api/devices/file-scanner', { enabled: false }],
+      ['POST', '/api/devices/file-scanner/disable', undefined],
+      ['POST', '/api/devices/file-scanner/rotate-password', undefined],
+      ['DELETE', '/api/devices/file-scanner', undefined],
     ] as const) {
       const refused = await api.call(method, url, { body });
       expect(refused.status, `${method} ${url}`).toBe(409);
@@ -187,7 +223,9 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(sameLogin.status).toBe(409);
 
     // A device that cannot log in is pinned to its address; its setup sheet says so.
-    const pinned = await api.call('POST', '/api/devices', { body: { name: 'old-fax', auth: 'none', allowFrom: ['127.0.0.5'], allowRecipients: ['fax@example.org'] } });
+    const pinned = await api.call('POST', '/api/devices', {
+      body: { name: 'old-fax', auth: 'none', allowFrom: ['127.0.0.5'], allowRecipients: ['fax@example.org'] },
+    });
     expect(pinned.status).toBe(201);
     expect(pinned.json.password).toBeUndefined();
     expect(pinned.json.device).toMatchObject({ auth: 'none', allowFrom: ['127.0.0.5'] });
@@ -202,7 +240,12 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     const deleted = await api.call('DELETE', '/api/devices/copier-2f');
     expect(deleted.status).toBe(204);
     expect(deleted.text).toBe('');
-    for (const [method, url] of [['GET', '/api/devices/copier-2f'], ['DELETE', '/api/devices/copier-2f'], ['POST', '/api/devices/copier-2f/enable'], ['PATCH', '/api/devices/copier-2f']] as const) {
+    for (const [method, url] of [
+      ['GET', '/api/devices/copier-2f'],
+      ['DELETE', '/api/devices/copier-2f'],
+      ['POST', '/api/devices/copier-2f/enable'],
+      ['PATCH', '/api/devices/copier-2f'],
+    ] as const) {
       const missing = await api.call(method, url, { body: method === 'PATCH' ? { enabled: true } : undefined });
       expect(missing.status, `${method} ${url}`).toBe(404);
       expect(missing.json).toMatchObject({ error: 'Not Found', code: 'SCANRELAY_NOT_FOUND' });
@@ -249,7 +292,9 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     const wrongType = await api.call('POST', '/api/devices', { rawBody: 'name=x', contentType: 'application/x-www-form-urlencoded' });
     expect(wrongType.status).toBe(415);
     expect(wrongType.json.error).toBe('Unsupported Media Type');
-    const tooBig = await api.call('POST', '/api/devices', { body: { name: 'x', allowRecipients: Array.from({ length: 900 }, (_, i) => `user${i}-${'x'.repeat(80)}@example.org`) } });
+    const tooBig = await api.call('POST', '/api/devices', {
+      body: { name: 'x', allowRecipients: Array.from({ length: 900 }, (_, i) => `user${i}-${'x'.repeat(80)}@example.org`) },
+    });
     expect(tooBig.status).toBe(413);
     const noRoute = await api.call('GET', '/api/nothing-here');
     expect(noRoute.status).toBe(404);
@@ -259,7 +304,9 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
 
   it('lists, filters, pages, shows, releases, retries and deletes messages', async () => {
     const { smtpPort } = await start();
-    await api.call('POST', '/api/devices', { body: { name: 'copier-3f', username: 'copier-3f', password: 'copier-3f-password', allowRecipients: ['*@example.org'] } });
+    await api.call('POST', '/api/devices', {
+      body: { name: 'copier-3f', username: 'copier-3f', password: 'copier-3f-password', allowRecipients: ['*@example.org'] },
+    });
     const first = await sendScan(smtpPort, 'file-scanner', FILE_DEVICE_PASSWORD, 'first');
     const second = await sendScan(smtpPort, 'file-scanner', FILE_DEVICE_PASSWORD, 'second');
     const third = await sendScan(smtpPort, 'copier-3f', 'copier-3f-password', 'third');
@@ -278,7 +325,10 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     const page = await api.call('GET', '/api/messages?limit=1&offset=1');
     expect(page.json).toMatchObject({ total: 3, limit: 1, offset: 1 });
     expect(page.json.items).toHaveLength(1);
-    expect((await api.call('GET', `/api/messages?since=${encodeURIComponent(before)}&until=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).json.total).toBe(3);
+    expect(
+      (await api.call('GET', `/api/messages?since=${encodeURIComponent(before)}&until=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).json
+        .total,
+    ).toBe(3);
     expect((await api.call('GET', `/api/messages?until=${encodeURIComponent(before)}`)).json.total).toBe(0);
     expect((await api.call('GET', '/api/messages?state=delivered')).json.total).toBe(0);
     expect((await api.call('GET', '/api/messages?upstream=gmail-a')).json.total).toBe(0);
@@ -286,9 +336,15 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     const detail = await api.call('GET', `/api/messages/${first}`);
     expect(detail.status).toBe(200);
     expect(detail.json).toMatchObject({
-      id: first, state: 'held', device: 'file-scanner', envelope: { mailFrom: 'copier@example.org', rcptTo: ['desk@example.org'] },
-      recipients: [{ address: 'desk@example.org', state: 'pending' }], headers: { subject: 'first', from: 'copier@example.org' },
-      attempts: 0, held: { code: 'no-upstream' }, bodyRemoved: false,
+      id: first,
+      state: 'held',
+      device: 'file-scanner',
+      envelope: { mailFrom: 'copier@example.org', rcptTo: ['desk@example.org'] },
+      recipients: [{ address: 'desk@example.org', state: 'pending' }],
+      headers: { subject: 'first', from: 'copier@example.org' },
+      attempts: 0,
+      held: { code: 'no-upstream' },
+      bodyRemoved: false,
     });
     expect(detail.json.size).toBeGreaterThan(50);
     expect(Date.parse(detail.json.receivedAt)).toBeGreaterThan(Date.parse(before));
@@ -320,14 +376,23 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
 
     const removed = await api.call('DELETE', `/api/messages/${third}`);
     expect(removed.status).toBe(204);
-    for (const [method, url] of [['GET', ''], ['DELETE', ''], ['POST', '/retry'], ['POST', '/release']] as const) {
+    for (const [method, url] of [
+      ['GET', ''],
+      ['DELETE', ''],
+      ['POST', '/retry'],
+      ['POST', '/release'],
+    ] as const) {
       const missing = await api.call(method, `/api/messages/${third}${url}`);
       expect(missing.status, `${method} ${url}`).toBe(404);
       expect(missing.json.code).toBe('SCANRELAY_NOT_FOUND');
     }
     for (const [url, field] of [
-      ['/api/messages?state=lost', 'querystring.state[0]'], ['/api/messages?limit=0', 'querystring.limit'], ['/api/messages?limit=501', 'querystring.limit'],
-      ['/api/messages?offset=-1', 'querystring.offset'], ['/api/messages?since=yesterday', 'querystring.since'], ['/api/messages?color=red', 'querystring.color'],
+      ['/api/messages?state=lost', 'querystring.state[0]'],
+      ['/api/messages?limit=0', 'querystring.limit'],
+      ['/api/messages?limit=501', 'querystring.limit'],
+      ['/api/messages?offset=-1', 'querystring.offset'],
+      ['/api/messages?since=yesterday', 'querystring.since'],
+      ['/api/messages?color=red', 'querystring.color'],
       ['/api/messages/not-an-id', 'params.id'],
     ] as const) {
       const refused = await api.call('GET', url);
@@ -340,7 +405,9 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     await start();
     const list = await api.call('GET', '/api/upstreams');
     expect(list.status).toBe(200);
-    expect(list.json.items).toEqual([expect.objectContaining({ name: 'gmail-a', host: '127.0.0.1', security: 'tls', user: 'scans@example.org', auth: 'password', waiting: 0 })]);
+    expect(list.json.items).toEqual([
+      expect.objectContaining({ name: 'gmail-a', host: '127.0.0.1', security: 'tls', user: 'scans@example.org', auth: 'password', waiting: 0 }),
+    ]);
     expect(list.json.items[0].state).toMatch(/^(up|unknown|auth-failed|unreachable|quota-paused|tls-failed)$/);
     expect((await api.call('GET', '/api/upstreams/gmail-a')).json.name).toBe('gmail-a');
 
@@ -357,14 +424,20 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(retry.json).toEqual({ released: 0 });
 
     for (const [method, url, body] of [
-      ['GET', '/api/upstreams/nope'], ['POST', '/api/upstreams/nope/verify'], ['POST', '/api/upstreams/nope/test', { to: 'a@example.org' }],
+      ['GET', '/api/upstreams/nope'],
+      ['POST', '/api/upstreams/nope/verify'],
+      ['POST', '/api/upstreams/nope/test', { to: 'a@example.org' }],
       ['POST', '/api/upstreams/nope/retry'],
     ] as const) {
       const missing = await api.call(method, url, { body });
       expect(missing.status, url).toBe(404);
       expect(missing.json.code).toBe('SCANRELAY_NOT_FOUND');
     }
-    for (const [body, field] of [[{ to: 'not an address' }, 'body.to'], [{}, 'body.to'], [{ to: 'a@example.org', cc: 'b@example.org' }, 'body.cc']] as const) {
+    for (const [body, field] of [
+      [{ to: 'not an address' }, 'body.to'],
+      [{}, 'body.to'],
+      [{ to: 'a@example.org', cc: 'b@example.org' }, 'body.cc'],
+    ] as const) {
       const refused = await api.call('POST', '/api/upstreams/gmail-a/test', { body });
       expect(refused.status).toBe(400);
       expect(refused.json.field).toBe(field);
@@ -404,7 +477,8 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     const started = await start(raw);
     const file = started.config.file;
     const withSecondDevice = testRawConfig(started.dataDir, {
-      ...raw, devices: [...(raw.devices as object[]), { name: 'added-by-file', auth: 'none', allowFrom: ['127.0.0.9'], allowRecipients: ['*@example.org'] }],
+      ...raw,
+      devices: [...(raw.devices as object[]), { name: 'added-by-file', auth: 'none', allowFrom: ['127.0.0.9'], allowRecipients: ['*@example.org'] }],
     });
     await writeFile(file, stringify(withSecondDevice));
     const reloaded = await api.call('POST', '/api/reload');

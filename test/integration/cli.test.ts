@@ -24,7 +24,15 @@ interface CliResult {
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(args, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; }, env: { SCANRELAY_CONFIG: '/nonexistent/gateway.yaml', ...env } });
+  const code = await runCli(args, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    env: { SCANRELAY_CONFIG: '/nonexistent/gateway.yaml', ...env },
+  });
   return { code, stdout, stderr };
 }
 
@@ -32,7 +40,9 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResu
 async function cliProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   try {
     const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
-      cwd: process.cwd(), env: { PATH: process.env.PATH, SCANRELAY_CONFIG: '/nonexistent/gateway.yaml', ...env }, timeout: 60_000,
+      cwd: process.cwd(),
+      env: { PATH: process.env.PATH, SCANRELAY_CONFIG: '/nonexistent/gateway.yaml', ...env },
+      timeout: 60_000,
     });
     return { code: 0, stdout, stderr };
   } catch (err) {
@@ -51,7 +61,9 @@ describe('scanrelay CLI', () => {
   });
 
   it('adds, lists, shows, rotates, disables and enables devices, and lists and retries the queue', async () => {
-    gw = await startTestGateway({ devices: [{ name: 'file-scanner', username: 'file-scanner', password: 'file-scanner-pw', allowRecipients: ['*@example.org'] }] });
+    gw = await startTestGateway({
+      devices: [{ name: 'file-scanner', username: 'file-scanner', password: 'file-scanner-pw', allowRecipients: ['*@example.org'] }],
+    });
     const url = `http://127.0.0.1:${gw.addresses.admin!.port}`;
     const base = ['--url', url, '--token', TOKEN];
 
@@ -66,7 +78,13 @@ describe('scanrelay CLI', () => {
     expect(password).toMatch(/^[A-Za-z0-9]{16,31}$/);
 
     // The printed values work for a real SMTP login.
-    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: gw.smtpPort, ignoreTLS: true, auth: { user: login, pass: password }, authMethod: 'CRAM-MD5' });
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: gw.smtpPort,
+      ignoreTLS: true,
+      auth: { user: login, pass: password },
+      authMethod: 'CRAM-MD5',
+    });
     const info = await transport.sendMail({ from: 'copier@example.org', to: 'desk@example.org', subject: 'from the CLI test', text: 'page' });
     transport.close();
     const queueId = /queued as (\w+)/.exec(info.response)![1];
@@ -183,7 +201,10 @@ describe('scanrelay CLI', () => {
     expect(parsed.admin.tokens).toEqual(['********']);
 
     const bad = join(dir, 'bad.yaml');
-    await writeFile(bad, stringify({ ...raw, devices: [{ name: 'copier', username: 'copier', password: 'p'.repeat(40), allowRecipients: ['*@example.org'] }] }));
+    await writeFile(
+      bad,
+      stringify({ ...raw, devices: [{ name: 'copier', username: 'copier', password: 'p'.repeat(40), allowRecipients: ['*@example.org'] }] }),
+    );
     const refused = await cli(['check-config', '--config', bad]);
     expect(refused.code).toBe(EXIT.config);
     expect(refused.stderr).toMatch(new RegExp(`file\\s+${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));

@@ -14,9 +14,7 @@ import { makeTempDir, waitFor } from '../helpers/gateway.js';
 import type { RawSmtpClient } from '../helpers/raw-smtp.js';
 import { Queue } from '../../src/queue/index.js';
 import { GatewayEventBus } from '../../src/shared/events.js';
-import {
-  SCANNER_PASSWORD, authenticatedClient, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries,
-} from '../fixtures/inbound.js';
+import { SCANNER_PASSWORD, authenticatedClient, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries } from '../fixtures/inbound.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -32,7 +30,11 @@ interface GatewayProcess {
 /** Runs `node --import tsx src/main.ts --config FILE` with no SCANRELAY_* variables from the test's environment. */
 function spawnGateway(configFile: string): GatewayProcess {
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SCANRELAY_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configFile], { cwd: PROJECT_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configFile], {
+    cwd: PROJECT_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: Array<Record<string, unknown>> = [];
   let stdoutRest = '';
   let stderr = '';
@@ -47,17 +49,25 @@ function spawnGateway(configFile: string): GatewayProcess {
       }
     }
   });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => {
     child.once('exit', (code, signal) => done({ code, signal }));
   });
   return {
-    child, logs, exited, stderr: () => stderr,
+    child,
+    logs,
+    exited,
+    stderr: () => stderr,
     async waitForLog(msg, timeoutMs = 30_000) {
-      return waitFor(() => {
-        if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}) before "${msg}": ${stderr}`);
-        return logs.find((line) => line.msg === msg);
-      }, { timeoutMs, intervalMs: 50, what: `log "${msg}"` });
+      return waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`gateway exited (${child.exitCode}) before "${msg}": ${stderr}`);
+          return logs.find((line) => line.msg === msg);
+        },
+        { timeoutMs, intervalMs: 50, what: `log "${msg}"` },
+      );
     },
   };
 }
@@ -82,14 +92,17 @@ describe('gateway process killed with SIGKILL after 250', () => {
   it('keeps every acknowledged message and drops the half-received one', { timeout: 120_000 }, async () => {
     dataDir = await makeTempDir('scanrelay-crash-');
     const configFile = join(dataDir, 'gateway.yaml');
-    await writeFile(configFile, stringify({
-      dataDir: join(dataDir, 'data'),
-      log: { level: 'info' },
-      smtp: { host: '127.0.0.1', port: 0, closeTimeout: '2s' },
-      admin: { enabled: false },
-      devices: [scannerDevice()],
-      upstreams: [],
-    }));
+    await writeFile(
+      configFile,
+      stringify({
+        dataDir: join(dataDir, 'data'),
+        log: { level: 'info' },
+        smtp: { host: '127.0.0.1', port: 0, closeTimeout: '2s' },
+        admin: { enabled: false },
+        devices: [scannerDevice()],
+        upstreams: [],
+      }),
+    );
     const spoolDir = join(dataDir, 'data');
 
     const first = spawnGateway(configFile);
@@ -108,18 +121,20 @@ describe('gateway process killed with SIGKILL after 250', () => {
 
     // Acknowledged messages: 3 printers sending 5 scans each.
     const acknowledged = new Map<string, string>();
-    await Promise.all(Array.from({ length: 3 }, async (_, printer) => {
-      const transport = deviceTransport(port, { user: 'warren-2f', pass: SCANNER_PASSWORD });
-      try {
-        for (let n = 0; n < 5; n++) {
-          const raw = Buffer.from(`Subject: scan ${printer}-${n}\r\n\r\n${randomBytes(30_000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`);
-          const info = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw });
-          acknowledged.set(queueIdOf(info.response), sha256(raw));
+    await Promise.all(
+      Array.from({ length: 3 }, async (_, printer) => {
+        const transport = deviceTransport(port, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+        try {
+          for (let n = 0; n < 5; n++) {
+            const raw = Buffer.from(`Subject: scan ${printer}-${n}\r\n\r\n${randomBytes(30_000).toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`);
+            const info = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw });
+            acknowledged.set(queueIdOf(info.response), sha256(raw));
+          }
+        } finally {
+          transport.close();
         }
-      } finally {
-        transport.close();
-      }
-    }));
+      }),
+    );
     first.child.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
     expect(acknowledged.size).toBe(15);

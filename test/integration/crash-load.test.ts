@@ -78,7 +78,9 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
     dir = undefined;
   });
 
-  it(`every acknowledged message is delivered at least once through ${KILLS} SIGKILLs, nothing unacknowledged is, duplicates are rare`, { timeout: LONG_TESTS ? 900_000 : 120_000 }, async () => {
+  it(`every acknowledged message is delivered at least once through ${KILLS} SIGKILLs, nothing unacknowledged is, duplicates are rare`, {
+    timeout: LONG_TESTS ? 900_000 : 120_000,
+  }, async () => {
     const seed = seedFrom('SCANRELAY_CRASH_SEED');
     const random = createPrng(seed);
     console.log(`crash-load: seed ${seed} (replay with SCANRELAY_CRASH_SEED=${seed}), ${TOTAL} messages, ${CLIENTS} clients, ${KILLS} kills`);
@@ -169,11 +171,14 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
 
     // Let the last gateway drain its queue: nothing queued, deferred or being delivered.
     const final = await gw.ready();
-    await waitFor(async () => {
-      const response = await fetch(`http://127.0.0.1:${final.adminPort}/api/queue/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      const { counts } = (await response.json()) as { counts: Record<string, number> };
-      return counts.queued + counts.deferred + counts.delivering + counts.held === 0 && counts.delivered > 0;
-    }, { timeoutMs: 90_000, intervalMs: 100, what: 'the queue to drain' });
+    await waitFor(
+      async () => {
+        const response = await fetch(`http://127.0.0.1:${final.adminPort}/api/queue/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        const { counts } = (await response.json()) as { counts: Record<string, number> };
+        return counts.queued + counts.deferred + counts.delivering + counts.held === 0 && counts.delivered > 0;
+      },
+      { timeoutMs: 90_000, intervalMs: 100, what: 'the queue to drain' },
+    );
     const elapsedMs = Date.now() - startedAt;
 
     const deliveredAttempts = up.received.map((m) => {
@@ -202,10 +207,20 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
     const duplicates = deliveredAttempts.length - perMessage.size;
     const clientResends = duplicates - gatewayResends;
     const figures = {
-      seed, messages: TOTAL, clients: CLIENTS, kills: KILLS, tries: outcomes.size, acknowledged: acknowledged.size,
-      refused: count('refused'), cutBeforeFinalDot: count('not-sent'), ambiguous: count('ambiguous'),
-      deliveredUpstream: deliveredAttempts.length, duplicates, duplicatesFromGatewayResend: gatewayResends,
-      duplicatesFromClientRetry: clientResends, elapsedSeconds: Math.round(elapsedMs / 100) / 10,
+      seed,
+      messages: TOTAL,
+      clients: CLIENTS,
+      kills: KILLS,
+      tries: outcomes.size,
+      acknowledged: acknowledged.size,
+      refused: count('refused'),
+      cutBeforeFinalDot: count('not-sent'),
+      ambiguous: count('ambiguous'),
+      deliveredUpstream: deliveredAttempts.length,
+      duplicates,
+      duplicatesFromGatewayResend: gatewayResends,
+      duplicatesFromClientRetry: clientResends,
+      elapsedSeconds: Math.round(elapsedMs / 100) / 10,
     };
     console.log(`crash-load figures: ${JSON.stringify(figures)}`);
     // Rare: bounded by what was in flight at each kill.

@@ -41,7 +41,8 @@ describe('crash safety and shutdown (the gateway as a child process)', () => {
     return p;
   }
 
-  const record = async (dataDir: string, id: string) => JSON.parse(await readFile(join(dataDir, 'queue', `${id}.json`), 'utf8')) as { state: string; upstreamResponse?: string };
+  const record = async (dataDir: string, id: string) =>
+    JSON.parse(await readFile(join(dataDir, 'queue', `${id}.json`), 'utf8')) as { state: string; upstreamResponse?: string };
 
   it('kill -9 while the upstream holds back its reply to DATA: after a restart the message is delivered, nothing lost', async () => {
     const { file, dataDir, up } = await setup();

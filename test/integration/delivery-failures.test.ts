@@ -147,7 +147,7 @@ describe('delivery when the upstream refuses or fails', () => {
   it('an untrusted upstream certificate is a TLS failure: nothing is sent, the message waits', async () => {
     const { g, up } = await scenario({ mode: 'tls', tls: await untrustedCert() });
     const id = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
-    const message = await waitFor(() => stateOf(g, id) === 'deferred' ? g.gateway.queue.get(id) : undefined, { what: 'deferred' });
+    const message = await waitFor(() => (stateOf(g, id) === 'deferred' ? g.gateway.queue.get(id) : undefined), { what: 'deferred' });
     expect(message.lastError?.message).toMatch(/^TLS handshake failed: .*certificate/);
     expect(up.auths).toHaveLength(0);
     expect(g.gateway.delivery.upstreamStatus()[0].state).toBe('tls-failed');

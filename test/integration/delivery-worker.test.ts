@@ -85,7 +85,10 @@ describe('delivery worker: limits, admin checks, retention', () => {
     try {
       const raw: RawConfig = {
         devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
-        upstreams: [upstreamEntry(up, await writeCaFile(deliveryScenario.caDir)), upstreamEntry(spare, await writeCaFile(deliveryScenario.caDir), { name: 'gmail-spare' })],
+        upstreams: [
+          upstreamEntry(up, await writeCaFile(deliveryScenario.caDir)),
+          upstreamEntry(spare, await writeCaFile(deliveryScenario.caDir), { name: 'gmail-spare' }),
+        ],
         delivery: { retryBase: '200ms', retryMax: '2s' },
       };
       up.setPassword('revoked-by-google');
@@ -97,7 +100,10 @@ describe('delivery worker: limits, admin checks, retention', () => {
       await waitFor(() => stateOf(g, id) === 'delivered', { what: 'delivered through the spare' });
       expect(spare.received).toHaveLength(1);
       expect(g.gateway.queue.require(id).upstream).toBe('gmail-spare');
-      expect(g.gateway.delivery.upstreamStatus().map((u) => [u.name, u.state])).toEqual([['gmail-test', 'auth-failed'], ['gmail-spare', 'up']]);
+      expect(g.gateway.delivery.upstreamStatus().map((u) => [u.name, u.state])).toEqual([
+        ['gmail-test', 'auth-failed'],
+        ['gmail-spare', 'up'],
+      ]);
     } finally {
       await spare.close();
     }

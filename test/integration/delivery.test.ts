@@ -75,7 +75,9 @@ describe('delivery through TLS upstreams', () => {
   it('auto: uses implicit TLS on tlsPort when it answers', async () => {
     const implicit = await startUpstream({ mode: 'tls' });
     const starttls = await startUpstream({ mode: 'starttls' });
-    const g = await startGateway([upstreamEntry(implicit, await caFile(), { security: 'auto', port: undefined, tlsPort: implicit.port, starttlsPort: starttls.port })]);
+    const g = await startGateway([
+      upstreamEntry(implicit, await caFile(), { security: 'auto', port: undefined, tlsPort: implicit.port, starttlsPort: starttls.port }),
+    ]);
     const id = await sendToGateway(g.smtpPort, { to: 'carol@example.org' });
     await waitFor(() => g.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered' });
     expect(implicit.received).toHaveLength(1);
@@ -89,7 +91,9 @@ describe('delivery through TLS upstreams', () => {
     const closed = await startUpstream({ mode: 'tls' });
     const closedPort = closed.port;
     await closed.down();
-    const g = await startGateway([upstreamEntry(starttls, await caFile(), { security: 'auto', port: undefined, tlsPort: closedPort, starttlsPort: starttls.port })]);
+    const g = await startGateway([
+      upstreamEntry(starttls, await caFile(), { security: 'auto', port: undefined, tlsPort: closedPort, starttlsPort: starttls.port }),
+    ]);
     const first = await sendToGateway(g.smtpPort, { to: 'dave@example.org' });
     await waitFor(() => g.gateway.queue.get(first)?.state === 'delivered', { what: 'first delivered' });
     const second = await sendToGateway(g.smtpPort, { to: 'dave@example.org' });
@@ -103,7 +107,7 @@ describe('delivery through TLS upstreams', () => {
     const plain = await startUpstream({ mode: 'starttls', noStarttls: true });
     const g = await startGateway([upstreamEntry(plain, await caFile())]);
     const id = await sendToGateway(g.smtpPort, { to: 'erin@example.org' });
-    const message = await waitFor(() => g.gateway.queue.get(id)?.state === 'deferred' ? g.gateway.queue.get(id) : undefined, { what: 'deferred' });
+    const message = await waitFor(() => (g.gateway.queue.get(id)?.state === 'deferred' ? g.gateway.queue.get(id) : undefined), { what: 'deferred' });
     expect(message.lastError?.message).toMatch(/STARTTLS/);
     expect(message.lastError?.code).toBe('ETLS');
     expect(plain.auths).toHaveLength(0);
@@ -130,7 +134,8 @@ describe('delivery through TLS upstreams', () => {
   it('rewrites From to the device name and the account, keeping the printer address in Reply-To', async () => {
     const upstream = await startUpstream({ mode: 'tls' });
     const g = await startGateway([upstreamEntry(upstream, await caFile(), { fromMode: 'rewrite' })]);
-    const raw = 'From: "MFP" <printer@example.org>\r\nTo: gina@example.org\r\nSubject: s\r\nMessage-ID: <m1@printer>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nbody\r\n';
+    const raw =
+      'From: "MFP" <printer@example.org>\r\nTo: gina@example.org\r\nSubject: s\r\nMessage-ID: <m1@printer>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n\r\nbody\r\n';
     const id = await sendToGateway(g.smtpPort, { to: 'gina@example.org', raw });
     await waitFor(() => g.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered' });
     const head = headersOf(upstream.received[0].raw);
@@ -158,11 +163,30 @@ describe('delivery through TLS upstreams', () => {
 });
 
 function scanWithAttachment(data: Buffer): Buffer {
-  const lines = data.toString('base64').match(/.{1,76}/g)!.join('\r\n');
-  return Buffer.from([
-    'From: "MFP 2F" <printer@example.org>', 'To: alice@example.org', 'Subject: Scanned image', 'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="scanrelay-boundary"', '', '--scanrelay-boundary', 'Content-Type: text/plain', '',
-    'Please find the scanned document attached.', '--scanrelay-boundary', 'Content-Type: application/pdf; name="scan.pdf"',
-    'Content-Transfer-Encoding: base64', 'Content-Disposition: attachment; filename="scan.pdf"', '', lines, '--scanrelay-boundary--', '',
-  ].join('\r\n'));
+  const lines = data
+    .toString('base64')
+    .match(/.{1,76}/g)!
+    .join('\r\n');
+  return Buffer.from(
+    [
+      'From: "MFP 2F" <printer@example.org>',
+      'To: alice@example.org',
+      'Subject: Scanned image',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="scanrelay-boundary"',
+      '',
+      '--scanrelay-boundary',
+      'Content-Type: text/plain',
+      '',
+      'Please find the scanned document attached.',
+      '--scanrelay-boundary',
+      'Content-Type: application/pdf; name="scan.pdf"',
+      'Content-Transfer-Encoding: base64',
+      'Content-Disposition: attachment; filename="scan.pdf"',
+      '',
+      lines,
+      '--scanrelay-boundary--',
+      '',
+    ].join('\r\n'),
+  );
 }

@@ -27,14 +27,28 @@ describe('README demo: printer -> scanrelay -> local TLS upstream', () => {
     dir = await makeTempDir();
     upstream = await startDemoUpstream({ port: 0, caFile: join(dir, 'demo-upstream-ca.pem') });
     const config = loadConfig('config/demo.yaml', {
-      SCANRELAY_DATA_DIR: join(dir, 'data'), SCANRELAY_SMTP_PORT: '0', SCANRELAY_ADMIN_PORT: '0',
-      SCANRELAY_DEMO_UPSTREAM_PORT: String(upstream.port), SCANRELAY_DEMO_UPSTREAM_CA: upstream.caFile,
+      SCANRELAY_DATA_DIR: join(dir, 'data'),
+      SCANRELAY_SMTP_PORT: '0',
+      SCANRELAY_ADMIN_PORT: '0',
+      SCANRELAY_DEMO_UPSTREAM_PORT: String(upstream.port),
+      SCANRELAY_DEMO_UPSTREAM_CA: upstream.caFile,
     });
     gateway = await createGateway(config, { defaultMetrics: false, logger: memoryLogger([]) });
     const { smtp } = await gateway.start();
 
-    const printer = nodemailer.createTransport({ host: '127.0.0.1', port: smtp.port, ignoreTLS: true, auth: { user: 'demo-scanner', pass: 'demo-password-change-me' } });
-    const info = await printer.sendMail({ from: 'scanner@example.org', to: 'you@example.org', subject: 'scan', text: 'hi', attachments: [{ filename: 'scan.pdf', content: Buffer.alloc(200_000, 7) }] });
+    const printer = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: smtp.port,
+      ignoreTLS: true,
+      auth: { user: 'demo-scanner', pass: 'demo-password-change-me' },
+    });
+    const info = await printer.sendMail({
+      from: 'scanner@example.org',
+      to: 'you@example.org',
+      subject: 'scan',
+      text: 'hi',
+      attachments: [{ filename: 'scan.pdf', content: Buffer.alloc(200_000, 7) }],
+    });
     expect(info.response).toMatch(/^250 2\.0\.0 OK queued as \w+$/);
 
     const received = await waitFor(() => upstream!.messages[0], { what: 'the demo upstream to receive the scan' });

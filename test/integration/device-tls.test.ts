@@ -81,8 +81,12 @@ describe('TLS towards devices', () => {
     expect(x509.checkIP('127.0.0.1')).toBe('127.0.0.1');
 
     const transport = nodemailer.createTransport({
-      host: '127.0.0.1', port: gw.smtpPort, secure: false, requireTLS: true,
-      tls: { ca: cert, minVersion: 'TLSv1.2' }, auth: { user: USER, pass: PASS },
+      host: '127.0.0.1',
+      port: gw.smtpPort,
+      secure: false,
+      requireTLS: true,
+      tls: { ca: cert, minVersion: 'TLSv1.2' },
+      auth: { user: USER, pass: PASS },
     });
     cleanups.push(() => transport.close());
     const info = await transport.sendMail({ from: 'scanner@example.org', to: 'inbox@example.org', subject: 'over starttls', text: 'scan' });
@@ -96,7 +100,11 @@ describe('TLS towards devices', () => {
     expect(gw.addresses.smtps?.port).toBeGreaterThan(0);
     const cert = await generatedCert(gw.dataDir);
     const transport = nodemailer.createTransport({
-      host: '127.0.0.1', port: gw.addresses.smtps!.port, secure: true, tls: { ca: cert }, auth: { user: USER, pass: PASS },
+      host: '127.0.0.1',
+      port: gw.addresses.smtps!.port,
+      secure: true,
+      tls: { ca: cert },
+      auth: { user: USER, pass: PASS },
     });
     cleanups.push(() => transport.close());
     const info = await transport.sendMail({ from: 'scanner@example.org', to: 'inbox@example.org', subject: 'over smtps', text: 'scan' });

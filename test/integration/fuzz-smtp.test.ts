@@ -27,12 +27,41 @@ const SESSION_BOUND_MS = 8_000;
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 const STRAY_COMMANDS = [
-  'NOOP', 'RSET', 'HELP', 'VRFY ops', 'EXPN staff', 'STARTTLS', 'AUTH LOGIN', 'AUTH CRAM-MD5', 'AUTH PLAIN', 'AUTH',
-  'XCLIENT ADDR=10.0.0.1', 'XFORWARD NAME=x', 'ETRN example.org', 'TURN', 'BDAT 10 LAST', 'DATA', 'QUIT',
-  'MAIL FROM:<>', 'MAIL FROM:<a@b> SIZE=999999999999', 'MAIL FROM:<a@b> BODY=BINARYMIME', 'MAIL FROM:<a@b> SMTPUTF8=yes',
-  'RCPT TO:<victim@gmail.com>', 'RCPT TO:<@berkeley.edu:victim@gmail.com>', 'RCPT TO:<ops%gmail.com@example.org>',
-  'RCPT TO:<ops@example.org> NOTIFY=NEVER', 'EHLO', 'HELO', 'EHLO a b c', 'LHLO x', 'GET / HTTP/1.0', '.', '',
-  `AUTH PLAIN ${plainAuth('warren-2f', 'wrong-password')}`, `AUTH PLAIN ${plainAuth('nobody', 'x')}`, 'AUTH PLAIN ====',
+  'NOOP',
+  'RSET',
+  'HELP',
+  'VRFY ops',
+  'EXPN staff',
+  'STARTTLS',
+  'AUTH LOGIN',
+  'AUTH CRAM-MD5',
+  'AUTH PLAIN',
+  'AUTH',
+  'XCLIENT ADDR=10.0.0.1',
+  'XFORWARD NAME=x',
+  'ETRN example.org',
+  'TURN',
+  'BDAT 10 LAST',
+  'DATA',
+  'QUIT',
+  'MAIL FROM:<>',
+  'MAIL FROM:<a@b> SIZE=999999999999',
+  'MAIL FROM:<a@b> BODY=BINARYMIME',
+  'MAIL FROM:<a@b> SMTPUTF8=yes',
+  'RCPT TO:<victim@gmail.com>',
+  'RCPT TO:<@berkeley.edu:victim@gmail.com>',
+  'RCPT TO:<ops%gmail.com@example.org>',
+  'RCPT TO:<ops@example.org> NOTIFY=NEVER',
+  'EHLO',
+  'HELO',
+  'EHLO a b c',
+  'LHLO x',
+  'GET / HTTP/1.0',
+  '.',
+  '',
+  `AUTH PLAIN ${plainAuth('warren-2f', 'wrong-password')}`,
+  `AUTH PLAIN ${plainAuth('nobody', 'x')}`,
+  'AUTH PLAIN ====',
 ];
 
 function baseSession(random: Prng): string[] {
@@ -50,7 +79,9 @@ function baseSession(random: Prng): string[] {
     `Subject: fuzz ${random.int(0, 1e6)}`,
     random.pick(['From: scanner@berkeley.edu', 'X-Fuzz: 1', '']),
     '',
-    ...Array.from({ length: random.int(0, 20) }, () => random.pick(['scan line', '.leading dot', '..double dot', '', 'x'.repeat(random.int(1, 2000)), '\u00e9t\u00e9'])),
+    ...Array.from({ length: random.int(0, 20) }, () =>
+      random.pick(['scan line', '.leading dot', '..double dot', '', 'x'.repeat(random.int(1, 2000)), '\u00e9t\u00e9']),
+    ),
     '.',
   ];
   return [greet, ...auth, ...message(), ...(random.chance(0.3) ? ['RSET', ...message()] : []), 'QUIT'];
@@ -63,22 +94,44 @@ function mutate(random: Prng, lines: string[]): Buffer {
   for (let m = 0; m < mutations; m++) {
     const at = random.int(0, Math.max(0, out.length - 1));
     switch (random.int(0, 10)) {
-      case 0: out.splice(at, 1); break; // drop
-      case 1: out.splice(at, 0, out[at] ?? ''); break; // repeat
-      case 2: { const other = random.int(0, out.length - 1); [out[at], out[other]] = [out[other], out[at]]; break; } // swap
-      case 3: out[at] = (out[at] ?? '').slice(0, random.int(0, (out[at] ?? '').length)); break; // truncate
-      case 4: out[at] = [...(out[at] ?? '')].map((c) => (random.chance(0.5) ? c.toLowerCase() : c.toUpperCase())).join(''); break;
-      case 5: { // flip bytes
+      case 0:
+        out.splice(at, 1);
+        break; // drop
+      case 1:
+        out.splice(at, 0, out[at] ?? '');
+        break; // repeat
+      case 2: {
+        const other = random.int(0, out.length - 1);
+        [out[at], out[other]] = [out[other], out[at]];
+        break;
+      } // swap
+      case 3:
+        out[at] = (out[at] ?? '').slice(0, random.int(0, (out[at] ?? '').length));
+        break; // truncate
+      case 4:
+        out[at] = [...(out[at] ?? '')].map((c) => (random.chance(0.5) ? c.toLowerCase() : c.toUpperCase())).join('');
+        break;
+      case 5: {
+        // flip bytes
         const bytes = Buffer.from(out[at] ?? '', 'latin1');
         for (let i = 0; i < bytes.length; i++) if (random.chance(0.1)) bytes[i] = random.int(0, 255);
         out[at] = bytes.toString('latin1');
         break;
       }
-      case 6: out.splice(at, 0, random.bytes(random.int(1, 300)).toString('latin1')); break; // noise line
-      case 7: out.splice(at, 0, random.pick(STRAY_COMMANDS)); break;
-      case 8: out.splice(at, 0, `${random.pick(['NOOP ', 'EHLO ', 'RCPT TO:<', 'AUTH PLAIN ', ''])}${'z'.repeat(random.int(300, 20_000))}`); break; // oversized
-      case 9: out.splice(at, 0, ...Array.from({ length: random.int(2, 30) }, () => random.pick(STRAY_COMMANDS))); break; // burst
-      default: out[at] = `${random.pick([' ', '\t', '  '])}${out[at] ?? ''}${random.pick([' ', '\t', ''])}`; // stray whitespace
+      case 6:
+        out.splice(at, 0, random.bytes(random.int(1, 300)).toString('latin1'));
+        break; // noise line
+      case 7:
+        out.splice(at, 0, random.pick(STRAY_COMMANDS));
+        break;
+      case 8:
+        out.splice(at, 0, `${random.pick(['NOOP ', 'EHLO ', 'RCPT TO:<', 'AUTH PLAIN ', ''])}${'z'.repeat(random.int(300, 20_000))}`);
+        break; // oversized
+      case 9:
+        out.splice(at, 0, ...Array.from({ length: random.int(2, 30) }, () => random.pick(STRAY_COMMANDS)));
+        break; // burst
+      default:
+        out[at] = `${random.pick([' ', '\t', '  '])}${out[at] ?? ''}${random.pick([' ', '\t', ''])}`; // stray whitespace
     }
   }
   const eol = () => random.pick(['\r\n', '\r\n', '\r\n', '\r\n', '\r\n', '\n', '\r', '\r\r\n', '']);
@@ -107,7 +160,9 @@ describe('SMTP fuzz (seeded, bounded)', () => {
     gw = undefined;
   });
 
-  it(`${SESSIONS} mutated sessions (or ${BUDGET_MS / 1000} s): well-formed replies, no hangs, nothing queued without a 250`, { timeout: BUDGET_MS + 90_000 }, async () => {
+  it(`${SESSIONS} mutated sessions (or ${BUDGET_MS / 1000} s): well-formed replies, no hangs, nothing queued without a 250`, {
+    timeout: BUDGET_MS + 90_000,
+  }, async () => {
     const seed = seedFrom('SCANRELAY_FUZZ_SEED');
     console.log(`fuzz-smtp: seed ${seed} (replay with SCANRELAY_FUZZ_SEED=${seed})`);
     gw = await startTestGateway({
@@ -119,7 +174,9 @@ describe('SMTP fuzz (seeded, bounded)', () => {
     const g = gw;
     const random = createPrng(seed);
     // Sessions are generated up front from the one seed, so a replay does not depend on timing.
-    const sessions = Array.from({ length: SESSIONS }, () => chunked(random, Buffer.concat([mutate(random, baseSession(random)), Buffer.from('\r\n.\r\nQUIT\r\n')])));
+    const sessions = Array.from({ length: SESSIONS }, () =>
+      chunked(random, Buffer.concat([mutate(random, baseSession(random)), Buffer.from('\r\n.\r\nQUIT\r\n')])),
+    );
 
     const acked = new Set<string>();
     const failures: string[] = [];
@@ -135,18 +192,32 @@ describe('SMTP fuzz (seeded, bounded)', () => {
         const talk = await converse(g.smtpPort, { script: sessions[index], timeoutMs: SESSION_BOUND_MS });
         completed++;
         const parsed = parseReplies(talk.text);
-        const problem = talk.timedOut ? `still open after ${SESSION_BOUND_MS} ms`
-          : parsed.malformed.length > 0 ? `malformed reply lines ${JSON.stringify(parsed.malformed.slice(0, 3))}`
-            : parsed.partial !== '' ? `reply cut off: ${JSON.stringify(parsed.partial.slice(0, 100))}`
-              : parsed.codes[0] !== 220 ? `no greeting (${parsed.codes[0]})` : undefined;
-        if (problem) failures.push(`session ${index}: ${problem}; sent ${JSON.stringify(Buffer.concat(sessions[index].filter((s): s is Buffer => typeof s !== 'number')).toString('latin1').slice(0, 400))}`);
+        const problem = talk.timedOut
+          ? `still open after ${SESSION_BOUND_MS} ms`
+          : parsed.malformed.length > 0
+            ? `malformed reply lines ${JSON.stringify(parsed.malformed.slice(0, 3))}`
+            : parsed.partial !== ''
+              ? `reply cut off: ${JSON.stringify(parsed.partial.slice(0, 100))}`
+              : parsed.codes[0] !== 220
+                ? `no greeting (${parsed.codes[0]})`
+                : undefined;
+        if (problem)
+          failures.push(
+            `session ${index}: ${problem}; sent ${JSON.stringify(
+              Buffer.concat(sessions[index].filter((s): s is Buffer => typeof s !== 'number'))
+                .toString('latin1')
+                .slice(0, 400),
+            )}`,
+          );
         for (const code of parsed.codes) codes.set(code, (codes.get(code) ?? 0) + 1);
         for (const match of talk.text.matchAll(/^250 .*queued as ([0-9a-z]+)\r$/gm)) acked.add(match[1]);
       }
     };
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     const seconds = (Date.now() - started) / 1000;
-    console.log(`fuzz-smtp: ${completed} sessions in ${seconds.toFixed(1)} s = ${(completed / seconds).toFixed(1)} sessions/s; ${acked.size} messages acknowledged; reply codes ${JSON.stringify(Object.fromEntries([...codes].sort((a, b) => a[0] - b[0])))}`);
+    console.log(
+      `fuzz-smtp: ${completed} sessions in ${seconds.toFixed(1)} s = ${(completed / seconds).toFixed(1)} sessions/s; ${acked.size} messages acknowledged; reply codes ${JSON.stringify(Object.fromEntries([...codes].sort((a, b) => a[0] - b[0])))}`,
+    );
 
     expect(failures.slice(0, 5)).toEqual([]);
     expect(completed).toBeGreaterThanOrEqual(Math.min(SESSIONS, 50));
@@ -155,10 +226,13 @@ describe('SMTP fuzz (seeded, bounded)', () => {
     expect([...queued].filter((id) => !acked.has(id))).toEqual([]);
     expect([...acked].filter((id) => !queued.has(id))).toEqual([]);
     // Temp bodies of aborted transfers go once their DATA streams have unwound.
-    const entries = await waitFor(async () => {
-      const now = await spoolEntries(g.dataDir);
-      return now.tmp.length === 0 ? now : undefined;
-    }, { what: 'no temp bodies left' });
+    const entries = await waitFor(
+      async () => {
+        const now = await spoolEntries(g.dataDir);
+        return now.tmp.length === 0 ? now : undefined;
+      },
+      { what: 'no temp bodies left' },
+    );
     expect(entries.queue).toHaveLength(queued.size * 2);
 
     // Still up and serving a normal printer.

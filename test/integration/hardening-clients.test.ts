@@ -53,17 +53,20 @@ describe('hostile and broken clients', () => {
    * against the per-address limit for a moment: a 421 at the greeting is retried (bounded).
    */
   async function normalClientServed(): Promise<void> {
-    const info = await waitFor(async () => {
-      const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
-      try {
-        return await transport.sendMail({ from: 'scanner@berkeley.edu', to: 'ops@example.org', subject: 'after the storm', text: 'scan' });
-      } catch (err) {
-        if ((err as { responseCode?: number }).responseCode === 421) return undefined;
-        throw err;
-      } finally {
-        transport.close();
-      }
-    }, { what: 'a normal client served', intervalMs: 100 });
+    const info = await waitFor(
+      async () => {
+        const transport = deviceTransport(gw!.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+        try {
+          return await transport.sendMail({ from: 'scanner@berkeley.edu', to: 'ops@example.org', subject: 'after the storm', text: 'scan' });
+        } catch (err) {
+          if ((err as { responseCode?: number }).responseCode === 421) return undefined;
+          throw err;
+        } finally {
+          transport.close();
+        }
+      },
+      { what: 'a normal client served', intervalMs: 100 },
+    );
     expect(gw!.gateway.queue.require(queueIdOf(info.response)).headers.subject).toBe('after the storm');
   }
 
@@ -81,23 +84,29 @@ describe('hostile and broken clients', () => {
 
     // The per-address limit applies from the next connection on (config reload, no restart).
     await g.gateway.reload(buildTestConfig(g.dataDir, { ...raw, smtp: { ...(raw.smtp as RawConfig), maxClients: 10, maxConnectionsPerIp: 3 } }));
-    const second = await waitFor(async () => {
-      // 10 at once stays within maxClients, so every refusal here is the per-address one.
-      const batch = await Promise.all(Array.from({ length: 10 }, () => open()));
-      const perAddressOnly = batch.every((c) => c.code === 220 || /Too many connections from this address/.test(c.text));
-      if (perAddressOnly && batch.filter((c) => c.code === 220).length === 3) return batch;
-      for (const { client } of batch) client.close(); // the first flood's sockets were still closing
-      return undefined;
-    }, { what: 'a flood with exactly 3 admitted' });
+    const second = await waitFor(
+      async () => {
+        // 10 at once stays within maxClients, so every refusal here is the per-address one.
+        const batch = await Promise.all(Array.from({ length: 10 }, () => open()));
+        const perAddressOnly = batch.every((c) => c.code === 220 || /Too many connections from this address/.test(c.text));
+        if (perAddressOnly && batch.filter((c) => c.code === 220).length === 3) return batch;
+        for (const { client } of batch) client.close(); // the first flood's sockets were still closing
+        return undefined;
+      },
+      { what: 'a flood with exactly 3 admitted' },
+    );
     const perAddress = second.filter((c) => c.code === 421);
     expect(perAddress).toHaveLength(7);
     expect(perAddress.every((c) => /Too many connections from this address/.test(c.text))).toBe(true);
     for (const { client } of second) client.close();
-    await waitFor(async () => {
-      const probe = await open();
-      probe.client.close();
-      return probe.code === 220;
-    }, { what: 'slots freed' });
+    await waitFor(
+      async () => {
+        const probe = await open();
+        probe.client.close();
+        return probe.code === 220;
+      },
+      { what: 'slots freed' },
+    );
     await normalClientServed();
   });
 
@@ -109,7 +118,14 @@ describe('hostile and broken clients', () => {
     expect(silent.text).toMatch(/421 .*Timeout/);
     // Mid-transaction silence ends the same way, with nothing queued.
     const stalled = await converse(g.smtpPort, {
-      script: ['EHLO slow.test\r\n', `AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}\r\n`, 'MAIL FROM:<a@berkeley.edu>\r\n', 'RCPT TO:<ops@example.org>\r\n', 'DATA\r\n', 'Subject: half\r\n\r\nhalf a sc'],
+      script: [
+        'EHLO slow.test\r\n',
+        `AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}\r\n`,
+        'MAIL FROM:<a@berkeley.edu>\r\n',
+        'RCPT TO:<ops@example.org>\r\n',
+        'DATA\r\n',
+        'Subject: half\r\n\r\nhalf a sc',
+      ],
       timeoutMs: 8_000,
     });
     expect(stalled.closedByServer).toBe(true);
@@ -129,7 +145,9 @@ describe('hostile and broken clients', () => {
     await client.command('RCPT TO:<ops@example.org>');
     expect((await client.command('DATA')).code).toBe(354);
     // One byte every 300 ms never lets the 1 s idle timer fire; only the session limit can end this.
-    const drip = setInterval(() => { if (!client.closed) client.write('x'); }, 300);
+    const drip = setInterval(() => {
+      if (!client.closed) client.write('x');
+    }, 300);
     try {
       const reply = await client.read(8_000);
       expect(reply.code).toBe(421);
@@ -145,7 +163,7 @@ describe('hostile and broken clients', () => {
 
   it('huge command lines: 421 for lines over the 16 KB limit, 5xx for over-long names and addresses; never a crash', async () => {
     const g = await start();
-    const noNewline = await converse(g.smtpPort, { script: ['EHLO ' + 'x'.repeat(40_000)], timeoutMs: 8_000 });
+    const noNewline = await converse(g.smtpPort, { script: [`EHLO ${'x'.repeat(40_000)}`], timeoutMs: 8_000 });
     expect(noNewline.closedByServer).toBe(true);
     expect(parseReplies(noNewline.text)).toMatchObject({ codes: [220, 421], malformed: [] });
     expect(noNewline.text).toMatch(/421 Error: Command line too long/);
@@ -167,7 +185,7 @@ describe('hostile and broken clients', () => {
   });
 
   it('invalid AUTH input (bad base64, missing fields, unknown mechanism, aborts): 5xx, the session stays usable', async () => {
-    const g = await start();
+    const _g = await start();
     const { client } = await open();
     await client.command('EHLO auth.fuzz');
     const attempts: Array<[string, string[]]> = [
@@ -206,7 +224,7 @@ describe('hostile and broken clients', () => {
     const random = createPrng(seed);
     console.log(`hardening-clients: noise seed ${seed}`);
     const g = await start();
-    const tlsClientHello = Buffer.from('16030100a5010000a10303' + '00'.repeat(32) + '000020c02bc02fc02cc030cca9cca8c013c014009c009d002f0035000a01000058', 'hex');
+    const tlsClientHello = Buffer.from(`16030100a5010000a10303${'00'.repeat(32)}000020c02bc02fc02cc030cca9cca8c013c014009c009d002f0035000a01000058`, 'hex');
     const scripts: Array<[string, Array<string | Buffer | number>, boolean?]> = [
       ['pipelined unknown commands', [Array.from({ length: 40 }, (_, i) => `XYZZY${i} ${'?'.repeat(i)}\r\n`).join('')]],
       ['pipelined mixed garbage', [`EHLO x\r\nMAIL FROM:<\r\nRCPT TO:>\r\nDATA\r\n\0\0\0\r\n${'\xff\xfe'.repeat(50)}\r\nAUTH\r\n`.repeat(5)]],
@@ -229,20 +247,26 @@ describe('hostile and broken clients', () => {
     await normalClientServed();
   });
 
-  it(`memory stays bounded through ${LONG_TESTS ? 3000 : 300} hostile sessions (rss and live heap growth printed), and nothing is left open`, { timeout: LONG_TESTS ? 300_000 : 60_000 }, async () => {
+  it(`memory stays bounded through ${LONG_TESTS ? 3000 : 300} hostile sessions (rss and live heap growth printed), and nothing is left open`, {
+    timeout: LONG_TESTS ? 300_000 : 60_000,
+  }, async () => {
     const seed = seedFrom('SCANRELAY_FUZZ_SEED');
     const random = createPrng(seed);
     const g = await start();
     const gc = exposeGc();
     gc();
     const before = process.memoryUsage();
-    const noise = () => random.pick([
-      () => [random.bytes(random.int(1_000, 60_000))],
-      () => [`EHLO ${'x'.repeat(random.int(1, 30_000))}\r\n`],
-      () => ['EHLO a\r\n', `AUTH PLAIN ${random.bytes(random.int(10, 12_000)).toString('base64')}\r\n`],
-      () => [`EHLO a\r\nAUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}\r\nMAIL FROM:<a@berkeley.edu>\r\nRCPT TO:<ops@example.org>\r\nDATA\r\n`, random.bytes(random.int(1_000, 200_000))],
-      () => [Array.from({ length: 200 }, () => 'NOOP\r\n').join('')],
-    ])();
+    const noise = () =>
+      random.pick([
+        () => [random.bytes(random.int(1_000, 60_000))],
+        () => [`EHLO ${'x'.repeat(random.int(1, 30_000))}\r\n`],
+        () => ['EHLO a\r\n', `AUTH PLAIN ${random.bytes(random.int(10, 12_000)).toString('base64')}\r\n`],
+        () => [
+          `EHLO a\r\nAUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}\r\nMAIL FROM:<a@berkeley.edu>\r\nRCPT TO:<ops@example.org>\r\nDATA\r\n`,
+          random.bytes(random.int(1_000, 200_000)),
+        ],
+        () => [Array.from({ length: 200 }, () => 'NOOP\r\n').join('')],
+      ])();
     const sessions = LONG_TESTS ? 3000 : 300;
     let done = 0;
     const worker = async () => {
@@ -257,7 +281,9 @@ describe('hostile and broken clients', () => {
     gc();
     // The live heap after a full GC is what a leak would grow; RSS also holds garbage not yet collected.
     const heapGrowthMb = (process.memoryUsage().heapUsed - before.heapUsed) / 1024 / 1024;
-    console.log(`hardening-clients: after ${sessions} hostile sessions: rss growth ${rssGrowthMb.toFixed(1)} MB, live heap growth after GC ${heapGrowthMb.toFixed(1)} MB (seed ${seed})`);
+    console.log(
+      `hardening-clients: after ${sessions} hostile sessions: rss growth ${rssGrowthMb.toFixed(1)} MB, live heap growth after GC ${heapGrowthMb.toFixed(1)} MB (seed ${seed})`,
+    );
     expect(heapGrowthMb).toBeLessThan(40);
     expect(rssGrowthMb).toBeLessThan(300);
     // Every session is closed on the gateway side too: a full set of new clients is admitted.
@@ -309,7 +335,15 @@ describe('hostile and broken clients', () => {
     const g = await start();
     // Not logged in: nothing is relayed, whatever the order of commands.
     const anonymous = await converse(g.smtpPort, {
-      script: ['EHLO relay-probe\r\n', 'MAIL FROM:<spammer@evil.com>\r\n', 'RCPT TO:<victim@gmail.com>\r\n', 'RCPT TO:<ops@example.org>\r\n', 'DATA\r\n', 'Subject: relay?\r\n\r\nspam\r\n.\r\n', 'QUIT\r\n'],
+      script: [
+        'EHLO relay-probe\r\n',
+        'MAIL FROM:<spammer@evil.com>\r\n',
+        'RCPT TO:<victim@gmail.com>\r\n',
+        'RCPT TO:<ops@example.org>\r\n',
+        'DATA\r\n',
+        'Subject: relay?\r\n\r\nspam\r\n.\r\n',
+        'QUIT\r\n',
+      ],
       timeoutMs: 8_000,
     });
     const anonymousCodes = parseReplies(anonymous.text).codes;
@@ -367,7 +401,12 @@ describe('hostile and broken clients', () => {
     }
     expect(accepted).toEqual([]);
     // Broken brackets and extra parameters do not sneak an address past the checks either.
-    for (const line of ['RCPT TO:<victim@gmail.com', 'RCPT TO:victim@gmail.com>', 'RCPT TO:<victim@gmail.com> <ops@example.org>', 'RCPT TO:<ops@example.org>> victim@gmail.com']) {
+    for (const line of [
+      'RCPT TO:<victim@gmail.com',
+      'RCPT TO:victim@gmail.com>',
+      'RCPT TO:<victim@gmail.com> <ops@example.org>',
+      'RCPT TO:<ops@example.org>> victim@gmail.com',
+    ]) {
       const reply = await client.command(line);
       expect(reply.code, `${line} -> ${reply.code} ${reply.text}`).toBeGreaterThanOrEqual(500);
     }

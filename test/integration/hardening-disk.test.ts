@@ -45,15 +45,17 @@ const mountUnavailable = probe((dir) => {
   sh('mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir);
   sh('umount', dir);
 });
-const chattrUnavailable = mountUnavailable ?? probe((dir) => {
-  sh('mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir);
-  try {
-    sh('chattr', '+i', dir);
-    sh('chattr', '-i', dir);
-  } finally {
-    sh('umount', dir);
-  }
-});
+const chattrUnavailable =
+  mountUnavailable ??
+  probe((dir) => {
+    sh('mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir);
+    try {
+      sh('chattr', '+i', dir);
+      sh('chattr', '-i', dir);
+    } finally {
+      sh('umount', dir);
+    }
+  });
 const prlimitUnavailable = probe(() => sh('prlimit', '--version'));
 
 const skipNote = (reason: string | undefined, what: string) => (reason ? ` (skipped: ${what}: ${reason})` : '');
@@ -67,7 +69,8 @@ async function sendOne(client: RawSmtpClient, body: Buffer) {
   return client.read(20_000);
 }
 
-const scan = (bytes: number, tag: string) => Buffer.from(`Subject: ${tag}\r\n\r\n${'S'.repeat(76)}\r\n`.repeat(Math.ceil(bytes / 80)).slice(0, bytes) + '\r\n', 'latin1');
+const scan = (bytes: number, tag: string) =>
+  Buffer.from(`${`Subject: ${tag}\r\n\r\n${'S'.repeat(76)}\r\n`.repeat(Math.ceil(bytes / 80)).slice(0, bytes)}\r\n`, 'latin1');
 
 describe.skipIf(mountUnavailable !== undefined)(`spool on a small tmpfs${skipNote(mountUnavailable, 'mounting a tmpfs needs CAP_SYS_ADMIN')}`, () => {
   let dir: string | undefined;
@@ -79,7 +82,11 @@ describe.skipIf(mountUnavailable !== undefined)(`spool on a small tmpfs${skipNot
     await gw?.stop();
     gw = undefined;
     if (dir) {
-      for (const undo of [['chattr', '-i', join(dir, 'queue')], ['mount', '-o', 'remount,rw', dir], ['umount', dir]]) {
+      for (const undo of [
+        ['chattr', '-i', join(dir, 'queue')],
+        ['mount', '-o', 'remount,rw', dir],
+        ['umount', dir],
+      ]) {
         try {
           sh(undo[0], ...undo.slice(1));
         } catch {
@@ -199,73 +206,98 @@ describe.skipIf(mountUnavailable !== undefined)(`spool on a small tmpfs${skipNot
     expect(await spoolEntries(g.dataDir)).toEqual({ queue: [`${queueIdOf(accepted.text)}.eml`, `${queueIdOf(accepted.text)}.json`].sort(), tmp: [] });
   });
 
-  it.skipIf(chattrUnavailable !== undefined)(`queue directory immutable (chattr +i): the body cannot be moved in, 451, the temp body is removed${skipNote(chattrUnavailable, 'chattr +i needs CAP_LINUX_IMMUTABLE')}`, async () => {
-    const g = await start();
-    const client = await session();
-    sh('chattr', '+i', join(dir!, 'queue'));
-    const refused = await sendOne(client, scan(30_000, 'immutable'));
-    expect(refused.code).toBe(451);
-    expect(await spoolEntries(g.dataDir)).toEqual({ queue: [], tmp: [] });
-    await stillServing();
-    sh('chattr', '-i', join(dir!, 'queue'));
-    expect((await sendOne(client, scan(30_000, 'movable again'))).code).toBe(250);
-  });
+  it.skipIf(chattrUnavailable !== undefined)(
+    `queue directory immutable (chattr +i): the body cannot be moved in, 451, the temp body is removed${skipNote(chattrUnavailable, 'chattr +i needs CAP_LINUX_IMMUTABLE')}`,
+    async () => {
+      const g = await start();
+      const client = await session();
+      sh('chattr', '+i', join(dir!, 'queue'));
+      const refused = await sendOne(client, scan(30_000, 'immutable'));
+      expect(refused.code).toBe(451);
+      expect(await spoolEntries(g.dataDir)).toEqual({ queue: [], tmp: [] });
+      await stillServing();
+      sh('chattr', '-i', join(dir!, 'queue'));
+      expect((await sendOne(client, scan(30_000, 'movable again'))).code).toBe(250);
+    },
+  );
 });
 
-describe.skipIf(prlimitUnavailable !== undefined)(`gateway process with a file-size limit (RLIMIT_FSIZE)${skipNote(prlimitUnavailable, 'prlimit (util-linux) unavailable')}`, () => {
-  let dir: string | undefined;
-  let child: ChildProcess | undefined;
+describe.skipIf(prlimitUnavailable !== undefined)(
+  `gateway process with a file-size limit (RLIMIT_FSIZE)${skipNote(prlimitUnavailable, 'prlimit (util-linux) unavailable')}`,
+  () => {
+    let dir: string | undefined;
+    let child: ChildProcess | undefined;
 
-  afterEach(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-    child = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-    dir = undefined;
-  });
+    afterEach(async () => {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child!.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      child = undefined;
+      if (dir) await rm(dir, { recursive: true, force: true });
+      dir = undefined;
+    });
 
-  it('a body over the limit gets 451 and leaves nothing; the process keeps running and takes smaller scans', async () => {
-    dir = await makeTempDir('scanrelay-fsize-');
-    const dataDir = join(dir, 'data');
-    const configFile = join(dir, 'gateway.yaml');
-    await writeFile(configFile, stringify({
-      dataDir, log: { level: 'info' }, smtp: { host: '127.0.0.1', port: 0, closeTimeout: '1s' }, admin: { enabled: false },
-      devices: [scannerDevice()], upstreams: [],
-    }));
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SCANRELAY_')));
-    child = spawn('prlimit', ['--fsize=262144', process.execPath, '--import', 'tsx', 'src/main.ts', '--config', configFile], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const logs: Array<Record<string, unknown>> = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    it('a body over the limit gets 451 and leaves nothing; the process keeps running and takes smaller scans', async () => {
+      dir = await makeTempDir('scanrelay-fsize-');
+      const dataDir = join(dir, 'data');
+      const configFile = join(dir, 'gateway.yaml');
+      await writeFile(
+        configFile,
+        stringify({
+          dataDir,
+          log: { level: 'info' },
+          smtp: { host: '127.0.0.1', port: 0, closeTimeout: '1s' },
+          admin: { enabled: false },
+          devices: [scannerDevice()],
+          upstreams: [],
+        }),
+      );
+      const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SCANRELAY_')));
+      child = spawn('prlimit', ['--fsize=262144', process.execPath, '--import', 'tsx', 'src/main.ts', '--config', configFile], {
+        cwd: ROOT,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const logs: Array<Record<string, unknown>> = [];
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // not a log line
+        }
+      });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const ready = await waitFor(
+        () => {
+          if (child!.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
+          return logs.find((l) => l.msg === 'scanrelay.ready');
+        },
+        { timeoutMs: 30_000, what: 'scanrelay.ready' },
+      );
+      const port = Number(ready.smtp);
+
+      const transport = deviceTransport(port, { user: 'warren-2f', pass: SCANNER_PASSWORD });
       try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line
+        const big = scan(600_000, 'too big for the file-size limit');
+        const err = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw: big }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ responseCode: 451 });
+        const info = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw: scan(20_000, 'small') });
+        const id = queueIdOf(info.response);
+        expect(child.exitCode).toBeNull();
+        expect(await spoolEntries(dataDir)).toEqual({ queue: [`${id}.eml`, `${id}.json`], tmp: [] });
+        expect(logs.some((l) => l.msg === 'smtp.data.refused' && l.code === 451)).toBe(true);
+        expect((await readdir(join(dataDir, 'queue'))).length).toBe(2);
+      } finally {
+        transport.close();
       }
     });
-    let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    const ready = await waitFor(() => {
-      if (child!.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
-      return logs.find((l) => l.msg === 'scanrelay.ready');
-    }, { timeoutMs: 30_000, what: 'scanrelay.ready' });
-    const port = Number(ready.smtp);
-
-    const transport = deviceTransport(port, { user: 'warren-2f', pass: SCANNER_PASSWORD });
-    try {
-      const big = scan(600_000, 'too big for the file-size limit');
-      const err = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw: big }).then(() => undefined, (e: unknown) => e);
-      expect(err).toMatchObject({ responseCode: 451 });
-      const info = await transport.sendMail({ envelope: { from: 'scanner@berkeley.edu', to: ['ops@example.org'] }, raw: scan(20_000, 'small') });
-      const id = queueIdOf(info.response);
-      expect(child.exitCode).toBeNull();
-      expect(await spoolEntries(dataDir)).toEqual({ queue: [`${id}.eml`, `${id}.json`], tmp: [] });
-      expect(logs.some((l) => l.msg === 'smtp.data.refused' && l.code === 451)).toBe(true);
-      expect((await readdir(join(dataDir, 'queue'))).length).toBe(2);
-    } finally {
-      transport.close();
-    }
-  });
-});
+  },
+);

@@ -7,9 +7,7 @@ import { createHmac } from 'node:crypto';
 import type { RawConfig } from '../helpers/gateway.js';
 import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
 import { hashPassword } from '../../src/devices/credentials.js';
-import {
-  SCANNER_PASSWORD, authenticatedClient, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope
-} from '../fixtures/inbound.js';
+import { SCANNER_PASSWORD, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope } from '../fixtures/inbound.js';
 
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor, type RawConfig } from '../helpers/gateway.js';
 import { RawSmtpClient } from '../helpers/raw-smtp.js';
-import { authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD, useGatewayScope } from '../fixtures/inbound.js';
+import { dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD, useGatewayScope } from '../fixtures/inbound.js';
 
 describe('recipient and size policy of an authenticated device', () => {
   const scope = useGatewayScope({ devices: [scannerDevice()] });
@@ -140,11 +140,14 @@ describe('recipient and size policy of an authenticated device', () => {
     expect((await first.command('QUIT')).code).toBe(221);
     await first.waitClosed();
     // Refused connections must not have used up the count: one slot is free again.
-    const third = await waitFor(async () => {
-      const { client, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
-      scope.track(client);
-      return greeting.code === 220 ? client : undefined;
-    }, { what: 'a free connection slot' });
+    const third = await waitFor(
+      async () => {
+        const { client, greeting } = await RawSmtpClient.open(scope.gw.smtpPort);
+        scope.track(client);
+        return greeting.code === 220 ? client : undefined;
+      },
+      { what: 'a free connection slot' },
+    );
     expect((await third.command('EHLO printer')).code).toBe(250);
     expect((await second.command('NOOP')).code).toBe(250);
   });

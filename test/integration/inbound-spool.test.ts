@@ -7,38 +7,39 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { waitFor, type RawConfig } from '../helpers/gateway.js';
-import {
-  SCANNER_PASSWORD, authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries, useGatewayScope
-} from '../fixtures/inbound.js';
+import { SCANNER_PASSWORD, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries, useGatewayScope } from '../fixtures/inbound.js';
 
 /** A scan as a printer builds it: CRLF MIME, a text part with leading dots, a base64 PDF-like attachment. */
 function buildScanMessage(attachmentBytes: number): Buffer {
   const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1'), randomBytes(attachmentBytes)]);
   const base64 = pdf.toString('base64').replace(/.{76}/g, '$&\r\n').replace(/\r\n$/, '');
   const boundary = '----=_scan_boundary_0042';
-  return Buffer.from([
-    'From: "Warren 2F" <scanner@berkeley.edu>',
-    'To: ops@example.org',
-    'Subject: Scanned image from warren-2f',
-    'MIME-Version: 1.0',
-    `Content-Type: multipart/mixed; boundary="${boundary}"`,
-    '',
-    `--${boundary}`,
-    'Content-Type: text/plain; charset=us-ascii',
-    '',
-    '.a line that starts with a dot',
-    '..and one with two',
-    '.',
-    'end of text',
-    `--${boundary}`,
-    'Content-Type: application/pdf; name="scan0001.pdf"',
-    'Content-Transfer-Encoding: base64',
-    'Content-Disposition: attachment; filename="scan0001.pdf"',
-    '',
-    base64,
-    `--${boundary}--`,
-    '',
-  ].join('\r\n'), 'latin1');
+  return Buffer.from(
+    [
+      'From: "Warren 2F" <scanner@berkeley.edu>',
+      'To: ops@example.org',
+      'Subject: Scanned image from warren-2f',
+      'MIME-Version: 1.0',
+      `Content-Type: multipart/mixed; boundary="${boundary}"`,
+      '',
+      `--${boundary}`,
+      'Content-Type: text/plain; charset=us-ascii',
+      '',
+      '.a line that starts with a dot',
+      '..and one with two',
+      '.',
+      'end of text',
+      `--${boundary}`,
+      'Content-Type: application/pdf; name="scan0001.pdf"',
+      'Content-Transfer-Encoding: base64',
+      'Content-Disposition: attachment; filename="scan0001.pdf"',
+      '',
+      base64,
+      `--${boundary}--`,
+      '',
+    ].join('\r\n'),
+    'latin1',
+  );
 }
 
 describe('spooled bodies and records', () => {
@@ -153,24 +154,29 @@ describe('spooled bodies and records', () => {
     const reply = await client.read(15_000);
     expect(reply.code).toBe(421);
     await client.waitClosed();
-    await waitFor(async () => {
-      const entries = await spoolEntries(scope.gw.dataDir);
-      return entries.queue.length === 0 && entries.tmp.length === 0;
-    }, { what: 'empty spool' });
+    await waitFor(
+      async () => {
+        const entries = await spoolEntries(scope.gw.dataDir);
+        return entries.queue.length === 0 && entries.tmp.length === 0;
+      },
+      { what: 'empty spool' },
+    );
     expect(scope.gw.gateway.queue.list().total).toBe(0);
   });
 
   it('gives every accepted message its own body and record under concurrent senders', async () => {
     await start();
     const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`Subject: n${i}\r\n\r\n${randomBytes(20_000).toString('base64')}\r\n`));
-    const ids = await Promise.all(bodies.map(async (raw) => {
-      const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
-      try {
-        return queueIdOf((await transport.sendMail({ envelope: { from: 'a@berkeley.edu', to: ['b@berkeley.edu'] }, raw })).response);
-      } finally {
-        transport.close();
-      }
-    }));
+    const ids = await Promise.all(
+      bodies.map(async (raw) => {
+        const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
+        try {
+          return queueIdOf((await transport.sendMail({ envelope: { from: 'a@berkeley.edu', to: ['b@berkeley.edu'] }, raw })).response);
+        } finally {
+          transport.close();
+        }
+      }),
+    );
     expect(new Set(ids).size).toBe(bodies.length);
     for (const [i, id] of ids.entries()) {
       expect(sha256(await readFile(scope.gw.gateway.queue.bodyPath(id)))).toBe(sha256(bodies[i]));

@@ -36,7 +36,8 @@ class TokenEndpoint {
         if (this.failWith500) return reply(503, { error: 'temporarily_unavailable' });
         if (req.method !== 'POST' || form.get('grant_type') !== 'refresh_token') return reply(400, { error: 'unsupported_grant_type' });
         if (form.get('client_id') !== CLIENT_ID || form.get('client_secret') !== CLIENT_SECRET) return reply(401, { error: 'invalid_client' });
-        if (this.revoked || form.get('refresh_token') !== this.refreshToken) return reply(400, { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' });
+        if (this.revoked || form.get('refresh_token') !== this.refreshToken)
+          return reply(400, { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' });
         const token = `access-token-${this.issued.length + 1}`;
         this.issued.push(token);
         reply(200, { access_token: token, expires_in: 3599, token_type: 'Bearer', scope: 'https://mail.google.com/' });
@@ -86,10 +87,13 @@ describe('OAuth2 (XOAUTH2) upstreams', () => {
     caDir = await makeTempDir('scanrelay-ca-');
     const raw: RawConfig = {
       devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
-      upstreams: [upstreamEntry(upstream, await writeCaFile(caDir), {
-        auth: 'oauth2', password: undefined,
-        oauth2: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, refreshToken: REFRESH_TOKEN, tokenUrl: tokens.url },
-      })],
+      upstreams: [
+        upstreamEntry(upstream, await writeCaFile(caDir), {
+          auth: 'oauth2',
+          password: undefined,
+          oauth2: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, refreshToken: REFRESH_TOKEN, tokenUrl: tokens.url },
+        }),
+      ],
       delivery: { retryBase: '200ms', retryMax: '2s' },
     };
     gw = await startTestGateway(raw);
@@ -107,7 +111,12 @@ describe('OAuth2 (XOAUTH2) upstreams', () => {
     expect(up.auths.every((a) => a.method === 'XOAUTH2' && a.ok && a.secure && a.username === up.user)).toBe(true);
     expect(up.received.map((m) => m.mailFrom)).toEqual([up.user, up.user]);
     expect(tokens.requests).toBe(1);
-    expect(Object.fromEntries(tokens.lastForm!)).toEqual({ grant_type: 'refresh_token', refresh_token: REFRESH_TOKEN, client_id: CLIENT_ID, client_secret: CLIENT_SECRET });
+    expect(Object.fromEntries(tokens.lastForm!)).toEqual({
+      grant_type: 'refresh_token',
+      refresh_token: REFRESH_TOKEN,
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+    });
     expect(g.gateway.delivery.upstreamStatus()[0]).toMatchObject({ auth: 'oauth2', state: 'up' });
     const logs = g.logs.join('\n');
     for (const secret of [CLIENT_SECRET, REFRESH_TOKEN, 'access-token-1']) expect(logs).not.toContain(secret);

@@ -32,13 +32,17 @@ class RawPop3Client extends LineSocket {
   }
 
   async readLine(timeoutMs = 10_000): Promise<string> {
-    return this.until(() => {
-      const end = this.buffer.indexOf('\r\n');
-      if (end === -1) return undefined;
-      const line = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      return line;
-    }, timeoutMs, 'a POP3 line');
+    return this.until(
+      () => {
+        const end = this.buffer.indexOf('\r\n');
+        if (end === -1) return undefined;
+        const line = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 2);
+        return line;
+      },
+      timeoutMs,
+      'a POP3 line',
+    );
   }
 }
 
@@ -48,7 +52,9 @@ const PRINTER = { name: 'printer-2f', username: 'wc6505', password: PASSWORD, al
 function apopDigest(greeting: string, secret: string): string {
   const timestamp = /<[^>]+>/.exec(greeting)?.[0];
   if (!timestamp) throw new Error(`no APOP timestamp in ${greeting}`);
-  return createHash('md5').update(timestamp + secret).digest('hex');
+  return createHash('md5')
+    .update(timestamp + secret)
+    .digest('hex');
 }
 
 /** MAIL FROM without AUTH; returns the reply code (250 when the address is granted). */
@@ -153,7 +159,11 @@ describe('POP3 listener for POP-before-SMTP', () => {
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="success"\} 1/);
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="failure"\} 1/);
     // The admin API shows how the device got in and the live grant.
-    const response = await gw!.gateway.admin!.inject({ method: 'GET', url: '/api/devices/printer-2f', headers: { authorization: 'Bearer test-admin-token-0123456789' } });
+    const response = await gw!.gateway.admin!.inject({
+      method: 'GET',
+      url: '/api/devices/printer-2f',
+      headers: { authorization: 'Bearer test-admin-token-0123456789' },
+    });
     expect(response.statusCode).toBe(200);
     const status = response.json().status;
     expect(status.lastAuthMethod).toBe('POP3-APOP');

@@ -28,10 +28,17 @@ describe('printer SMTP quirks (docs/quirks.md)', () => {
       // Short idle timeout so the "very slow sender" and "\n.\n" rows run in seconds.
       smtp: { socketTimeout: '2s' },
       devices: [{ name: 'printer', username: USER, password: PASS, allowRecipients: ['*@example.org'], upstream: 'gmail' }],
-      upstreams: [{
-        name: 'gmail', host: '127.0.0.1', port: upstream.port, security: 'tls', user: UPSTREAM_USER, password: UPSTREAM_PASSWORD,
-        tls: { ca: await writeCaFile(caDir) },
-      }],
+      upstreams: [
+        {
+          name: 'gmail',
+          host: '127.0.0.1',
+          port: upstream.port,
+          security: 'tls',
+          user: UPSTREAM_USER,
+          password: UPSTREAM_PASSWORD,
+          tls: { ca: await writeCaFile(caDir) },
+        },
+      ],
     });
   });
   afterAll(async () => {
@@ -219,7 +226,7 @@ describe('printer SMTP quirks (docs/quirks.md)', () => {
   it('a very slow sender is fine as long as no single pause exceeds smtp.socketTimeout (2s here)', async () => {
     const client = await openAuthenticated();
     await envelope(client);
-    const body = 'Subject: slow\r\n\r\n' + 'slowly scanned line\r\n'.repeat(8);
+    const body = `Subject: slow\r\n\r\n${'slowly scanned line\r\n'.repeat(8)}`;
     const started = Date.now();
     // 8 pieces, each followed by a 400 ms pause: the whole DATA outlasts the idle timeout, no pause comes close.
     const piece = Math.ceil(body.length / 8);

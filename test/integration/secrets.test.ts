@@ -91,10 +91,7 @@ describe('secrets in logs, API answers and metrics', () => {
         { name: 'cfg-scanner', username: 'cfg-scanner', password: CONFIG_PASSWORD, allowRecipients: ['*@example.org'], upstream: 'gmail-good' },
         { name: 'legacy-copier', auth: 'none', allowFrom: ['127.0.0.1/32'], allowRecipients: ['*@example.org'], upstream: 'gmail-good' },
       ],
-      upstreams: [
-        upstreamEntry(upstream, ca, { name: 'gmail-good' }),
-        upstreamEntry(upstream, ca, { name: 'gmail-bad', password: WRONG_UPSTREAM_PASSWORD }),
-      ],
+      upstreams: [upstreamEntry(upstream, ca, { name: 'gmail-good' }), upstreamEntry(upstream, ca, { name: 'gmail-bad', password: WRONG_UPSTREAM_PASSWORD })],
     });
     const g = gw;
     const up = upstream;
@@ -171,22 +168,33 @@ describe('secrets in logs, API answers and metrics', () => {
     // ---- POP3: USER/PASS and APOP, right and wrong ----
     const pop3Port = g.addresses.pop3!.port;
     const timestampOf = (greeting: string) => /<[^>]+>/.exec(greeting)![0];
-    const apop = (greeting: string, secret: string) => createHash('md5').update(timestampOf(greeting) + secret).digest('hex');
+    const apop = (greeting: string, secret: string) =>
+      createHash('md5')
+        .update(timestampOf(greeting) + secret)
+        .digest('hex');
     const popRuns: Array<[string, (greeting: string) => string[], RegExp]> = [
       ['USER/PASS right', () => ['USER cfg-scanner', `PASS ${CONFIG_PASSWORD}`], /^\+OK maildrop/],
       ['USER/PASS wrong', () => ['USER cfg-scanner', `PASS ${GUESSES[0]}`], /^-ERR/],
       ['USER/PASS api device', () => [`USER ${apiUser}`, `PASS ${ROTATED_GIVEN}`], /^\+OK maildrop/],
-      ['APOP right', (greeting) => {
-        const digest = apop(greeting, CONFIG_PASSWORD);
-        payloads.push(digest);
-        return [`APOP cfg-scanner ${digest}`];
-      }, /^\+OK maildrop/],
+      [
+        'APOP right',
+        (greeting) => {
+          const digest = apop(greeting, CONFIG_PASSWORD);
+          payloads.push(digest);
+          return [`APOP cfg-scanner ${digest}`];
+        },
+        /^\+OK maildrop/,
+      ],
       ['APOP wrong', (greeting) => [`APOP cfg-scanner ${apop(greeting, GUESSES[1])}`], /^-ERR/],
-      ['APOP api device', (greeting) => {
-        const digest = apop(greeting, ROTATED_GIVEN);
-        payloads.push(digest);
-        return [`APOP ${apiUser} ${digest}`];
-      }, /^\+OK maildrop/],
+      [
+        'APOP api device',
+        (greeting) => {
+          const digest = apop(greeting, ROTATED_GIVEN);
+          payloads.push(digest);
+          return [`APOP ${apiUser} ${digest}`];
+        },
+        /^\+OK maildrop/,
+      ],
     ];
     for (const [name, commands, expected] of popRuns) {
       const replies = await pop3Session(pop3Port, (greeting) => [...commands(greeting), 'QUIT']);
@@ -204,14 +212,26 @@ describe('secrets in logs, API answers and metrics', () => {
     // ---- everything else the API shows, and calls with a wrong token ----
     const delivered = g.gateway.queue.list({ state: 'delivered' }).items[0];
     for (const url of [
-      '/api/devices', '/api/devices/api-scanner', '/api/devices/cfg-scanner', '/api/upstreams', '/api/upstreams/gmail-bad',
-      '/api/messages', `/api/messages/${delivered.id}`, '/api/queue/stats', '/api/lockouts', '/openapi.json', '/healthz', '/readyz',
+      '/api/devices',
+      '/api/devices/api-scanner',
+      '/api/devices/cfg-scanner',
+      '/api/upstreams',
+      '/api/upstreams/gmail-bad',
+      '/api/messages',
+      `/api/messages/${delivered.id}`,
+      '/api/queue/stats',
+      '/api/lockouts',
+      '/openapi.json',
+      '/healthz',
+      '/readyz',
     ]) {
       expect((await api.call('GET', url)).status, url).toBe(200);
     }
     expect((await api.call('GET', '/api/devices', { token: WRONG_TOKEN })).status).toBe(401);
     expect((await api.call('GET', '/api/devices', { authorization: `Basic ${b64(`admin:${WRONG_TOKEN}`)}` })).status).toBe(401);
-    expect((await api.call('POST', '/api/devices/api-scanner/rotate-password', { token: WRONG_TOKEN, body: { password: 'Attempted-By-Stranger-1' } })).status).toBe(401);
+    expect(
+      (await api.call('POST', '/api/devices/api-scanner/rotate-password', { token: WRONG_TOKEN, body: { password: 'Attempted-By-Stranger-1' } })).status,
+    ).toBe(401);
     const metrics = (await api.call('GET', '/metrics', { token: null })).text;
     expect(metrics).toContain('scanrelay_smtp_auth_attempts_total');
 
@@ -247,8 +267,14 @@ describe('secrets in logs, API answers and metrics', () => {
     expect(createAnswer).toContain(firstPassword);
     expect(rotateAnswer).toContain(secondPassword);
     expect(rotateGivenAnswer).toContain(ROTATED_GIVEN);
-    for (const [answer, own] of [[createAnswer, firstPassword], [rotateAnswer, secondPassword], [rotateGivenAnswer, ROTATED_GIVEN]]) {
-      const others = Object.entries(secrets).filter(([, value]) => value !== own && answer.includes(value)).map(([name]) => name);
+    for (const [answer, own] of [
+      [createAnswer, firstPassword],
+      [rotateAnswer, secondPassword],
+      [rotateGivenAnswer, ROTATED_GIVEN],
+    ]) {
+      const others = Object.entries(secrets)
+        .filter(([, value]) => value !== own && answer.includes(value))
+        .map(([name]) => name);
       expect(others).toEqual([]);
     }
   });

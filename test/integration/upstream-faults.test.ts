@@ -33,7 +33,10 @@ class ScriptedUpstream {
   port = 0;
   private readonly sockets = new Set<TLSSocket>();
 
-  private constructor(private readonly server: TlsServer, private readonly cutAfterMail: number) {}
+  private constructor(
+    private readonly server: TlsServer,
+    private readonly cutAfterMail: number,
+  ) {}
 
   static async start(cutAfterMail: number): Promise<ScriptedUpstream> {
     const certs = await testCerts();
@@ -169,7 +172,11 @@ describe('upstream faults: delivered later or failed with the reason, never lost
   }
 
   /** A gateway whose device relays through `upstream` (YAML-shaped entry), with short timeouts and retries. */
-  async function gateway(upstream: Record<string, unknown>, delivery: RawConfig = {}, timeouts: RawConfig = {}): Promise<{ g: TestGateway; api: ApiClient; raw: RawConfig }> {
+  async function gateway(
+    upstream: Record<string, unknown>,
+    delivery: RawConfig = {},
+    timeouts: RawConfig = {},
+  ): Promise<{ g: TestGateway; api: ApiClient; raw: RawConfig }> {
     const raw: RawConfig = {
       devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }],
       // Short enough for the tests, long enough for a TLS handshake on a busy 2-core machine.
@@ -185,10 +192,13 @@ describe('upstream faults: delivered later or failed with the reason, never lost
 
   /** Waits until the message shows `state` through the API, and returns what the API shows. */
   const apiState = (api: ApiClient, id: string, state: string, what: string, timeoutMs = 15_000) =>
-    waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === state ? m : undefined;
-    }, { what, timeoutMs });
+    waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === state ? m : undefined;
+      },
+      { what, timeoutMs },
+    );
 
   it('outage: connections refused, then 421 to everything for a while; the message waits with the reason shown, then goes out once', async () => {
     const up = await testUpstream({ mode: 'tls' });
@@ -203,10 +213,13 @@ describe('upstream faults: delivered later or failed with the reason, never lost
     // The server is back but answers 421 to every connection.
     up.failAlways('connect', 421, '4.3.2 Service temporarily unavailable, closing channel');
     await up.resume();
-    const busy = await waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === 'deferred' && m.lastError.responseCode === 421 && up.connections >= 2 ? m : undefined;
-    }, { what: 'deferred with the 421 reason after several tries', timeoutMs: 15_000 });
+    const busy = await waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === 'deferred' && m.lastError.responseCode === 421 && up.connections >= 2 ? m : undefined;
+      },
+      { what: 'deferred with the 421 reason after several tries', timeoutMs: 15_000 },
+    );
     expect(busy.lastError.message).toMatch(/^421 .*Service temporarily unavailable/);
     const listed = (await api.call('GET', '/api/messages?state=deferred')).json.items.find((m: { id: string }) => m.id === id);
     expect(listed.outcome).toMatch(/^deferred: 421 /);
@@ -236,10 +249,13 @@ describe('upstream faults: delivered later or failed with the reason, never lost
     up.hangInData();
     const { g, api } = await gateway(upstreamEntry(up, await caFile()), {}, { socketTimeout: '1s' });
     const id = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
-    const timedOut = await waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === 'deferred' && m.lastError ? m : undefined;
-    }, { what: 'deferred after the socket timeout' });
+    const timedOut = await waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === 'deferred' && m.lastError ? m : undefined;
+      },
+      { what: 'deferred after the socket timeout' },
+    );
     expect(timedOut.lastError).toMatchObject({ code: 'ETIMEDOUT', message: expect.stringMatching(/timeout/i) });
     expect(up.hungCount).toBeGreaterThanOrEqual(1);
     expect((await upstreamView(api)).state).toBe('unreachable');
@@ -255,14 +271,27 @@ describe('upstream faults: delivered later or failed with the reason, never lost
   it('never speaks (no TLS handshake, no greeting): the connection timeout fires, the message waits, then goes out', async () => {
     const silent = await silentServer();
     const port = silent.port;
-    const { g, api } = await gateway({
-      name: 'gmail-test', host: '127.0.0.1', port, security: 'tls', user: UPSTREAM_USER, password: UPSTREAM_PASSWORD, tls: { ca: await caFile() },
-    }, {}, { connectionTimeout: '1s' });
+    const { g, api } = await gateway(
+      {
+        name: 'gmail-test',
+        host: '127.0.0.1',
+        port,
+        security: 'tls',
+        user: UPSTREAM_USER,
+        password: UPSTREAM_PASSWORD,
+        tls: { ca: await caFile() },
+      },
+      {},
+      { connectionTimeout: '1s' },
+    );
     const id = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
-    const waiting = await waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === 'deferred' && m.lastError ? m : undefined;
-    }, { what: 'deferred after the connection timeout' });
+    const waiting = await waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === 'deferred' && m.lastError ? m : undefined;
+      },
+      { what: 'deferred after the connection timeout' },
+    );
     expect(waiting.lastError).toMatchObject({ code: 'ETIMEDOUT', message: expect.stringMatching(/timeout/i) });
 
     // A working upstream takes the silent one's port.
@@ -276,13 +305,22 @@ describe('upstream faults: delivered later or failed with the reason, never lost
     const scripted = await ScriptedUpstream.start(2);
     cleanups.push(() => scripted.close());
     const { g, api } = await gateway({
-      name: 'gmail-test', host: '127.0.0.1', port: scripted.port, security: 'tls', user: UPSTREAM_USER, password: UPSTREAM_PASSWORD, tls: { ca: await caFile() },
+      name: 'gmail-test',
+      host: '127.0.0.1',
+      port: scripted.port,
+      security: 'tls',
+      user: UPSTREAM_USER,
+      password: UPSTREAM_PASSWORD,
+      tls: { ca: await caFile() },
     });
     const id = await sendToGateway(g.smtpPort, { to: 'alice@example.org', subject: 'cut after MAIL' });
-    const cut = await waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === 'deferred' && m.lastError ? m : undefined;
-    }, { what: 'deferred after the cut' });
+    const cut = await waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === 'deferred' && m.lastError ? m : undefined;
+      },
+      { what: 'deferred after the cut' },
+    );
     expect(cut.lastError.code).toMatch(/^(ECONNECTION|ESOCKET)$/);
     expect((await upstreamView(api)).lastError.message).toBeTruthy();
 
@@ -329,10 +367,13 @@ describe('upstream faults: delivered later or failed with the reason, never lost
     (wrongName.upstreams as Array<Record<string, unknown>>)[0].tls = { ca, servername: 'smtp.gmail.com' };
     await g.gateway.reload(buildTestConfig(g.dataDir, wrongName));
     await g.gateway.delivery.retryUpstream('gmail-test');
-    const mismatch = await waitFor(async () => {
-      const m = await message(api, id);
-      return m.state === 'deferred' && /altnames|does not match|hostname/i.test(m.lastError?.message ?? '') ? m : undefined;
-    }, { what: 'deferred: name mismatch' });
+    const mismatch = await waitFor(
+      async () => {
+        const m = await message(api, id);
+        return m.state === 'deferred' && /altnames|does not match|hostname/i.test(m.lastError?.message ?? '') ? m : undefined;
+      },
+      { what: 'deferred: name mismatch' },
+    );
     expect(mismatch.lastError.message).toMatch(/^TLS handshake failed: /);
     expect(up.auths).toHaveLength(0);
     expect(up.received).toHaveLength(0);

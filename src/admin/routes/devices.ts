@@ -12,8 +12,15 @@ import type { AdminDeps } from '../deps.js';
 import type { AdminApp } from '../types.js';
 import { BEARER_SECURITY, NoContent, errorResponses } from '../schemas/common.js';
 import {
-  CreateDeviceBody, DeviceCreated, DeviceList, DeviceParams, DeviceView, PasswordRotated, PatchDeviceBody,
-  RotatePasswordBody, type DeviceViewT,
+  CreateDeviceBody,
+  DeviceCreated,
+  DeviceList,
+  DeviceParams,
+  DeviceView,
+  PasswordRotated,
+  PatchDeviceBody,
+  RotatePasswordBody,
+  type DeviceViewT,
 } from '../schemas/devices.js';
 
 const OPEN_STATES: MessageState[] = ['queued', 'deferred', 'held', 'delivering'];
@@ -22,117 +29,175 @@ const TAGS = ['devices'];
 export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
   const view = (device: Device, queued?: number) => deviceView(deps, device, queued);
 
-  app.get('/api/devices', {
-    schema: {
-      summary: 'List devices with their status', tags: TAGS, security: BEARER_SECURITY,
-      response: { 200: DeviceList, ...errorResponses(401) },
-    },
-  }, async () => {
-    const queued = queuedByDevice(deps);
-    const items = deps.devices.list().map((device) => view(device, queued.get(device.name) ?? 0));
-    return { items, total: items.length };
-  });
-
-  app.get('/api/devices/:name', {
-    schema: {
-      summary: 'One device with its status', tags: TAGS, security: BEARER_SECURITY, params: DeviceParams,
-      response: { 200: DeviceView, ...errorResponses(400, 401, 404) },
-    },
-  }, async (request) => view(deps.devices.require(request.params.name)));
-
-  app.post('/api/devices', {
-    schema: {
-      summary: 'Create a device (login and password generated unless given; shown once)', tags: TAGS, security: BEARER_SECURITY,
-      body: CreateDeviceBody,
-      response: { 201: DeviceCreated, ...errorResponses(400, 401, 409) },
-    },
-  }, async (request, reply) => {
-    const body = request.body;
-    const { device, password } = await deps.devices.create({
-      ...body,
-      maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
-    });
-    deps.metrics.setDeviceEnabled(device.name, device.enabled);
-    request.log.info({ device: device.name, auth: device.auth }, 'admin.device.created');
-    return reply.code(201).send({ device: view(device), password, printerSetup: printerSetup(deps, device, password) });
-  });
-
-  app.patch('/api/devices/:name', {
-    schema: {
-      summary: 'Change recipients, source pinning, upstream, size limit or enabled (setting an upstream releases scans held for lack of one)', tags: TAGS, security: BEARER_SECURITY,
-      params: DeviceParams, body: PatchDeviceBody,
-      response: { 200: DeviceView, ...errorResponses(400, 401, 404, 409) },
-    },
-  }, async (request) => {
-    const body = request.body;
-    const device = await deps.devices.update(request.params.name, {
-      ...body,
-      maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
-    });
-    afterEnabledChange(deps, device);
-    // Scans held only because the device had no upstream can go now (as on a config reload).
-    const released = device.upstream
-      ? await deps.queue.releaseHeld((m) => m.device === device.name && m.held?.code === 'no-upstream')
-      : 0;
-    if (released > 0) deps.delivery.kick();
-    request.log.info({ device: device.name, changed: Object.keys(body), released }, 'admin.device.updated');
-    return view(device);
-  });
-
-  for (const action of ['enable', 'disable'] as const) {
-    app.post(`/api/devices/:name/${action}`, {
+  app.get(
+    '/api/devices',
+    {
       schema: {
-        summary: action === 'enable' ? 'Let the device send again' : 'Refuse the device (its printer shows "Stop"); queued mail still goes out',
-        tags: TAGS, security: BEARER_SECURITY, params: DeviceParams,
+        summary: 'List devices with their status',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        response: { 200: DeviceList, ...errorResponses(401) },
+      },
+    },
+    async () => {
+      const queued = queuedByDevice(deps);
+      const items = deps.devices.list().map((device) => view(device, queued.get(device.name) ?? 0));
+      return { items, total: items.length };
+    },
+  );
+
+  app.get(
+    '/api/devices/:name',
+    {
+      schema: {
+        summary: 'One device with its status',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        params: DeviceParams,
+        response: { 200: DeviceView, ...errorResponses(400, 401, 404) },
+      },
+    },
+    async (request) => view(deps.devices.require(request.params.name)),
+  );
+
+  app.post(
+    '/api/devices',
+    {
+      schema: {
+        summary: 'Create a device (login and password generated unless given; shown once)',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        body: CreateDeviceBody,
+        response: { 201: DeviceCreated, ...errorResponses(400, 401, 409) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const { device, password } = await deps.devices.create({
+        ...body,
+        maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
+      });
+      deps.metrics.setDeviceEnabled(device.name, device.enabled);
+      request.log.info({ device: device.name, auth: device.auth }, 'admin.device.created');
+      return reply.code(201).send({ device: view(device), password, printerSetup: printerSetup(deps, device, password) });
+    },
+  );
+
+  app.patch(
+    '/api/devices/:name',
+    {
+      schema: {
+        summary: 'Change recipients, source pinning, upstream, size limit or enabled (setting an upstream releases scans held for lack of one)',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        params: DeviceParams,
+        body: PatchDeviceBody,
         response: { 200: DeviceView, ...errorResponses(400, 401, 404, 409) },
       },
-    }, async (request) => {
-      const device = await deps.devices.update(request.params.name, { enabled: action === 'enable' });
+    },
+    async (request) => {
+      const body = request.body;
+      const device = await deps.devices.update(request.params.name, {
+        ...body,
+        maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
+      });
       afterEnabledChange(deps, device);
-      request.log.info({ device: device.name }, `admin.device.${action}d`);
+      // Scans held only because the device had no upstream can go now (as on a config reload).
+      const released = device.upstream ? await deps.queue.releaseHeld((m) => m.device === device.name && m.held?.code === 'no-upstream') : 0;
+      if (released > 0) deps.delivery.kick();
+      request.log.info({ device: device.name, changed: Object.keys(body), released }, 'admin.device.updated');
       return view(device);
-    });
+    },
+  );
+
+  for (const action of ['enable', 'disable'] as const) {
+    app.post(
+      `/api/devices/:name/${action}`,
+      {
+        schema: {
+          summary: action === 'enable' ? 'Let the device send again' : 'Refuse the device (its printer shows "Stop"); queued mail still goes out',
+          tags: TAGS,
+          security: BEARER_SECURITY,
+          params: DeviceParams,
+          response: { 200: DeviceView, ...errorResponses(400, 401, 404, 409) },
+        },
+      },
+      async (request) => {
+        const device = await deps.devices.update(request.params.name, { enabled: action === 'enable' });
+        afterEnabledChange(deps, device);
+        request.log.info({ device: device.name }, `admin.device.${action}d`);
+        return view(device);
+      },
+    );
   }
 
-  app.post('/api/devices/:name/rotate-password', {
-    schema: {
-      summary: 'Set a new password (generated unless given; shown once); the old one stops working at once',
-      tags: TAGS, security: BEARER_SECURITY, params: DeviceParams, body: RotatePasswordBody,
-      response: { 200: PasswordRotated, ...errorResponses(400, 401, 404, 409) },
+  app.post(
+    '/api/devices/:name/rotate-password',
+    {
+      schema: {
+        summary: 'Set a new password (generated unless given; shown once); the old one stops working at once',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        params: DeviceParams,
+        body: RotatePasswordBody,
+        response: { 200: PasswordRotated, ...errorResponses(400, 401, 404, 409) },
+      },
     },
-  }, async (request) => {
-    const { device, password } = await deps.devices.rotatePassword(request.params.name, request.body?.password);
-    request.log.info({ device: device.name }, 'admin.device.password-rotated');
-    return { device: view(device), password, printerSetup: printerSetup(deps, device, password) };
-  });
+    async (request) => {
+      const { device, password } = await deps.devices.rotatePassword(request.params.name, request.body?.password);
+      request.log.info({ device: device.name }, 'admin.device.password-rotated');
+      return { device: view(device), password, printerSetup: printerSetup(deps, device, password) };
+    },
+  );
 
-  app.delete('/api/devices/:name', {
-    schema: {
-      summary: 'Delete an API-managed device (its queued messages stay in the queue)', tags: TAGS, security: BEARER_SECURITY,
-      params: DeviceParams, response: { 204: NoContent, ...errorResponses(400, 401, 404, 409) },
+  app.delete(
+    '/api/devices/:name',
+    {
+      schema: {
+        summary: 'Delete an API-managed device (its queued messages stay in the queue)',
+        tags: TAGS,
+        security: BEARER_SECURITY,
+        params: DeviceParams,
+        response: { 204: NoContent, ...errorResponses(400, 401, 404, 409) },
+      },
     },
-  }, async (request, reply) => {
-    const name = request.params.name;
-    await deps.devices.remove(name);
-    deps.deviceStatus.forget(name);
-    deps.metrics.removeDevice(name);
-    deps.popGrants.revokeDevice(name);
-    request.log.info({ device: name }, 'admin.device.deleted');
-    return reply.code(204).send(null);
-  });
+    async (request, reply) => {
+      const name = request.params.name;
+      await deps.devices.remove(name);
+      deps.deviceStatus.forget(name);
+      deps.metrics.removeDevice(name);
+      deps.popGrants.revokeDevice(name);
+      request.log.info({ device: name }, 'admin.device.deleted');
+      return reply.code(204).send(null);
+    },
+  );
 }
 
 export function deviceView(deps: AdminDeps, device: Device, queued?: number): DeviceViewT {
   const status = deps.deviceStatus.get(device.name, device.enabled);
   return {
-    name: device.name, managedBy: device.managedBy, enabled: device.enabled, auth: device.auth, username: device.username,
-    allowFrom: [...device.allowFrom], allowRecipients: [...device.allowRecipients], upstream: device.upstream,
-    maxMessageSize: device.maxMessageSize, supportsChallengeAuth: device.supportsChallengeAuth,
-    createdAt: device.createdAt, updatedAt: device.updatedAt,
+    name: device.name,
+    managedBy: device.managedBy,
+    enabled: device.enabled,
+    auth: device.auth,
+    username: device.username,
+    allowFrom: [...device.allowFrom],
+    allowRecipients: [...device.allowRecipients],
+    upstream: device.upstream,
+    maxMessageSize: device.maxMessageSize,
+    supportsChallengeAuth: device.supportsChallengeAuth,
+    createdAt: device.createdAt,
+    updatedAt: device.updatedAt,
     status: {
-      state: status.state, lastSeenAt: status.lastSeenAt, lastSeenAddress: status.lastSeenAddress, lastMessageAt: status.lastMessageAt,
-      lastDeliveredAt: status.lastDeliveredAt, lastError: status.lastError, recentAuthFailures: status.recentAuthFailures,
-      lastAuthFailureAt: status.lastAuthFailureAt, lastAuthMethod: status.lastAuthMethod,
+      state: status.state,
+      lastSeenAt: status.lastSeenAt,
+      lastSeenAddress: status.lastSeenAddress,
+      lastMessageAt: status.lastMessageAt,
+      lastDeliveredAt: status.lastDeliveredAt,
+      lastError: status.lastError,
+      recentAuthFailures: status.recentAuthFailures,
+      lastAuthFailureAt: status.lastAuthFailureAt,
+      lastAuthMethod: status.lastAuthMethod,
       popGrant: popGrantOf(deps, device.name),
       counts: { ...status.counts, queued: queued ?? deps.queue.list({ device: device.name, state: OPEN_STATES, limit: 0 }).total },
     },

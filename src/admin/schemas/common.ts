@@ -2,12 +2,15 @@
 import { Type } from '@sinclair/typebox';
 
 /** Every error answer: `{ error, code, message }`, plus `field` for a refused input. */
-export const ErrorResponse = Type.Object({
-  error: Type.String({ description: 'HTTP status text, e.g. "Bad Request"' }),
-  code: Type.String({ description: 'stable SCANRELAY_* or FST_* code' }),
-  message: Type.String(),
-  field: Type.Optional(Type.String({ description: 'the refused input, e.g. "body.allowRecipients"' })),
-}, { title: 'Error' });
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.String({ description: 'HTTP status text, e.g. "Bad Request"' }),
+    code: Type.String({ description: 'stable SCANRELAY_* or FST_* code' }),
+    message: Type.String(),
+    field: Type.Optional(Type.String({ description: 'the refused input, e.g. "body.allowRecipients"' })),
+  },
+  { title: 'Error' },
+);
 
 /** An instant as an ISO 8601 string (UTC). */
 export const IsoTime = (description?: string) => Type.String({ format: 'date-time', ...(description ? { description } : {}) });

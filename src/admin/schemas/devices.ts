@@ -10,10 +10,13 @@ export const DeviceName = Type.String({ pattern: DEVICE_NAME_PATTERN, descriptio
 export const DeviceParams = Type.Object({ name: DeviceName });
 
 const Recipients = Type.Array(Type.String({ minLength: 1, maxLength: 320 }), {
-  minItems: 1, maxItems: 1000, description: 'allowed recipients: addresses, *@domain or *@*.domain',
+  minItems: 1,
+  maxItems: 1000,
+  description: 'allowed recipients: addresses, *@domain or *@*.domain',
 });
 const AllowFrom = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
-  maxItems: 1000, description: 'source addresses or CIDR ranges the device may send from (empty = any)',
+  maxItems: 1000,
+  description: 'source addresses or CIDR ranges the device may send from (empty = any)',
 });
 const MaxMessageSize = Type.Union([Type.Integer({ minimum: 1024 }), Type.String({ pattern: SIZE_TEXT })], {
   description: 'bytes, or a size such as "10MB"; capped by smtp.maxMessageSize and the upstream limit',
@@ -35,29 +38,35 @@ export const DeviceStatusView = Type.Object({
   lastAuthFailureAt: Type.Optional(IsoTime()),
   lastAuthMethod: Type.Optional(Type.String({ description: 'how it last proved itself: PLAIN, LOGIN, CRAM-MD5, POP3-USER, POP3-APOP' })),
   popGrant: Type.Optional(Type.Object({ address: Type.String(), expiresAt: IsoTime() }, { description: 'a live POP-before-SMTP authorisation' })),
-  counts: Type.Object({
-    received: Type.Integer({ minimum: 0 }),
-    delivered: Type.Integer({ minimum: 0 }),
-    failed: Type.Integer({ minimum: 0 }),
-    queued: Type.Integer({ minimum: 0, description: 'messages still in the queue (queued, deferred, held, delivering)' }),
-  }, { description: 'received/delivered/failed since the gateway started; queued from the queue itself' }),
+  counts: Type.Object(
+    {
+      received: Type.Integer({ minimum: 0 }),
+      delivered: Type.Integer({ minimum: 0 }),
+      failed: Type.Integer({ minimum: 0 }),
+      queued: Type.Integer({ minimum: 0, description: 'messages still in the queue (queued, deferred, held, delivering)' }),
+    },
+    { description: 'received/delivered/failed since the gateway started; queued from the queue itself' },
+  ),
 });
 
-export const DeviceView = Type.Object({
-  name: Type.String(),
-  managedBy: Type.Union([Type.Literal('config'), Type.Literal('api')], { description: 'config-file devices are read-only here' }),
-  enabled: Type.Boolean(),
-  auth: Type.Union([Type.Literal('password'), Type.Literal('none')]),
-  username: Type.Optional(Type.String({ description: 'SMTP login name' })),
-  allowFrom: Type.Array(Type.String()),
-  allowRecipients: Type.Array(Type.String()),
-  upstream: Type.Optional(Type.String()),
-  maxMessageSize: Type.Integer({ description: 'effective limit in bytes' }),
-  supportsChallengeAuth: Type.Boolean({ description: 'CRAM-MD5 and APOP possible (plaintext secret available)' }),
-  createdAt: Type.Optional(IsoTime()),
-  updatedAt: Type.Optional(IsoTime()),
-  status: DeviceStatusView,
-}, { title: 'Device' });
+export const DeviceView = Type.Object(
+  {
+    name: Type.String(),
+    managedBy: Type.Union([Type.Literal('config'), Type.Literal('api')], { description: 'config-file devices are read-only here' }),
+    enabled: Type.Boolean(),
+    auth: Type.Union([Type.Literal('password'), Type.Literal('none')]),
+    username: Type.Optional(Type.String({ description: 'SMTP login name' })),
+    allowFrom: Type.Array(Type.String()),
+    allowRecipients: Type.Array(Type.String()),
+    upstream: Type.Optional(Type.String()),
+    maxMessageSize: Type.Integer({ description: 'effective limit in bytes' }),
+    supportsChallengeAuth: Type.Boolean({ description: 'CRAM-MD5 and APOP possible (plaintext secret available)' }),
+    createdAt: Type.Optional(IsoTime()),
+    updatedAt: Type.Optional(IsoTime()),
+    status: DeviceStatusView,
+  },
+  { title: 'Device' },
+);
 export type DeviceViewT = Static<typeof DeviceView>;
 
 export const DeviceList = Type.Object({ items: Type.Array(DeviceView), total: Type.Integer() });
@@ -85,30 +94,39 @@ export const PasswordRotated = Type.Object({
   printerSetup: PrinterSetup,
 });
 
-export const CreateDeviceBody = Type.Object({
-  name: DeviceName,
-  auth: Type.Optional(Type.Union([Type.Literal('password'), Type.Literal('none')], { default: 'password' })),
-  username: Type.Optional(Type.String({ pattern: DEVICE_USERNAME_PATTERN, description: 'generated from the name when omitted' })),
-  password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated (24 chars) when omitted' })),
-  allowFrom: Type.Optional(AllowFrom),
-  allowRecipients: Recipients,
-  upstream: Type.Optional(Type.String({ minLength: 1 })),
-  maxMessageSize: Type.Optional(MaxMessageSize),
-  enabled: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
+export const CreateDeviceBody = Type.Object(
+  {
+    name: DeviceName,
+    auth: Type.Optional(Type.Union([Type.Literal('password'), Type.Literal('none')], { default: 'password' })),
+    username: Type.Optional(Type.String({ pattern: DEVICE_USERNAME_PATTERN, description: 'generated from the name when omitted' })),
+    password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated (24 chars) when omitted' })),
+    allowFrom: Type.Optional(AllowFrom),
+    allowRecipients: Recipients,
+    upstream: Type.Optional(Type.String({ minLength: 1 })),
+    maxMessageSize: Type.Optional(MaxMessageSize),
+    enabled: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 
-export const PatchDeviceBody = Type.Object({
-  allowRecipients: Type.Optional(Recipients),
-  allowFrom: Type.Optional(AllowFrom),
-  upstream: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { description: 'null removes the upstream' })),
-  enabled: Type.Optional(Type.Boolean()),
-  maxMessageSize: Type.Optional(MaxMessageSize),
-}, { additionalProperties: false, minProperties: 1 });
+export const PatchDeviceBody = Type.Object(
+  {
+    allowRecipients: Type.Optional(Recipients),
+    allowFrom: Type.Optional(AllowFrom),
+    upstream: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { description: 'null removes the upstream' })),
+    enabled: Type.Optional(Type.Boolean()),
+    maxMessageSize: Type.Optional(MaxMessageSize),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
 
 /** The body is optional: Fastify validates a missing body as null. */
 export const RotatePasswordBody = Type.Union([
-  Type.Object({
-    password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated when omitted' })),
-  }, { additionalProperties: false }),
+  Type.Object(
+    {
+      password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated when omitted' })),
+    },
+    { additionalProperties: false },
+  ),
   Type.Null(),
 ]);

@@ -21,7 +21,9 @@ export const LockoutList = Type.Object({
 export const LockoutParams = Type.Object({ address: Type.String({ minLength: 2, maxLength: 64, description: 'IPv4 or IPv6 address' }) });
 
 export const ReloadResult = Type.Object({
-  status: Type.Literal('reloaded'), devices: Type.Integer(), upstreams: Type.Integer(),
+  status: Type.Literal('reloaded'),
+  devices: Type.Integer(),
+  upstreams: Type.Integer(),
 });
 
 export const PrometheusText = Type.String({ description: 'Prometheus text exposition format 0.0.4' });

@@ -4,44 +4,63 @@ import { IsoTime } from './common.js';
 
 export const UpstreamParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 63 }) });
 
-export const UpstreamView = Type.Object({
-  name: Type.String(),
-  host: Type.String(),
-  port: Type.Integer(),
-  security: Type.Union([Type.Literal('tls'), Type.Literal('starttls'), Type.Literal('auto')]),
-  user: Type.String({ description: 'the upstream account (not secret); its password is never shown' }),
-  auth: Type.Union([Type.Literal('password'), Type.Literal('oauth2')]),
-  state: Type.Union([
-    Type.Literal('up'), Type.Literal('unknown'), Type.Literal('auth-failed'), Type.Literal('unreachable'), Type.Literal('quota-paused'), Type.Literal('tls-failed'),
-  ]),
-  lastSuccessAt: Type.Optional(IsoTime()),
-  lastError: Type.Optional(Type.Object({
-    at: IsoTime(), message: Type.String(), code: Type.Optional(Type.String()), responseCode: Type.Optional(Type.Integer()),
-  })),
-  waiting: Type.Integer({ description: 'messages waiting for this upstream' }),
-  activePort: Type.Optional(Type.Integer({ description: 'the endpoint in use (security auto: the one that worked)' })),
-  activeSecurity: Type.Optional(Type.Union([Type.Literal('tls'), Type.Literal('starttls')])),
-  pausedUntil: Type.Optional(IsoTime('paused (quota, rate limit, TLS failure) until')),
-  inFlight: Type.Optional(Type.Integer({ description: 'deliveries running now' })),
-  held: Type.Optional(Type.Integer({ description: 'messages held because the credentials were refused' })),
-}, { title: 'Upstream' });
+export const UpstreamView = Type.Object(
+  {
+    name: Type.String(),
+    host: Type.String(),
+    port: Type.Integer(),
+    security: Type.Union([Type.Literal('tls'), Type.Literal('starttls'), Type.Literal('auto')]),
+    user: Type.String({ description: 'the upstream account (not secret); its password is never shown' }),
+    auth: Type.Union([Type.Literal('password'), Type.Literal('oauth2')]),
+    state: Type.Union([
+      Type.Literal('up'),
+      Type.Literal('unknown'),
+      Type.Literal('auth-failed'),
+      Type.Literal('unreachable'),
+      Type.Literal('quota-paused'),
+      Type.Literal('tls-failed'),
+    ]),
+    lastSuccessAt: Type.Optional(IsoTime()),
+    lastError: Type.Optional(
+      Type.Object({
+        at: IsoTime(),
+        message: Type.String(),
+        code: Type.Optional(Type.String()),
+        responseCode: Type.Optional(Type.Integer()),
+      }),
+    ),
+    waiting: Type.Integer({ description: 'messages waiting for this upstream' }),
+    activePort: Type.Optional(Type.Integer({ description: 'the endpoint in use (security auto: the one that worked)' })),
+    activeSecurity: Type.Optional(Type.Union([Type.Literal('tls'), Type.Literal('starttls')])),
+    pausedUntil: Type.Optional(IsoTime('paused (quota, rate limit, TLS failure) until')),
+    inFlight: Type.Optional(Type.Integer({ description: 'deliveries running now' })),
+    held: Type.Optional(Type.Integer({ description: 'messages held because the credentials were refused' })),
+  },
+  { title: 'Upstream' },
+);
 export type UpstreamViewT = Static<typeof UpstreamView>;
 
 export const UpstreamList = Type.Object({ items: Type.Array(UpstreamView), total: Type.Integer() });
 
-export const UpstreamCheck = Type.Object({
-  ok: Type.Boolean(),
-  port: Type.Optional(Type.Integer({ description: 'port actually used' })),
-  security: Type.Optional(Type.Union([Type.Literal('tls'), Type.Literal('starttls')])),
-  response: Type.Optional(Type.String({ description: "the upstream's answer" })),
-  error: Type.Optional(Type.Object({ message: Type.String(), code: Type.Optional(Type.String()), responseCode: Type.Optional(Type.Integer()) })),
-  durationMs: Type.Number(),
-}, { title: 'UpstreamCheck' });
+export const UpstreamCheck = Type.Object(
+  {
+    ok: Type.Boolean(),
+    port: Type.Optional(Type.Integer({ description: 'port actually used' })),
+    security: Type.Optional(Type.Union([Type.Literal('tls'), Type.Literal('starttls')])),
+    response: Type.Optional(Type.String({ description: "the upstream's answer" })),
+    error: Type.Optional(Type.Object({ message: Type.String(), code: Type.Optional(Type.String()), responseCode: Type.Optional(Type.Integer()) })),
+    durationMs: Type.Number(),
+  },
+  { title: 'UpstreamCheck' },
+);
 
 export const UpstreamRetried = Type.Object({
   released: Type.Integer({ description: 'held messages released for delivery' }),
 });
 
-export const UpstreamTestBody = Type.Object({
-  to: Type.String({ format: 'email', maxLength: 320, description: 'where the test message goes' }),
-}, { additionalProperties: false });
+export const UpstreamTestBody = Type.Object(
+  {
+    to: Type.String({ format: 'email', maxLength: 320, description: 'where the test message goes' }),
+  },
+  { additionalProperties: false },
+);

@@ -59,7 +59,10 @@ export function parsePrometheusText(text: string): Map<string, MetricFamily> {
       if (current) closed.add(current);
       current = familyName;
     }
-    const key = `${sample.name}{${Object.entries(sample.labels).sort().map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}}`;
+    const key = `${sample.name}{${Object.entries(sample.labels)
+      .sort()
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(',')}}`;
     if (seenSeries.has(key)) throw new Error(`${where}: duplicate series ${key}`);
     seenSeries.add(key);
     familyFor(families, familyName).samples.push(sample);
@@ -105,7 +108,10 @@ function parseSample(line: string, where: string): Sample {
   if (line[pos] === '{') {
     pos++;
     for (;;) {
-      if (line[pos] === '}') { pos++; break; }
+      if (line[pos] === '}') {
+        pos++;
+        break;
+      }
       const labelMatch = /^[a-zA-Z_][a-zA-Z0-9_]*/.exec(line.slice(pos));
       if (!labelMatch || !LABEL_NAME.test(labelMatch[0])) throw new Error(`${where}: bad label name at column ${pos + 1}`);
       const label = labelMatch[0];
@@ -116,7 +122,10 @@ function parseSample(line: string, where: string): Sample {
       for (;;) {
         const ch = line[pos];
         if (ch === undefined) throw new Error(`${where}: unterminated label value`);
-        if (ch === '"') { pos++; break; }
+        if (ch === '"') {
+          pos++;
+          break;
+        }
         if (ch === '\\') {
           const next = line[pos + 1];
           if (next === '\\') value += '\\';
@@ -131,12 +140,18 @@ function parseSample(line: string, where: string): Sample {
       }
       if (label in labels) throw new Error(`${where}: label ${label} repeated`);
       labels[label] = value;
-      if (line[pos] === ',') { pos++; continue; }
+      if (line[pos] === ',') {
+        pos++;
+        continue;
+      }
       if (line[pos] !== '}') throw new Error(`${where}: expected , or } at column ${pos + 1}`);
     }
   }
   if (line[pos] !== ' ' && line[pos] !== '\t') throw new Error(`${where}: expected whitespace before the value`);
-  const parts = line.slice(pos).trim().split(/[ \t]+/);
+  const parts = line
+    .slice(pos)
+    .trim()
+    .split(/[ \t]+/);
   if (parts.length < 1 || parts.length > 2) throw new Error(`${where}: expected value [timestamp]`);
   const value = parseValue(parts[0], where);
   if (parts[1] !== undefined && !/^-?\d+$/.test(parts[1])) throw new Error(`${where}: bad timestamp ${parts[1]}`);

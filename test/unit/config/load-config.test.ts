@@ -47,7 +47,9 @@ function refusal(text: string, keyPath: string, env: NodeJS.ProcessEnv = {}): Co
 
 describe('parseConfig with a valid file', () => {
   it('resolves units, defaults and lower-cases recipient rules', () => {
-    const config = parse(yaml(`smtp:\n  maxMessageSize: 20MB\n  socketTimeout: 90s\n${DEVICE.replace('"*@berkeley.edu"', '"*@Berkeley.EDU", "Ops@Example.org"')}`));
+    const config = parse(
+      yaml(`smtp:\n  maxMessageSize: 20MB\n  socketTimeout: 90s\n${DEVICE.replace('"*@berkeley.edu"', '"*@Berkeley.EDU", "Ops@Example.org"')}`),
+    );
     expect(config.file).toBe(FILE);
     expect(config.smtp.maxMessageSize).toBe(20_000_000);
     expect(config.smtp.socketTimeoutMs).toBe(90_000);
@@ -62,22 +64,26 @@ describe('parseConfig with a valid file', () => {
   });
 
   it('caps a device size by smtp.maxMessageSize and its upstream', () => {
-    const config = parse(yaml(`smtp: { maxMessageSize: 30MB }
+    const config = parse(
+      yaml(`smtp: { maxMessageSize: 30MB }
 upstreams:
   - { name: gmail-warren, host: smtp.gmail.com, user: scans@example.org, password: app-password, maxMessageSize: 10MB }
 devices:
   - { name: a, username: a, password: pw, allowRecipients: ["*@x.org"], upstream: gmail-warren }
   - { name: b, username: b, password: pw, allowRecipients: ["*@x.org"], maxMessageSize: 5MB }
   - { name: c, username: c, password: pw, allowRecipients: ["*@x.org"], maxMessageSize: 50MB }
-`));
+`),
+    );
     // The upstream's limit less the room for the headers the gateway adds (OUTGOING_HEADER_ALLOWANCE).
     expect(config.devices.map((d) => d.maxMessageSize)).toEqual([10_000_000 - 2048, 5_000_000, 30_000_000]);
   });
 
   it('accepts an auth: none device pinned to a /29 or a single host', () => {
-    const config = parse(yaml(`devices:
+    const config = parse(
+      yaml(`devices:
   - { name: copier, auth: none, allowFrom: [10.20.5.16/29, 10.20.6.1], allowRecipients: ["*@berkeley.edu"] }
-`));
+`),
+    );
     expect(config.devices[0]).toMatchObject({ auth: 'none', allowFrom: ['10.20.5.16/29', '10.20.6.1'] });
   });
 });
@@ -106,7 +112,10 @@ describe('parseConfig refusals name file, key path and problem', () => {
   });
 
   it('auth: none with an allowFrom wider than /29', () => {
-    const error = refusal(yaml('devices:\n  - { name: copier, auth: none, allowFrom: [10.20.5.17/32, 10.20.0.0/28], allowRecipients: ["*@x.org"] }\n'), 'devices[0].allowFrom[1]');
+    const error = refusal(
+      yaml('devices:\n  - { name: copier, auth: none, allowFrom: [10.20.5.17/32, 10.20.0.0/28], allowRecipients: ["*@x.org"] }\n'),
+      'devices[0].allowFrom[1]',
+    );
     expect(error.problem).toMatch(/too wide/);
     refusal(yaml('devices:\n  - { name: copier, auth: none, allowFrom: ["fd00::/64"], allowRecipients: ["*@x.org"] }\n'), 'devices[0].allowFrom[0]');
   });
@@ -160,10 +169,19 @@ describe('parseConfig refusals name file, key path and problem', () => {
 
   it('a passwordHash that is not a usable scrypt hash (it would answer every login with 451)', () => {
     const withHash = (hash: string) => yaml(DEVICE.replace('password: "s3cret-31-chars-at-most"', `passwordHash: "${hash}"`));
-    for (const hash of ['scrypt$', 'scrypt$16384$8$1$c2FsdA==', 'scrypt$1$8$1$c2FsdA==$aGFzaA==', 'scrypt$16383$8$1$c2FsdA==$aGFzaA==', 'scrypt$1048576$64$1$c2FsdA==$aGFzaA==', 'scrypt$16384$8$1$not base64$aGFzaA==']) {
+    for (const hash of [
+      'scrypt$',
+      'scrypt$16384$8$1$c2FsdA==',
+      'scrypt$1$8$1$c2FsdA==$aGFzaA==',
+      'scrypt$16383$8$1$c2FsdA==$aGFzaA==',
+      'scrypt$1048576$64$1$c2FsdA==$aGFzaA==',
+      'scrypt$16384$8$1$not base64$aGFzaA==',
+    ]) {
       refusal(withHash(hash), 'devices[0].passwordHash');
     }
-    expect(parse(withHash('scrypt$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA==$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=')).devices[0].passwordHash).toMatch(/^scrypt/);
+    expect(parse(withHash('scrypt$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA==$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=')).devices[0].passwordHash).toMatch(
+      /^scrypt/,
+    );
   });
 
   it('duplicate device names and usernames (case-insensitive)', () => {
@@ -195,15 +213,26 @@ describe('environment and secret files', () => {
   });
 
   it('${VAR} and ${VAR:-default} expand, also inside longer strings', () => {
-    const text = yaml(DEVICE.replace('"s3cret-31-chars-at-most"', '"${WARREN_PW}"').replace('"*@berkeley.edu"', '"*@${MAIL_DOMAIN:-berkeley.edu}", "scans@${MAIL_DOMAIN:-berkeley.edu}"'));
-    expect(parse(text, { WARREN_PW: 'from-env-pw' }).devices[0]).toMatchObject({ password: 'from-env-pw', allowRecipients: ['*@berkeley.edu', 'scans@berkeley.edu'] });
+    const text = yaml(
+      DEVICE.replace('"s3cret-31-chars-at-most"', '"${WARREN_PW}"').replace(
+        '"*@berkeley.edu"',
+        '"*@${MAIL_DOMAIN:-berkeley.edu}", "scans@${MAIL_DOMAIN:-berkeley.edu}"',
+      ),
+    );
+    expect(parse(text, { WARREN_PW: 'from-env-pw' }).devices[0]).toMatchObject({
+      password: 'from-env-pw',
+      allowRecipients: ['*@berkeley.edu', 'scans@berkeley.edu'],
+    });
     expect(parse(text, { WARREN_PW: 'x', MAIL_DOMAIN: 'example.org' }).devices[0].allowRecipients).toEqual(['*@example.org', 'scans@example.org']);
     // an empty variable counts as unset, so the default applies
     expect(parse(text, { WARREN_PW: 'x', MAIL_DOMAIN: '' }).devices[0].allowRecipients[0]).toBe('*@berkeley.edu');
   });
 
   it('${VAR} works for number and boolean keys (environment values are strings)', () => {
-    const config = parse(yaml(`smtp:\n  port: \${SMTP_PORT}\n  maxRecipients: \${MAX_RCPT:-20}\n  starttls: \${STARTTLS:-false}\n${DEVICE}    enabled: \${SCANNER_ON}\n`), { SMTP_PORT: '2626', SCANNER_ON: 'false' });
+    const config = parse(
+      yaml(`smtp:\n  port: \${SMTP_PORT}\n  maxRecipients: \${MAX_RCPT:-20}\n  starttls: \${STARTTLS:-false}\n${DEVICE}    enabled: \${SCANNER_ON}\n`),
+      { SMTP_PORT: '2626', SCANNER_ON: 'false' },
+    );
     expect(config.smtp.port).toBe(2626);
     expect(config.smtp.maxRecipients).toBe(20);
     expect(config.smtp.starttls).toBe(false);
@@ -214,7 +243,11 @@ describe('environment and secret files', () => {
   });
 
   it('SCANRELAY_* overrides apply over the file', () => {
-    const config = parse(yaml(`smtp: { port: 2525 }\n${DEVICE}`), { SCANRELAY_SMTP_PORT: '2727', SCANRELAY_DATA_DIR: '/tmp/other-data', SCANRELAY_LOG_LEVEL: 'warn' });
+    const config = parse(yaml(`smtp: { port: 2525 }\n${DEVICE}`), {
+      SCANRELAY_SMTP_PORT: '2727',
+      SCANRELAY_DATA_DIR: '/tmp/other-data',
+      SCANRELAY_LOG_LEVEL: 'warn',
+    });
     expect(config.smtp.port).toBe(2727);
     expect(config.dataDir).toBe('/tmp/other-data');
     expect(config.log.level).toBe('warn');

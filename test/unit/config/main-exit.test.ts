@@ -16,13 +16,19 @@ function runMain(configFile: string): Promise<{ code: number | null; stderr: str
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configFile], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let stdout = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
   const timer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-  return new Promise((done) => child.once('exit', (code) => {
-    clearTimeout(timer);
-    done({ code, stderr, stdout });
-  }));
+  return new Promise((done) =>
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      done({ code, stderr, stdout });
+    }),
+  );
 }
 
 describe('scanrelay --config with an invalid file', () => {
@@ -35,17 +41,20 @@ describe('scanrelay --config with an invalid file', () => {
   it('exits 78 and prints file, key path and problem on stderr', { timeout: 60_000 }, async () => {
     dir = await mkdtemp(join(tmpdir(), 'scanrelay-bad-config-'));
     const file = join(dir, 'bad.yaml');
-    await writeFile(file, [
-      `dataDir: ${join(dir, 'data')}`,
-      'smtp: { host: 127.0.0.1, port: 0 }',
-      'admin: { enabled: false }',
-      'devices:',
-      '  - name: legacy-copier',
-      '    auth: none',
-      '    allowFrom: [10.20.0.0/16]',
-      '    allowRecipients: ["*@berkeley.edu"]',
-      '',
-    ].join('\n'));
+    await writeFile(
+      file,
+      [
+        `dataDir: ${join(dir, 'data')}`,
+        'smtp: { host: 127.0.0.1, port: 0 }',
+        'admin: { enabled: false }',
+        'devices:',
+        '  - name: legacy-copier',
+        '    auth: none',
+        '    allowFrom: [10.20.0.0/16]',
+        '    allowRecipients: ["*@berkeley.edu"]',
+        '',
+      ].join('\n'),
+    );
     const result = await runMain(file);
     expect(result.code).toBe(78);
     expect(result.stderr).toContain(file);

@@ -3,13 +3,18 @@ import { describeUpstreamError } from '../../../src/delivery/classify.js';
 
 describe('describeUpstreamError', () => {
   it('says at which stage a timeout happened and which settings bound it', () => {
-    expect(describeUpstreamError({ message: 'Timeout', code: 'ETIMEDOUT', command: 'DATA' }))
-      .toBe('Timeout: no answer from the upstream after DATA (upstreams[].connectionTimeout / socketTimeout)');
+    expect(describeUpstreamError({ message: 'Timeout', code: 'ETIMEDOUT', command: 'DATA' })).toBe(
+      'Timeout: no answer from the upstream after DATA (upstreams[].connectionTimeout / socketTimeout)',
+    );
     expect(describeUpstreamError({ message: 'Connection timeout', code: 'ETIMEDOUT', command: 'CONN' })).toMatch(/while connecting/);
   });
 
   it('hints at 465 vs 587 when TLS meets a plaintext greeting', () => {
-    const text = describeUpstreamError({ message: 'write EPROTO ...:ssl3_get_record:wrong version number', code: 'ESOCKET', originalCode: 'ERR_SSL_WRONG_VERSION_NUMBER' });
+    const text = describeUpstreamError({
+      message: 'write EPROTO ...:ssl3_get_record:wrong version number',
+      code: 'ESOCKET',
+      originalCode: 'ERR_SSL_WRONG_VERSION_NUMBER',
+    });
     expect(text).toMatch(/465 = security: tls, 587 = security: starttls/);
   });
 

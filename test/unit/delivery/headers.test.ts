@@ -7,9 +7,14 @@ import { makeTempDir } from '../../helpers/gateway.js';
 
 const RECEIVED_AT = Date.UTC(2025, 6, 1, 10, 0, 0);
 const ctx = (extra: Partial<HeaderContext> = {}): HeaderContext => ({
-  queueId: 'mh9k2x7qa3f91c0d2', receivedAt: RECEIVED_AT, hostname: 'relay.example.edu', deviceName: 'scanner-2f',
+  queueId: 'mh9k2x7qa3f91c0d2',
+  receivedAt: RECEIVED_AT,
+  hostname: 'relay.example.edu',
+  deviceName: 'scanner-2f',
   client: { address: '192.168.1.5', heloName: 'NPIF65E56', sessionId: 's1', authMethod: 'PLAIN' },
-  account: 'warren-2f-scanner@berkeley.edu', fromMode: 'keep', ...extra,
+  account: 'warren-2f-scanner@berkeley.edu',
+  fromMode: 'keep',
+  ...extra,
 });
 
 /** What the queue's sniffer would have recorded for this message. */
@@ -18,7 +23,16 @@ function sniff(message: Buffer): { block?: Buffer; sniffed: SniffedHeaders } {
   const block = end === -1 ? undefined : message.subarray(0, end);
   const fields = parseHeaderBlock((block ?? message).toString('latin1'));
   const first = (name: string) => fields.find(([key]) => key === name)?.[1];
-  return { block, sniffed: { from: first('from'), subject: first('subject'), messageId: first('message-id'), hasDate: fields.some(([k]) => k === 'date'), headerBytes: end === -1 ? undefined : end } };
+  return {
+    block,
+    sniffed: {
+      from: first('from'),
+      subject: first('subject'),
+      messageId: first('message-id'),
+      hasDate: fields.some(([k]) => k === 'date'),
+      headerBytes: end === -1 ? undefined : end,
+    },
+  };
 }
 
 function outgoing(text: string | Buffer, extra: Partial<HeaderContext> = {}) {
@@ -35,11 +49,11 @@ describe('buildOutgoingHeaders (keep From)', () => {
     const { result, text } = outgoing(original);
     expect(text).toBe(
       'Received: from NPIF65E56 ([192.168.1.5]) (device scanner-2f)\r\n' +
-      '\tby relay.example.edu (scanrelay) with ESMTPA id mh9k2x7qa3f91c0d2;\r\n' +
-      '\tTue, 01 Jul 2025 10:00:00 +0000\r\n' +
-      'Message-ID: <mh9k2x7qa3f91c0d2@relay.example.edu>\r\n' +
-      'Date: Tue, 01 Jul 2025 10:00:00 +0000\r\n' +
-      original,
+        '\tby relay.example.edu (scanrelay) with ESMTPA id mh9k2x7qa3f91c0d2;\r\n' +
+        '\tTue, 01 Jul 2025 10:00:00 +0000\r\n' +
+        'Message-ID: <mh9k2x7qa3f91c0d2@relay.example.edu>\r\n' +
+        'Date: Tue, 01 Jul 2025 10:00:00 +0000\r\n' +
+        original,
     );
     expect(result).toMatchObject({ addedMessageId: true, addedDate: true, rewroteFrom: false, messageId: '<mh9k2x7qa3f91c0d2@relay.example.edu>' });
   });
@@ -81,9 +95,13 @@ describe('buildOutgoingHeaders (keep From)', () => {
 
 describe('buildOutgoingHeaders (rewrite From)', () => {
   it('From becomes "<device>" <account>; the printer From moves to Reply-To, folding kept', () => {
-    const { text, result } = outgoing('Subject: s\r\nFrom: "Xerox WorkCentre"\r\n <scan@printer.example.org>\r\nTo: a@example.org\r\n\r\nbody', { fromMode: 'rewrite' });
+    const { text, result } = outgoing('Subject: s\r\nFrom: "Xerox WorkCentre"\r\n <scan@printer.example.org>\r\nTo: a@example.org\r\n\r\nbody', {
+      fromMode: 'rewrite',
+    });
     expect(result.rewroteFrom).toBe(true);
-    expect(text).toContain('Subject: s\r\nFrom: "scanner-2f" <warren-2f-scanner@berkeley.edu>\r\nReply-To: "Xerox WorkCentre"\r\n <scan@printer.example.org>\r\nTo: a@example.org\r\n\r\nbody');
+    expect(text).toContain(
+      'Subject: s\r\nFrom: "scanner-2f" <warren-2f-scanner@berkeley.edu>\r\nReply-To: "Xerox WorkCentre"\r\n <scan@printer.example.org>\r\nTo: a@example.org\r\n\r\nbody',
+    );
   });
 
   it('keeps an existing Reply-To and adds none', () => {
@@ -113,7 +131,7 @@ describe('outgoingStream and readHeaderBlock', () => {
   it('streams the new header bytes then the file from skipBytes, fresh on every call', async () => {
     dir = await makeTempDir();
     const path = join(dir, 'm.eml');
-    const message = Buffer.from('From: p@example.org\r\n\r\n' + 'z'.repeat(600_000));
+    const message = Buffer.from(`From: p@example.org\r\n\r\n${'z'.repeat(600_000)}`);
     await writeFile(path, message);
     const block = await readHeaderBlock(path, 23);
     expect(block?.toString()).toBe('From: p@example.org\r\n\r\n');

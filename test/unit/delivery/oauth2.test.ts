@@ -32,10 +32,20 @@ describe('OAuth2TokenProvider', () => {
     return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/common/oauth2/v2.0/token`, forms };
   }
 
-  const provider = (url: string, extra: { scope?: string; now?: () => number } = {}) => new OAuth2TokenProvider(
-    { user: 'scanner@contoso.example', clientId: 'cid', clientSecret: 'secret', refreshToken: 'rt-1', tokenUrl: url, scope: extra.scope, requestTimeoutMs: 5_000 },
-    pino({ level: 'silent' }), extra.now,
-  );
+  const provider = (url: string, extra: { scope?: string; now?: () => number } = {}) =>
+    new OAuth2TokenProvider(
+      {
+        user: 'scanner@contoso.example',
+        clientId: 'cid',
+        clientSecret: 'secret',
+        refreshToken: 'rt-1',
+        tokenUrl: url,
+        scope: extra.scope,
+        requestTimeoutMs: 5_000,
+      },
+      pino({ level: 'silent' }),
+      extra.now,
+    );
 
   it('sends the M365 scope, caches the token, refreshes concurrently once, and keeps a rotated refresh token', async () => {
     const { url, forms } = await endpoint((_form, n) => [200, { access_token: `at-${n}`, expires_in: 3600, refresh_token: `rt-${n + 1}` }]);

@@ -4,14 +4,23 @@ import { parseConfig } from '../../../src/config/index.js';
 import { Upstream } from '../../../src/delivery/upstreams.js';
 import { GatewayMetrics } from '../../../src/observability/metrics.js';
 
-const config = parseConfig(`
+const config = parseConfig(
+  `
 upstreams:
   - { name: gmail, host: 127.0.0.1, port: 465, security: tls, user: a@example.org, password: app-password-123 }
 delivery: { retryBase: 1m, retryMax: 1h }
-`, 'test.yaml', {});
+`,
+  'test.yaml',
+  {},
+);
 
 function upstream(now: () => number) {
-  return new Upstream(config.upstreams[0], { logger: pino({ level: 'silent' }), metrics: new GatewayMetrics({ defaultMetrics: false }), hostname: 'test', now });
+  return new Upstream(config.upstreams[0], {
+    logger: pino({ level: 'silent' }),
+    metrics: new GatewayMetrics({ defaultMetrics: false }),
+    hostname: 'test',
+    now,
+  });
 }
 
 describe('upstream pauses', () => {

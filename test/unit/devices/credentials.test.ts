@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
-  SecretBox, generatePassword, generateUsername, hashPassword, isValidLogin, safeEqual, verifyPasswordHash,
-  MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH,
+  SecretBox,
+  generatePassword,
+  generateUsername,
+  hashPassword,
+  isValidLogin,
+  safeEqual,
+  verifyPasswordHash,
+  MAX_LOGIN_LENGTH,
+  MAX_PASSWORD_LENGTH,
 } from '../../../src/devices/credentials.js';
 
 describe('device credentials', () => {

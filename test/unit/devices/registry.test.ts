@@ -7,7 +7,12 @@ import { DeviceRegistry, hashPassword } from '../../../src/devices/index.js';
 import type { DeviceConfig } from '../../../src/config/index.js';
 
 const config = (extra: Partial<DeviceConfig> & { name: string }): DeviceConfig => ({
-  auth: 'password', allowFrom: [], allowRecipients: ['*@berkeley.edu'], maxMessageSize: 25_000_000, enabled: true, ...extra,
+  auth: 'password',
+  allowFrom: [],
+  allowRecipients: ['*@berkeley.edu'],
+  maxMessageSize: 25_000_000,
+  enabled: true,
+  ...extra,
 });
 
 const CONFIG_DEVICES: DeviceConfig[] = [

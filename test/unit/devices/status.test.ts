@@ -8,7 +8,12 @@ describe('DeviceStatusTracker', () => {
     const tracker = new DeviceStatusTracker(events);
     events.emit('message.receiving', { device: 'copier', sessionId: 's1' });
     expect(tracker.get('copier').state).toBe('Connection in progress');
-    events.emit('message.rejected', { device: 'copier', sessionId: 's1', code: 550, reason: '5.7.1 Relaying to <x@gmail.com> is not allowed for device copier' });
+    events.emit('message.rejected', {
+      device: 'copier',
+      sessionId: 's1',
+      code: 550,
+      reason: '5.7.1 Relaying to <x@gmail.com> is not allowed for device copier',
+    });
     events.emit('session.closed', { sessionId: 's1', remoteAddress: '10.0.0.5', device: 'copier' });
     const status = tracker.get('copier');
     expect(status.state).toBe('Unable to connect');

@@ -18,10 +18,15 @@ for (const size of sizes.map(Number)) {
   const chunks: Buffer[] = [];
   for (let i = 0; i < body.length; i += 16_384) chunks.push(body.subarray(i, i + 16_384));
   try {
-    const message = await queue.accept({
-      device: 'scanner', envelope: { mailFrom: 'a@example.org', rcptTo: ['b@example.org'], bodyType: '7bit', smtpUtf8: false },
-      client: { address: '127.0.0.1', sessionId: 'child' }, maxSize: 50_000_000,
-    }, Readable.from(chunks));
+    const message = await queue.accept(
+      {
+        device: 'scanner',
+        envelope: { mailFrom: 'a@example.org', rcptTo: ['b@example.org'], bodyType: '7bit', smtpUtf8: false },
+        client: { address: '127.0.0.1', sessionId: 'child' },
+        maxSize: 50_000_000,
+      },
+      Readable.from(chunks),
+    );
     process.stdout.write(`${JSON.stringify({ ok: true, id: message.id, size: message.size })}\n`);
   } catch (err) {
     const e = err as { code?: string; cause?: { code?: string } };

@@ -62,12 +62,20 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
       // 300 KB and 1 MB: a first 256 KiB batch is cut short, the next write fails with EFBIG.
       const sizes = [200_000, 250_000, 300_000, 1_000_000, 100_000];
       const stdout = await new Promise<string>((resolve, reject) => {
-        execFile('prlimit', [`--fsize=${limit}`, process.execPath, '--import', 'tsx', CHILD, dataDir, ...sizes.map(String)], { cwd: ROOT, timeout: 60_000 }, (err, out, errOut) => {
-          if (err) reject(new Error(`${err.message}\n${errOut}`));
-          else resolve(out);
-        });
+        execFile(
+          'prlimit',
+          [`--fsize=${limit}`, process.execPath, '--import', 'tsx', CHILD, dataDir, ...sizes.map(String)],
+          { cwd: ROOT, timeout: 60_000 },
+          (err, out, errOut) => {
+            if (err) reject(new Error(`${err.message}\n${errOut}`));
+            else resolve(out);
+          },
+        );
       });
-      const results = stdout.trim().split('\n').map((line) => JSON.parse(line) as { ok: boolean; id?: string; size?: number; code?: string; cause?: string });
+      const results = stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { ok: boolean; id?: string; size?: number; code?: string; cause?: string });
       expect(results).toHaveLength(sizes.length);
       expect(results[0]).toMatchObject({ ok: true, size: 200_000 });
       for (const refused of results.slice(1, 4)) expect(refused).toMatchObject({ ok: false, code: 'SCANRELAY_SPOOL_WRITE', cause: 'EFBIG' });
@@ -89,12 +97,15 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     const body = new PassThrough();
     const accepted = queue.accept(input(), body);
     body.end(Buffer.alloc(100_000, 'x'));
-    const err = await accepted.then(() => undefined, (e: unknown) => e);
+    const err = await accepted.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(SpoolError);
     expect(err).toMatchObject({ code: 'SCANRELAY_SPOOL_WRITE', cause: { code: 'ENOTDIR' } });
     // The client's data must still be read to its end, so the session can answer 451 and go on.
     await waitFor(() => body.readableEnded, { what: 'DATA stream drained' });
-    expect((await readdir(join(dataDir, 'queue')))).toEqual([]);
+    expect(await readdir(join(dataDir, 'queue'))).toEqual([]);
     expect(queue.stats().counts.queued).toBe(0);
   });
 
@@ -108,7 +119,10 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     const id = tmpName.slice(0, -4);
     await mkdir(join(dataDir, 'queue', `${id}.json`));
     body.end(Buffer.alloc(10_000, 'z'));
-    const err = await accepted.then(() => undefined, (e: unknown) => e);
+    const err = await accepted.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(SpoolError);
     expect((err as SpoolError).code).toMatch(/^SCANRELAY_SPOOL_/);
     expect(await entries()).toEqual({ queue: [`${id}.json`], tmp: [] });
@@ -132,7 +146,10 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     const body = new PassThrough();
     const accepted = queue.accept(input(), body);
     body.end(Buffer.alloc(50_000, 'q'));
-    const err = await accepted.then(() => undefined, (e: unknown) => e);
+    const err = await accepted.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(SpoolError);
     expect(err).toMatchObject({ code: 'SCANRELAY_SPOOL_WRITE', cause: { code: 'ENOTDIR' } });
     expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);

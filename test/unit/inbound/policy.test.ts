@@ -12,7 +12,12 @@ import { decideAuth } from '../../../src/inbound/auth.js';
 import { replies } from '../../../src/inbound/replies.js';
 
 const device = (extra: Partial<DeviceConfig> & { name: string }): DeviceConfig => ({
-  auth: 'password', allowFrom: [], allowRecipients: ['*@berkeley.edu'], maxMessageSize: 10_000, enabled: true, ...extra,
+  auth: 'password',
+  allowFrom: [],
+  allowRecipients: ['*@berkeley.edu'],
+  maxMessageSize: 10_000,
+  enabled: true,
+  ...extra,
 });
 
 function plainLike(method: 'PLAIN' | 'LOGIN', username: string, password: string): SMTPServerAuthentication {
@@ -23,7 +28,10 @@ function cram(username: string, key: string): SMTPServerAuthentication {
   const challenge = '<1234.5678@scanrelay>';
   const response = createHmac('md5', key).update(challenge).digest('hex');
   return {
-    method: 'CRAM-MD5', username, challenge, challengeResponse: response,
+    method: 'CRAM-MD5',
+    username,
+    challenge,
+    challengeResponse: response,
     validatePassword: (secret: string) => createHmac('md5', secret).update(challenge).digest('hex') === response,
   } as unknown as SMTPServerAuthentication;
 }
@@ -35,7 +43,8 @@ describe('inbound policy', () => {
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'scanrelay-policy-'));
     devices = new DeviceRegistry({
-      dataDir, secretKey: 'policy-test-secret-key-0123456789',
+      dataDir,
+      secretKey: 'policy-test-secret-key-0123456789',
       limits: { smtpMaxMessageSize: 25_000_000, upstreams: new Map() },
       configDevices: [
         device({ name: 'scanner', username: 'scanner', password: 'plain-pw-1', allowFrom: ['10.20.0.0/16'] }),

@@ -6,13 +6,24 @@ import { apopDigest, pop3Replies } from '../../../src/pop3/index.js';
 
 const TS = '<1.2.3@scanrelay>';
 const base: DeviceConfig = {
-  name: 'p', auth: 'password', username: 'wc6505', password: 'secret-1', allowFrom: ['10.1.0.0/16'], allowRecipients: ['*@example.org'],
-  maxMessageSize: 1e6, enabled: true,
+  name: 'p',
+  auth: 'password',
+  username: 'wc6505',
+  password: 'secret-1',
+  allowFrom: ['10.1.0.0/16'],
+  allowRecipients: ['*@example.org'],
+  maxMessageSize: 1e6,
+  enabled: true,
 };
 
 function registry(devices: DeviceConfig[]): DeviceRegistry {
   // Only config devices: the registry is never opened, so nothing touches the (unused) dataDir.
-  return new DeviceRegistry({ dataDir: '/nonexistent', secretKey: 'k'.repeat(43), configDevices: devices, limits: { smtpMaxMessageSize: 1e6, upstreams: new Map() } });
+  return new DeviceRegistry({
+    dataDir: '/nonexistent',
+    secretKey: 'k'.repeat(43),
+    configDevices: devices,
+    limits: { smtpMaxMessageSize: 1e6, upstreams: new Map() },
+  });
 }
 
 describe('decidePop3Login', () => {
@@ -24,7 +35,10 @@ describe('decidePop3Login', () => {
   ]);
 
   it('accepts USER/PASS and APOP for a device with a stored secret, login case-insensitively', () => {
-    expect(decidePop3Login({ method: 'USER', username: 'WC6505', password: 'secret-1' }, TS, '10.1.2.3', devices)).toMatchObject({ ok: true, device: { name: 'p' } });
+    expect(decidePop3Login({ method: 'USER', username: 'WC6505', password: 'secret-1' }, TS, '10.1.2.3', devices)).toMatchObject({
+      ok: true,
+      device: { name: 'p' },
+    });
     expect(decidePop3Login({ method: 'APOP', username: 'wc6505', digest: apopDigest(TS, 'secret-1') }, TS, '10.1.2.3', devices)).toMatchObject({ ok: true });
   });
 
@@ -44,7 +58,9 @@ describe('decidePop3Login', () => {
 
   it('checks a scrypt-only device with USER/PASS and refuses APOP for it', () => {
     expect(decidePop3Login({ method: 'USER', username: 'hashed', password: 'secret-2' }, TS, '10.1.2.3', devices)).toMatchObject({ ok: true });
-    expect(decidePop3Login({ method: 'APOP', username: 'hashed', digest: apopDigest(TS, 'secret-2') }, TS, '10.1.2.3', devices))
-      .toMatchObject({ ok: false, reply: pop3Replies.apopUnavailable });
+    expect(decidePop3Login({ method: 'APOP', username: 'hashed', digest: apopDigest(TS, 'secret-2') }, TS, '10.1.2.3', devices)).toMatchObject({
+      ok: false,
+      reply: pop3Replies.apopUnavailable,
+    });
   });
 });

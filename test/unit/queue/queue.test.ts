@@ -49,18 +49,28 @@ describe('Queue', () => {
       const queue = await open();
       const queued: string[] = [];
       events.on('message.queued', ({ id }) => queued.push(id));
-      const body = Buffer.from('From: scanner@berkeley.edu\r\nSubject: Scan\r\nMessage-ID: <m1@printer>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n' + 'x'.repeat(50_000) + '\r\n');
+      const body = Buffer.from(
+        `From: scanner@berkeley.edu\r\nSubject: Scan\r\nMessage-ID: <m1@printer>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n${'x'.repeat(50_000)}\r\n`,
+      );
       const message = await queue.accept(input(), chunked(body));
 
       expect(queued).toEqual([message.id]);
       expect(await readFile(queue.bodyPath(message.id))).toEqual(body);
       const record = JSON.parse(await readFile(join(dataDir, 'queue', `${message.id}.json`), 'utf8'));
       expect(record).toMatchObject({
-        id: message.id, state: 'queued', device: 'warren-2f-scanner', upstream: 'gmail-warren', size: body.length, sha256: sha256(body),
+        id: message.id,
+        state: 'queued',
+        device: 'warren-2f-scanner',
+        upstream: 'gmail-warren',
+        size: body.length,
+        sha256: sha256(body),
         envelope: { mailFrom: 'scanner@berkeley.edu', rcptTo: ['ops@example.org', 'dean@berkeley.edu'] },
         client: { address: '10.20.5.17', authMethod: 'PLAIN' },
         headers: { from: 'scanner@berkeley.edu', subject: 'Scan', messageId: '<m1@printer>', hasDate: true },
-        recipients: [{ address: 'ops@example.org', state: 'pending' }, { address: 'dean@berkeley.edu', state: 'pending' }],
+        recipients: [
+          { address: 'ops@example.org', state: 'pending' },
+          { address: 'dean@berkeley.edu', state: 'pending' },
+        ],
         attempts: 0,
       });
       expect(record.receivedAt).toBe(message.receivedAt);
@@ -69,7 +79,10 @@ describe('Queue', () => {
 
     it('stores a held message out of the due list', async () => {
       const queue = await open();
-      const message = await queue.accept(input({ upstream: undefined, hold: { code: 'no-upstream', reason: 'no upstream' } }), Readable.from([Buffer.from('x\r\n')]));
+      const message = await queue.accept(
+        input({ upstream: undefined, hold: { code: 'no-upstream', reason: 'no upstream' } }),
+        Readable.from([Buffer.from('x\r\n')]),
+      );
       expect(message.state).toBe('held');
       expect(queue.due()).toEqual([]);
     });
@@ -172,6 +185,9 @@ describe('header sniffing helpers', () => {
   });
 
   it('unfolds continuation lines and lower-cases names', () => {
-    expect(parseHeaderBlock('Subject: a\r\n  long one\r\nFROM: x@y\r\n\r\nBody: no\r\n')).toEqual([['subject', 'a long one'], ['from', 'x@y']]);
+    expect(parseHeaderBlock('Subject: a\r\n  long one\r\nFROM: x@y\r\n\r\nBody: no\r\n')).toEqual([
+      ['subject', 'a long one'],
+      ['from', 'x@y'],
+    ]);
   });
 });

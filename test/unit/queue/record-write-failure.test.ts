@@ -12,7 +12,9 @@ import { GatewayEventBus } from '../../../src/shared/events.js';
 import { waitFor } from '../../helpers/gateway.js';
 
 const INPUT: AcceptInput = {
-  device: 'scanner', upstream: 'gmail', maxSize: 1_000_000,
+  device: 'scanner',
+  upstream: 'gmail',
+  maxSize: 1_000_000,
   envelope: { mailFrom: 'a@example.org', rcptTo: ['b@example.org'], bodyType: '7bit', smtpUtf8: false },
   client: { address: '127.0.0.1', sessionId: 's1' },
 };
@@ -27,7 +29,12 @@ describe('queue record writes refused by the disk', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'scanrelay-record-'));
     const failures: string[] = [];
     const persisted: string[] = [];
-    const queue = await Queue.open({ dataDir, events: new GatewayEventBus(), onPersistError: (id) => failures.push(id), onPersisted: (id) => persisted.push(id) });
+    const queue = await Queue.open({
+      dataDir,
+      events: new GatewayEventBus(),
+      onPersistError: (id) => failures.push(id),
+      onPersisted: (id) => persisted.push(id),
+    });
     const message = await queue.accept(INPUT, Readable.from([Buffer.from('Subject: x\r\n\r\nbody\r\n')]));
     expect(queue.lease(message.id)).toBe(true);
 

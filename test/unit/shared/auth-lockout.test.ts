@@ -7,7 +7,13 @@ describe('AuthLockout', () => {
   function clocked() {
     let now = 1_000_000;
     const lockout = new AuthLockout(policy, () => now);
-    return { lockout, advance: (ms: number) => { now += ms; }, now: () => now };
+    return {
+      lockout,
+      advance: (ms: number) => {
+        now += ms;
+      },
+      now: () => now,
+    };
   }
 
   it('locks an address on the maxFailures-th failure within the window, for durationMs', () => {

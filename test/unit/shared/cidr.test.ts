@@ -16,9 +16,12 @@ describe('cidr', () => {
 
   // inet_aton forms would pin a device to another host than the admin meant:
   // "10.20.517" is 10.20.2.5, "010.020.005.017" (zero-padded) is octal 8.16.5.15.
-  it.each(['10.20.517', '10.20.0/16', '010.020.005.017', '010.020.005.016/29', '0x0a.0.0.1', '167772161'])('refuses the non-dotted-quad IPv4 form %j', (text) => {
-    expect(() => parseCidr(text)).toThrow(/not a valid/);
-  });
+  it.each(['10.20.517', '10.20.0/16', '010.020.005.017', '010.020.005.016/29', '0x0a.0.0.1', '167772161'])(
+    'refuses the non-dotted-quad IPv4 form %j',
+    (text) => {
+      expect(() => parseCidr(text)).toThrow(/not a valid/);
+    },
+  );
 
   it('matches IPv4, IPv4-mapped IPv6 and IPv6 addresses', () => {
     const ranges = ['10.20.0.0/16', 'fd00::/64'].map((r) => parseCidr(r));

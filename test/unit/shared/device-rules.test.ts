@@ -14,7 +14,10 @@ describe('checkDeviceRules', () => {
   it('refuses an unsafe device with the field at fault', () => {
     expect(checkDeviceRules({ auth: 'none', allowRecipients: rcpt })?.field).toBe('allowFrom');
     expect(checkDeviceRules({ auth: 'none', allowFrom: [], allowRecipients: rcpt })?.field).toBe('allowFrom');
-    expect(checkDeviceRules({ auth: 'none', allowFrom: ['10.20.5.17', '10.20.5.0/28'], allowRecipients: rcpt })).toMatchObject({ field: 'allowFrom[1]', problem: expect.stringMatching(/too wide/) });
+    expect(checkDeviceRules({ auth: 'none', allowFrom: ['10.20.5.17', '10.20.5.0/28'], allowRecipients: rcpt })).toMatchObject({
+      field: 'allowFrom[1]',
+      problem: expect.stringMatching(/too wide/),
+    });
     expect(checkDeviceRules({ auth: 'none', allowFrom: ['fd00::/120'], allowRecipients: rcpt })?.field).toBe('allowFrom[0]');
     expect(checkDeviceRules({ auth: 'password', allowFrom: ['nonsense'], allowRecipients: rcpt })?.field).toBe('allowFrom[0]');
     expect(checkDeviceRules({ auth: 'password' })?.field).toBe('allowRecipients');

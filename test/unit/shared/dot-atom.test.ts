@@ -3,7 +3,16 @@ import { addressTrick } from '../../../src/shared/address-rules.js';
 
 describe('recipient mailbox names', () => {
   it('refuses local parts that are not plain dot-atoms (nodemailer would parse them as address lists)', () => {
-    for (const address of ['a,b@example.org', 'x(y)@example.org', 'a b@example.org', 'a..b@example.org', '.a@example.org', 'a.@example.org', 'a<b>@example.org', 'a;b@example.org']) {
+    for (const address of [
+      'a,b@example.org',
+      'x(y)@example.org',
+      'a b@example.org',
+      'a..b@example.org',
+      '.a@example.org',
+      'a.@example.org',
+      'a<b>@example.org',
+      'a;b@example.org',
+    ]) {
       expect(addressTrick(address), address).toMatch(/dot-atom/);
     }
   });
