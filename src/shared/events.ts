@@ -1,5 +1,50 @@
 import { EventEmitter } from 'node:events';
 
+/** The true reason of one login attempt (the client may hear a uniform reply; this is what really happened). */
+export type LoginReason =
+  | 'ok'
+  | 'unknown-user'
+  | 'bad-password'
+  | 'wrong-address'
+  | 'disabled'
+  | 'locked-out'
+  | 'method-unavailable'
+  | 'pop-grant-expired'
+  | 'malformed';
+
+/** One step of a device's SMTP or POP3 session, as the printer doctor shows it (secrets never included). */
+export type SessionStepName = 'connect' | 'helo' | 'starttls' | 'auth' | 'mail' | 'rcpt' | 'data' | 'queued' | 'refused' | 'quit' | 'timeout' | 'closed';
+
+export interface SessionStep {
+  sessionId: string;
+  protocol: 'smtp' | 'pop3';
+  remoteAddress: string;
+  /** Known once the session is attributed (login, allowFrom, POP3 grant). */
+  device?: string;
+  step: SessionStepName;
+  ok: boolean;
+  /** What happened, in words (e.g. "EHLO printer.local", "AUTH LOGIN as scanner-2f", "250 queued as ..."). */
+  detail: string;
+  /** Machine-readable cause of a failed step (a LoginReason for auth, an SMTP code for refusals). */
+  reason?: string;
+  at: number;
+}
+
+export interface LoginAttempt {
+  protocol: 'smtp' | 'pop3';
+  sessionId: string;
+  remoteAddress: string;
+  username?: string;
+  /** The device the username (or address) belongs to, when there is one. */
+  device?: string;
+  method: string;
+  ok: boolean;
+  reason: LoginReason;
+  /** This attempt started a lock-out. */
+  lockedOut?: boolean;
+  at: number;
+}
+
 /**
  * Message and device lifecycle events. Lower layers (inbound, queue, delivery) emit them; device status
  * and metrics listen. Nobody calls "up" into the admin API.
@@ -11,6 +56,10 @@ export interface GatewayEvents {
   'auth.succeeded': [{ device: string; method: string; remoteAddress: string }];
   'auth.failed': [{ username?: string; device?: string; method: string; remoteAddress: string; reason: string }];
   'auth.lockedOut': [{ remoteAddress: string; until: number }];
+  /** Every login attempt (SMTP AUTH, POP3 USER/PASS/APOP), emitted once by the login recorder. */
+  'login.attempted': [LoginAttempt];
+  /** Every step of a session, for the printer doctor (cheap when nobody listens). */
+  'session.step': [SessionStep];
   /** A device started a transmission (MAIL FROM accepted). */
   'message.receiving': [{ device: string; sessionId: string }];
   /** The client's transmission was refused or aborted before it was queued. */

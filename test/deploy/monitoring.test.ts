@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, posix, resolve } from 'node:path';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, type TestGateway } from '../kit/gateway.js';
 import { MESSAGE_STATES, UPSTREAM_STATES, type AuthResult, type DeliveryResultClass } from '../../src/observability/metrics.js';
 import { replies } from '../../src/inbound/index.js';
 import { metricNamesIn, readRepoFile, readYaml, repoPath, selectorsIn } from './files.js';

@@ -7,10 +7,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
 import nodemailer from 'nodemailer';
-import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
 import { apiClient, type ApiClient } from '../unit/admin/api-client.js';
-import { TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER } from '../helpers/upstream.js';
-import { writeCaFile } from '../helpers/certs.js';
+import { TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER } from '../kit/upstream.js';
+import { writeCaFile } from '../kit/certs.js';
 import { parsePrometheusText, sampleValue } from '../unit/admin/prometheus-text.js';
 
 const TOKEN = 'test-admin-token-0123456789';

@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
-import { startTestGateway, testRawConfig, type RawConfig, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, testRawConfig, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { apiClient, type ApiClient, type Transport } from '../unit/admin/api-client.js';
 import { parsePrometheusText } from '../unit/admin/prometheus-text.js';
 

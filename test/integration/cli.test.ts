@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { runCli, EXIT } from '../../src/cli/run.js';
-import { makeTempDir, startTestGateway, testRawConfig, type TestGateway } from '../helpers/gateway.js';
+import { makeTempDir, startTestGateway, testRawConfig, type TestGateway } from '../kit/gateway.js';
 
 const TOKEN = 'test-admin-token-0123456789';
 const run = promisify(execFile);

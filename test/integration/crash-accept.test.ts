@@ -10,11 +10,11 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { makeTempDir, waitFor } from '../helpers/gateway.js';
-import type { RawSmtpClient } from '../helpers/raw-smtp.js';
+import { makeTempDir, waitFor } from '../kit/gateway.js';
+import type { RawSmtpClient } from '../kit/raw-smtp.js';
 import { Queue } from '../../src/queue/index.js';
 import { GatewayEventBus } from '../../src/shared/events.js';
-import { SCANNER_PASSWORD, authenticatedClient, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries } from '../fixtures/inbound.js';
+import { SCANNER_PASSWORD, authenticatedClient, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries } from '../kit/inbound-scope.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

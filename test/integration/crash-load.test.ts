@@ -16,11 +16,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTempDir, waitFor } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
-import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../helpers/gateway-process.js';
-import { TEST_DEVICE, TestUpstream, upstreamEntry } from '../helpers/upstream.js';
+import { makeTempDir, waitFor } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
+import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../kit/gateway-process.js';
+import { TEST_DEVICE, TestUpstream, upstreamEntry } from '../kit/upstream.js';
 import { LONG_TESTS, createPrng, seedFrom } from '../unit/hardening/prng.js';
 
 const TOKEN = 'test-admin-token-0123456789';

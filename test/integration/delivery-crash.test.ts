@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTempDir, waitFor } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../helpers/gateway-process.js';
-import { TEST_DEVICE, TestUpstream, bodyOf, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
+import { makeTempDir, waitFor } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../kit/gateway-process.js';
+import { TEST_DEVICE, TestUpstream, bodyOf, sendToGateway, upstreamEntry } from '../kit/upstream.js';
 
 describe('crash safety and shutdown (the gateway as a child process)', () => {
   let dir: string | undefined;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { untrustedCert } from '../helpers/certs.js';
-import { useDeliveryScenario } from '../helpers/delivery-scenario.js';
-import { TEST_DEVICE, headersOf, sendToGateway, type TestUpstreamOptions } from '../helpers/upstream.js';
+import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { untrustedCert } from '../kit/certs.js';
+import { useDeliveryScenario } from '../kit/delivery-scenario.js';
+import { TEST_DEVICE, headersOf, sendToGateway, type TestUpstreamOptions } from '../kit/upstream.js';
 
 describe('delivery when the upstream refuses or fails', () => {
   const deliveryScenario = useDeliveryScenario();

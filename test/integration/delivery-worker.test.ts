@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { access } from 'node:fs/promises';
-import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { useDeliveryScenario } from '../helpers/delivery-scenario.js';
-import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
+import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { useDeliveryScenario } from '../kit/delivery-scenario.js';
+import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry } from '../kit/upstream.js';
 
 /** A deliberate pause for "nothing happens" checks (bounded, only where absence is the point). */
 const settle = (ms = 400) => new Promise((resolve) => setTimeout(resolve, ms));

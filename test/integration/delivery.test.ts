@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
-import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { TEST_DEVICE, TestUpstream, bodyOf, headersOf, sendToGateway, upstreamEntry, type TestUpstreamOptions } from '../helpers/upstream.js';
+import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { TEST_DEVICE, TestUpstream, bodyOf, headersOf, sendToGateway, upstreamEntry, type TestUpstreamOptions } from '../kit/upstream.js';
 
 describe('delivery through TLS upstreams', () => {
   let gw: TestGateway | undefined;

@@ -9,7 +9,7 @@ import nodemailer from 'nodemailer';
 import { loadConfig } from '../../src/config/index.js';
 import { createGateway, type Gateway } from '../../src/app.js';
 import { startDemoUpstream, type DemoUpstream } from '../../scripts/demo-upstream.js';
-import { makeTempDir, memoryLogger, waitFor } from '../helpers/gateway.js';
+import { makeTempDir, memoryLogger, waitFor } from '../kit/gateway.js';
 
 describe('README demo: printer -> scanrelay -> local TLS upstream', () => {
   let upstream: DemoUpstream | undefined;

@@ -5,8 +5,8 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import { X509Certificate } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { generate } from 'selfsigned';
-import { buildTestConfig, makeTempDir, memoryLogger, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { RawSmtpClient } from '../helpers/raw-smtp.js';
+import { buildTestConfig, makeTempDir, memoryLogger, startTestGateway, type TestGateway } from '../kit/gateway.js';
+import { RawSmtpClient } from '../kit/raw-smtp.js';
 import { createGateway } from '../../src/app.js';
 
 const USER = 'wc6505';

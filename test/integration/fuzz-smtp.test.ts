@@ -12,9 +12,9 @@
  * SCANRELAY_LONG_TESTS=1: 5000 sessions or 5 minutes. Replay with SCANRELAY_FUZZ_SEED=<seed printed>.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { plainAuth } from '../helpers/raw-smtp.js';
-import { deviceTransport, queueIdOf, scannerDevice, SCANNER_PASSWORD, spoolEntries } from '../fixtures/inbound.js';
+import { startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
+import { plainAuth } from '../kit/raw-smtp.js';
+import { deviceTransport, queueIdOf, scannerDevice, SCANNER_PASSWORD, spoolEntries } from '../kit/inbound-scope.js';
 import { converse, parseReplies } from '../unit/hardening/smtp-wire.js';
 import { LONG_TESTS, createPrng, seedFrom, type Prng } from '../unit/hardening/prng.js';
 

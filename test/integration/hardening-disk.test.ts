@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
-import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { RawSmtpClient } from '../helpers/raw-smtp.js';
-import { authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, SCANNER_PASSWORD, spoolEntries } from '../fixtures/inbound.js';
+import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
+import { RawSmtpClient } from '../kit/raw-smtp.js';
+import { authenticatedClient, dataPayload, deviceTransport, queueIdOf, scannerDevice, SCANNER_PASSWORD, spoolEntries } from '../kit/inbound-scope.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

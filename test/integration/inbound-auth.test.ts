@@ -4,10 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHmac } from 'node:crypto';
-import type { RawConfig } from '../helpers/gateway.js';
-import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
+import type { RawConfig } from '../kit/gateway.js';
+import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
 import { hashPassword } from '../../src/devices/credentials.js';
-import { SCANNER_PASSWORD, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope } from '../fixtures/inbound.js';
+import { SCANNER_PASSWORD, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope } from '../kit/inbound-scope.js';
 
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 

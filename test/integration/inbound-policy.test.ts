@@ -3,9 +3,9 @@
  * actual size (552), each over a real loopback socket, and nothing left in the spool after a refusal.
  */
 import { describe, expect, it } from 'vitest';
-import { waitFor, type RawConfig } from '../helpers/gateway.js';
-import { RawSmtpClient } from '../helpers/raw-smtp.js';
-import { dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD, useGatewayScope } from '../fixtures/inbound.js';
+import { waitFor, type RawConfig } from '../kit/gateway.js';
+import { RawSmtpClient } from '../kit/raw-smtp.js';
+import { dataPayload, deviceTransport, queueIdOf, scannerDevice, spoolEntries, SCANNER_PASSWORD, useGatewayScope } from '../kit/inbound-scope.js';
 
 describe('recipient and size policy of an authenticated device', () => {
   const scope = useGatewayScope({ devices: [scannerDevice()] });

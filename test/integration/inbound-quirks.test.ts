@@ -4,9 +4,9 @@
  */
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { RawSmtpClient, plainAuth, type SmtpResponse } from '../helpers/raw-smtp.js';
-import { SCANNER_PASSWORD, queueIdOf, scannerDevice, sha256 } from '../fixtures/inbound.js';
+import { startTestGateway, type TestGateway } from '../kit/gateway.js';
+import { RawSmtpClient, plainAuth, type SmtpResponse } from '../kit/raw-smtp.js';
+import { SCANNER_PASSWORD, queueIdOf, scannerDevice, sha256 } from '../kit/inbound-scope.js';
 
 const AUTH = plainAuth('warren-2f', SCANNER_PASSWORD);
 

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { waitFor, type RawConfig } from '../helpers/gateway.js';
-import { SCANNER_PASSWORD, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries, useGatewayScope } from '../fixtures/inbound.js';
+import { waitFor, type RawConfig } from '../kit/gateway.js';
+import { SCANNER_PASSWORD, dataPayload, deviceTransport, queueIdOf, scannerDevice, sha256, spoolEntries, useGatewayScope } from '../kit/inbound-scope.js';
 
 /** A scan as a printer builds it: CRLF MIME, a text part with leading dots, a base64 PDF-like attachment. */
 function buildScanMessage(attachmentBytes: number): Buffer {

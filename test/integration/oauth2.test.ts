@@ -2,9 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
+import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../kit/upstream.js';
 
 const CLIENT_ID = 'scanrelay-client.apps.example';
 const CLIENT_SECRET = 'client-secret-value-123';

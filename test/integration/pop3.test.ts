@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { LineSocket } from '../helpers/line-socket.js';
-import { RawSmtpClient } from '../helpers/raw-smtp.js';
+import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { LineSocket } from '../kit/line-socket.js';
+import { RawSmtpClient } from '../kit/raw-smtp.js';
 import { hashPassword } from '../../src/devices/index.js';
 
 /** A line-oriented POP3 client over a raw socket: exact commands in, reply lines out. */

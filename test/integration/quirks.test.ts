@@ -6,10 +6,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { RawSmtpClient, plainAuth, type SmtpResponse } from '../helpers/raw-smtp.js';
-import { TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER } from '../helpers/upstream.js';
-import { writeCaFile } from '../helpers/certs.js';
+import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
+import { RawSmtpClient, plainAuth, type SmtpResponse } from '../kit/raw-smtp.js';
+import { TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER } from '../kit/upstream.js';
+import { writeCaFile } from '../kit/certs.js';
 
 const USER = 'wc6505';
 const PASS = 'Quirk-pass-0123456789';

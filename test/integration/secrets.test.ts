@@ -13,10 +13,10 @@ import { createHash, createHmac } from 'node:crypto';
 import { connect } from 'node:net';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { writeCaFile } from '../helpers/certs.js';
-import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
-import { TestUpstream, UPSTREAM_PASSWORD, upstreamEntry } from '../helpers/upstream.js';
+import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
+import { TestUpstream, UPSTREAM_PASSWORD, upstreamEntry } from '../kit/upstream.js';
 import { apiClient } from '../unit/admin/api-client.js';
 
 const TOKEN = 'test-admin-token-0123456789';

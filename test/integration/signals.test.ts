@@ -6,9 +6,9 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../helpers/gateway-process.js';
-import { makeTempDir } from '../helpers/gateway.js';
-import { RawSmtpClient, plainAuth } from '../helpers/raw-smtp.js';
+import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../kit/gateway-process.js';
+import { makeTempDir } from '../kit/gateway.js';
+import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
 
 const FIRST = { name: 'first', username: 'first-login', password: 'first-password-1', allowRecipients: ['*@example.org'] };
 const SECOND = { name: 'second', username: 'second-login', password: 'second-password-2', allowRecipients: ['*@example.org'] };

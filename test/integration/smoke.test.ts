@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, type TestGateway } from '../kit/gateway.js';
 
 describe('gateway smoke', () => {
   let gw: TestGateway | undefined;

@@ -15,9 +15,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rm } from 'node:fs/promises';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../helpers/gateway.js';
-import { testCerts, writeCaFile } from '../helpers/certs.js';
-import { TEST_DEVICE, TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER, sendToGateway, upstreamEntry } from '../helpers/upstream.js';
+import { buildTestConfig, makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { testCerts, writeCaFile } from '../kit/certs.js';
+import { TEST_DEVICE, TestUpstream, UPSTREAM_PASSWORD, UPSTREAM_USER, sendToGateway, upstreamEntry } from '../kit/upstream.js';
 import { apiClient, type ApiClient } from '../unit/admin/api-client.js';
 
 const TOKEN = 'test-admin-token-0123456789';

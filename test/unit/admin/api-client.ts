@@ -2,7 +2,7 @@
  * Test client of the admin API that speaks either through Fastify's inject or over real HTTP, and keeps
  * every answer (headers and body) so tests can assert that no secret was ever sent back.
  */
-import type { TestGateway } from '../../helpers/gateway.js';
+import type { TestGateway } from '../../kit/gateway.js';
 
 export type Transport = 'inject' | 'http';
 

@@ -3,7 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildOutgoingHeaders, outgoingStream, readHeaderBlock, type HeaderContext } from '../../../src/delivery/headers.js';
 import { findHeaderEnd, parseHeaderBlock, type SniffedHeaders } from '../../../src/queue/index.js';
-import { makeTempDir } from '../../helpers/gateway.js';
+import { makeTempDir } from '../../kit/gateway.js';
 
 const RECEIVED_AT = Date.UTC(2025, 6, 1, 10, 0, 0);
 const ctx = (extra: Partial<HeaderContext> = {}): HeaderContext => ({

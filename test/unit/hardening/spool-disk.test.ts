@@ -16,7 +16,7 @@ import { PassThrough } from 'node:stream';
 import { Queue, type AcceptInput } from '../../../src/queue/index.js';
 import { GatewayEventBus } from '../../../src/shared/events.js';
 import { SpoolError } from '../../../src/shared/errors.js';
-import { waitFor } from '../../helpers/gateway.js';
+import { waitFor } from '../../kit/gateway.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./spool-child.ts', import.meta.url));

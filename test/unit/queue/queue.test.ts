@@ -11,7 +11,7 @@ import { Queue, findHeaderEnd, parseHeaderBlock, type AcceptInput } from '../../
 import { GatewayEventBus } from '../../../src/shared/events.js';
 import { MessageTooLargeError, SpoolError } from '../../../src/shared/errors.js';
 import { newQueueId } from '../../../src/shared/ids.js';
-import { sha256 } from '../../fixtures/inbound.js';
+import { sha256 } from '../../kit/inbound-scope.js';
 
 const input = (extra: Partial<AcceptInput> = {}): AcceptInput => ({
   device: 'warren-2f-scanner',

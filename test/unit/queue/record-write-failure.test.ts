@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { Queue, type AcceptInput } from '../../../src/queue/index.js';
 import { GatewayEventBus } from '../../../src/shared/events.js';
-import { waitFor } from '../../helpers/gateway.js';
+import { waitFor } from '../../kit/gateway.js';
 
 const INPUT: AcceptInput = {
   device: 'scanner',
