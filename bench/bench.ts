@@ -19,7 +19,7 @@
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { percentile, runConcurrent, sendGenerated } from '../test/kit/smtp-load.js';
@@ -76,11 +76,20 @@ function track(cleanup: () => Promise<void>): () => void {
     if (index >= 0) cleanups.splice(index, 1);
   };
 }
-async function cleanupAll(): Promise<void> {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err) => console.error('cleanup:', err));
+let cleaning: Promise<void> | undefined;
+/** Runs every registered cleanup once, newest first; a second caller waits for the same run. */
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err) => console.error('cleanup:', err));
+  })();
+  return cleaning;
 }
+let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  // `on`, not `once`: tsx's own handler exits at once when it sees no other listener for the signal.
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
     console.error(`\n${signal}: cleaning up`);
     void cleanupAll().then(() => process.exit(130));
   });
@@ -139,15 +148,34 @@ async function startUpstream(dir: string): Promise<UpstreamHandle> {
 // ---- one round of one load on one side ----
 let roundSerial = 0;
 
-async function runRound(side: Side, load: Load, upstream: UpstreamHandle): Promise<RoundResult> {
+/**
+ * Starts a side in a fresh cgroup (when cgroup v2 is writable), with `wrapper` inside it. The cgroup is
+ * tracked before the side starts, so an interrupted start is killed with it.
+ */
+async function startInCgroup(side: Side, wrapper: string[] = []) {
+  if (stopping) throw new Error('stopping');
   const cgroup = await SideCgroup.create(`scanrelay-bench-${process.pid}-${side.name}-${++roundSerial}`);
   const untrackCgroup = cgroup ? track(() => cgroup.remove()) : () => undefined;
-  const running = await side.start(cgroup?.wrap() ?? []).catch(async (err) => {
+  const running = await side.start([...(cgroup?.wrap() ?? []), ...wrapper]).catch(async (err) => {
     await cgroup?.remove();
     untrackCgroup();
     throw err;
   });
   const untrackSide = track(() => running.stop());
+  return {
+    cgroup,
+    running,
+    async stop() {
+      await running.stop();
+      untrackSide();
+      await cgroup?.remove();
+      untrackCgroup();
+    },
+  };
+}
+
+async function runRound(side: Side, load: Load, upstream: UpstreamHandle): Promise<RoundResult> {
+  const { cgroup, running, stop } = await startInCgroup(side);
   try {
     const timeoutMs = Math.max(60_000, ((load.count + load.warmup) * load.bytes) / 2_000); // >= 2 MB/s
     const send = (prefix: string, count: number, concurrency: number, latencies?: number[]) =>
@@ -184,18 +212,14 @@ async function runRound(side: Side, load: Load, upstream: UpstreamHandle): Promi
     const ussPeak = await sampler.stop();
     return { rate: load.count / seconds, latencies, cpuPerMsgMs: (cpuSeconds * 1000) / load.count, ussPeak, duplicates };
   } finally {
-    await running.stop();
-    untrackSide();
-    await cgroup?.remove();
-    untrackCgroup();
+    await stop();
   }
 }
 
 /** fsyncs per message over a side's whole life under strace -c -f. */
 async function fsyncRound(side: Side, upstream: UpstreamHandle, dir: string): Promise<number> {
   const file = join(dir, `strace-${side.name}.txt`);
-  const running = await side.start(straceWrapper(file));
-  const untrack = track(() => running.stop());
+  const { running, stop } = await startInCgroup(side, straceWrapper(file));
   try {
     const prefix = `fsync.${side.name}.`;
     const delivered = upstream.expect(prefix, FSYNC_COUNT, 120_000);
@@ -210,8 +234,7 @@ async function fsyncRound(side: Side, upstream: UpstreamHandle, dir: string): Pr
     );
     await delivered.done;
   } finally {
-    await running.stop();
-    untrack();
+    await stop();
   }
   return (await fsyncCalls(file)) / FSYNC_COUNT;
 }
@@ -295,6 +318,7 @@ async function main(): Promise<void> {
   const node = { binary: process.env.BENCH_NODE ?? process.execPath, args: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [] };
   const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-'));
   track(() => rm(dir, { recursive: true, force: true }));
+  await chmod(dir, 0o755); // Postfix's daemons (user postfix) work below it
   const upstream = await startUpstream(dir);
   const postfix = process.env.BENCH_NO_POSTFIX === '1' ? { reason: 'BENCH_NO_POSTFIX=1' } : await postfixAvailable();
   const probe = await SideCgroup.create(`scanrelay-bench-${process.pid}-probe`);
@@ -310,8 +334,8 @@ async function main(): Promise<void> {
   console.log(`  upstream: implicit TLS + AUTH on 127.0.0.1:${upstream.port}, own process (bench node ${process.version})`);
   console.log(`  CPU counted with ${probe ? 'a cgroup v2 per side (cpu.stat)' : "/proc/PID/stat of each side's process tree (utime+stime+cutime+cstime)"}`);
 
-  const sides: Side[] = [gatewaySide(upstream, node)];
-  if ('version' in postfix) sides.push(postfixSide(upstream));
+  const sides: Side[] = [gatewaySide(upstream, node, dir)];
+  if ('version' in postfix) sides.push(postfixSide(upstream, dir));
 
   for (const load of LOADS) {
     const results: Record<string, RoundResult[]> = { gateway: [], postfix: [] };
@@ -341,7 +365,7 @@ async function main(): Promise<void> {
 
 main()
   .catch((err) => {
-    console.error(err);
+    if (!stopping) console.error(err);
     process.exitCode = 1;
   })
   .finally(async () => {

@@ -7,7 +7,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { access, chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -104,9 +103,12 @@ export interface PostfixInstance {
   stop(): Promise<void>;
 }
 
-/** Configures and starts a private instance; `wrapper` goes in front of `postfix start-fg` (cgroup, strace). */
-export async function startPostfix(upstream: PostfixUpstream, port: number, wrapper: string[] = []): Promise<PostfixInstance> {
-  const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-postfix-'));
+/**
+ * Configures and starts a private instance in a new directory under `parentDir` (which must be
+ * traversable by the postfix user); `wrapper` goes in front of `postfix start-fg` (cgroup, strace).
+ */
+export async function startPostfix(upstream: PostfixUpstream, port: number, parentDir: string, wrapper: string[] = []): Promise<PostfixInstance> {
+  const dir = await mkdtemp(join(parentDir, 'postfix-'));
   // Postfix daemons run as the postfix user and must traverse the directory.
   await chmod(dir, 0o755);
   await mkdir(join(dir, 'queue'));

@@ -5,7 +5,6 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGatewayProcess, writeGatewayConfig } from '../test/kit/gateway-process.js';
 import { startPostfix } from './postfix.js';
@@ -34,11 +33,12 @@ export interface Side {
 
 export const BENCH_DEVICE = { name: 'bench-scanner', username: 'bench', password: 'bench-password-123' };
 
-export function gatewaySide(upstream: BenchUpstream, node: { binary: string; args: string[] }): Side {
+/** Each side keeps its files in a new directory under `workDir` (the bench removes it whatever happens). */
+export function gatewaySide(upstream: BenchUpstream, node: { binary: string; args: string[] }, workDir: string): Side {
   return {
     name: 'gateway',
     async start(wrapper) {
-      const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-gateway-'));
+      const dir = await mkdtemp(join(workDir, 'gateway-'));
       try {
         const configFile = await writeGatewayConfig(dir, {
           dataDir: join(dir, 'data'),
@@ -78,11 +78,11 @@ export function gatewaySide(upstream: BenchUpstream, node: { binary: string; arg
   };
 }
 
-export function postfixSide(upstream: BenchUpstream): Side {
+export function postfixSide(upstream: BenchUpstream, workDir: string): Side {
   return {
     name: 'postfix',
     async start(wrapper) {
-      const instance = await startPostfix(upstream, await freePort(), wrapper);
+      const instance = await startPostfix(upstream, await freePort(), workDir, wrapper);
       return { port: instance.port, rootPid: instance.masterPid, stop: () => instance.stop() };
     },
   };
