@@ -16,6 +16,7 @@
  *   BENCH_NODE=/path/to/node        run the gateway under another Node binary
  *   BENCH_NODE_ARGS="--max-semi-space-size=2"   flags for the gateway's node
  *   BENCH_NO_POSTFIX=1              gateway only
+ *   BENCH_NO_CGROUP=1               count CPU from /proc/PID/stat even where a cgroup could be made
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -148,13 +149,16 @@ async function startUpstream(dir: string): Promise<UpstreamHandle> {
 // ---- one round of one load on one side ----
 let roundSerial = 0;
 
+const makeCgroup = (name: string) =>
+  process.env.BENCH_NO_CGROUP === '1' ? Promise.resolve(undefined) : SideCgroup.create(`scanrelay-bench-${process.pid}-${name}`);
+
 /**
  * Starts a side in a fresh cgroup (when cgroup v2 is writable), with `wrapper` inside it. The cgroup is
  * tracked before the side starts, so an interrupted start is killed with it.
  */
 async function startInCgroup(side: Side, wrapper: string[] = []) {
   if (stopping) throw new Error('stopping');
-  const cgroup = await SideCgroup.create(`scanrelay-bench-${process.pid}-${side.name}-${++roundSerial}`);
+  const cgroup = await makeCgroup(`${side.name}-${++roundSerial}`);
   const untrackCgroup = cgroup ? track(() => cgroup.remove()) : () => undefined;
   const running = await side.start([...(cgroup?.wrap() ?? []), ...wrapper]).catch(async (err) => {
     await cgroup?.remove();
@@ -321,7 +325,7 @@ async function main(): Promise<void> {
   await chmod(dir, 0o755); // Postfix's daemons (user postfix) work below it
   const upstream = await startUpstream(dir);
   const postfix = process.env.BENCH_NO_POSTFIX === '1' ? { reason: 'BENCH_NO_POSTFIX=1' } : await postfixAvailable();
-  const probe = await SideCgroup.create(`scanrelay-bench-${process.pid}-probe`);
+  const probe = await makeCgroup('probe');
   await probe?.remove();
 
   console.log(
