@@ -79,7 +79,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
   }
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
-  problems.push(...schemaProblems(withDefaults));
+  // A key already reported (a missing ${VAR}, an unreadable *File) is not reported again for its placeholder.
+  const reported = new Set(problems.map((p) => p.keyPath));
+  problems.push(...schemaProblems(withDefaults).filter((p) => !reported.has(p.keyPath)));
   if (problems.length > 0) throw ConfigError.of(file, problems);
   const config = checkConfig(Value.Decode(ConfigSchema, withDefaults) as DecodedConfig, file, problems);
   if (problems.length > 0) throw ConfigError.of(file, problems);

@@ -269,8 +269,6 @@ export const AdminSchema = Section(
   { default: {} },
 );
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
 export const ConfigSchema = Section({
   dataDir: Type.Transform(Type.String({ default: './data' }))
     .Decode((path) => resolve(path))
@@ -278,7 +276,15 @@ export const ConfigSchema = Section({
   log: Section(
     {
       level: Type.Union(
-        LOG_LEVELS.map((l) => Type.Literal(l)),
+        [
+          Type.Literal('fatal'),
+          Type.Literal('error'),
+          Type.Literal('warn'),
+          Type.Literal('info'),
+          Type.Literal('debug'),
+          Type.Literal('trace'),
+          Type.Literal('silent'),
+        ],
         { default: 'info' },
       ),
     },
