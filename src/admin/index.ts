@@ -89,8 +89,8 @@ function requestForLog(request: FastifyRequest) {
 
 /** Query keys whose values are secrets, whatever route they are sent to (a token pasted into a URL). */
 const SECRET_QUERY_KEY = /token|pass|secret|key|auth|sig|session|cookie|credential|bearer|jwt|code/i;
-/** A query key that reads as a parameter name; anything else (a bare token as "?eyJ...") is not shown at all. */
-const PLAIN_QUERY_KEY = /^[A-Za-z][A-Za-z0-9_.-]{0,31}$/;
+/** A query key that reads as a parameter name (letters, "_"); anything else (a token pasted as the key) is not shown at all. */
+const PLAIN_QUERY_KEY = /^[A-Za-z][A-Za-z_]{0,31}$/;
 const REDACTED = '[redacted]';
 
 /**
@@ -102,10 +102,23 @@ export function urlForLog(url: string): string {
   const mark = url.indexOf('?');
   if (mark < 0) return url;
   const shown: string[] = [];
-  for (const [key, value] of new URLSearchParams(url.slice(mark + 1))) {
-    if (!PLAIN_QUERY_KEY.test(key)) shown.push(REDACTED);
+  for (const pair of url.slice(mark + 1).split('&')) {
+    if (pair === '') continue;
+    const equals = pair.indexOf('=');
+    const key = safeDecode(equals < 0 ? pair : pair.slice(0, equals));
+    const value = equals < 0 ? undefined : safeDecode(pair.slice(equals + 1));
+    // "?<token>" (no "=") or a key that is not a parameter name: nothing of it is shown
+    if (value === undefined || !PLAIN_QUERY_KEY.test(key)) shown.push(REDACTED);
     else if (SECRET_QUERY_KEY.test(key)) shown.push(`${key}=${REDACTED}`);
     else shown.push(`${key}=${encodeURIComponent(value)}`);
   }
   return `${url.slice(0, mark)}?${shown.join('&')}`;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
 }
