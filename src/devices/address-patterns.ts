@@ -25,14 +25,16 @@ export function parseAddressRule(text: string): AddressRule {
   if (domain === '*' || domain === '') throw new Error(`"${text}" matches every domain: list the domains instead`);
   const anySubdomain = domain.startsWith('*.');
   const baseDomain = anySubdomain ? domain.slice(2) : domain;
-  if (!DOMAIN.test(baseDomain)) throw new Error(`"${text}" has an invalid domain`);
-  if (isPublicSuffix(baseDomain)) {
+  // Before the domain syntax, so "*@*.com" hears why ("com" alone is also not a valid mail domain).
+  const judged = anySubdomain || baseDomain.includes('.');
+  if (judged && /^[a-z0-9-]+(?:\.[a-z0-9-]+)*$/.test(baseDomain) && isPublicSuffix(baseDomain)) {
     throw new Error(
       anySubdomain
         ? `"${text}" covers every domain under the public suffix "${baseDomain}" (anyone can register one there): name your own domain, e.g. "*@*.example.${baseDomain}"`
         : `"${text}": "${baseDomain}" is a public suffix, not a mail domain`,
     );
   }
+  if (!DOMAIN.test(baseDomain)) throw new Error(`"${text}" has an invalid domain`);
   if (local !== '*' && !LOCAL.test(local)) throw new Error(`"${text}" has an invalid mailbox part`);
   return {
     text: rule,
