@@ -32,10 +32,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# The console's static files (src/console/public) go into the image when the sources have them.
+# Everything the runtime needs goes to /out, so the runtime stage takes it in one COPY (one layer): the
+# compiled code, the production dependencies without the native build's intermediate files, and the
+# console's static files (src/console/public) when the sources have them.
 RUN npm run build \
- && mkdir -p src/console/public \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --no-audit --no-fund \
+ && find node_modules -path '*/build/Release/obj*' -prune -exec rm -rf {} + \
+ && find node_modules -path '*/build/*' -name '*.a' -delete \
+ && mkdir -p /out/src/console src/console/public \
+ && cp -a package.json package-lock.json node_modules dist /out/ \
+ && cp -a src/console/public /out/src/console/public
 
 FROM ${NODE_IMAGE} AS runtime
 # The release this image is: keep it equal to package.json's version (test/deploy/container.test.ts).
@@ -62,10 +68,7 @@ ENV NODE_ENV=production \
     SCANRELAY_POP3_PORT=1110
 WORKDIR /app
 # Application files stay owned by root: the runtime user can read but never modify them.
-COPY package.json package-lock.json ./
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
-COPY --from=build /app/src/console/public ./src/console/public
+COPY --from=build /out ./
 # The runnable default config (loopback-only demo device, no upstream); mount your own over it.
 COPY config/gateway.yaml /config/gateway.yaml
 # The only writable paths are /data (queue, devices, generated keys) and /tmp (mount a tmpfs with --read-only).

@@ -111,13 +111,13 @@ describe('Dockerfile', () => {
     expect(buildRuns.some((r) => r.includes('npm prune --omit=dev'))).toBe(true);
     for (const i of runtime) expect(`${i.keyword} ${i.args}`).not.toMatch(/apt-get|g\+\+|npm (ci|install)/);
     const fromBuild = runtime.filter((i) => i.keyword === 'COPY' && i.args.startsWith('--from=build')).map((i) => i.args);
-    expect(fromBuild).toEqual([
-      '--from=build /app/node_modules ./node_modules',
-      '--from=build /app/dist ./dist',
-      '--from=build /app/src/console/public ./src/console/public',
-    ]);
-    // The console's static files are optional in the sources: the build stage makes sure the directory exists.
-    expect(buildRuns.some((r) => r.includes('mkdir -p src/console/public'))).toBe(true);
+    expect(fromBuild).toEqual(['--from=build /out ./']);
+    // /out holds the compiled code, the pruned dependencies and the console's static files, which are
+    // optional in the sources: the build stage makes sure the directory exists before copying it.
+    const assemble = buildRuns.find((r) => r.includes('/out'))!;
+    expect(assemble).toMatch(/npm run build && npm prune --omit=dev/);
+    expect(assemble).toContain('cp -a package.json package-lock.json node_modules dist /out/');
+    expect(assemble).toMatch(/mkdir -p [^&]*src\/console\/public.*cp -a src\/console\/public \/out\/src\/console\/public/);
   });
 
   it('carries the release in OCI labels equal to package.json', () => {
@@ -128,6 +128,7 @@ describe('Dockerfile', () => {
     expect(labels['org.opencontainers.image.licenses']).toBe(packageJson.license);
     expect(labels['org.opencontainers.image.source']).toBe(packageJson.repository?.url);
     expect(readRepoFile('CHANGELOG.md')).toContain(`## ${packageJson.version} `);
+    expect(compose.services.scanrelay.image).toBe(`scanrelay:${packageJson.version}`);
   });
 
   it('gives the gateway the same V8 flags in the image, npm start and the systemd unit', () => {

@@ -78,6 +78,7 @@ make_base() {
   chroot "$rootfs" groupadd --gid 1000 node
   chroot "$rootfs" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
   rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
+  chmod 0755 "$rootfs" # mktemp made it 0700: as the image's / it would lock uid 1000 out of everything
   tar -C "$rootfs" -cf "$base_tar.part" .
   mv "$base_tar.part" "$base_tar"
   rm -rf "$rootfs"
