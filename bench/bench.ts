@@ -14,7 +14,8 @@
  *   BENCH_QUICK=1                   smaller counts, one round: a smoke check
  *   BENCH_ROUNDS=N                  rounds per load (default 3 for 100 KB, 2 for 5 MB, 1 for 25 MB)
  *   BENCH_NODE=/path/to/node        run the gateway under another Node binary
- *   BENCH_NODE_ARGS="--max-semi-space-size=2"   flags for the gateway's node
+ *   BENCH_NODE_ARGS="..."           flags for the gateway's node (default: production's --max-semi-space-size=2;
+ *                                   empty for stock V8)
  *   BENCH_NO_POSTFIX=1              gateway only
  *   BENCH_NO_CGROUP=1               count CPU from /proc/PID/stat even where a cgroup could be made
  */
@@ -30,6 +31,7 @@ import { type BenchUpstream, gatewaySide, postfixSide, type Side } from './sides
 import type { UpstreamReport } from './upstream-process.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+const PRODUCTION_NODE_ARGS = '--max-semi-space-size=2';
 const ROOT = new URL('..', import.meta.url).pathname;
 const MIB = 1024 * 1024;
 
@@ -319,7 +321,8 @@ function versionOf(binary: string): string {
 }
 
 async function main(): Promise<void> {
-  const node = { binary: process.env.BENCH_NODE ?? process.execPath, args: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [] };
+  // Default: the V8 flags production uses (Dockerfile, systemd unit, npm start); BENCH_NODE_ARGS= runs stock V8.
+  const node = { binary: process.env.BENCH_NODE ?? process.execPath, args: (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean) };
   const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-'));
   track(() => rm(dir, { recursive: true, force: true }));
   await chmod(dir, 0o755); // Postfix's daemons (user postfix) work below it
