@@ -81,11 +81,43 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
   // A key already reported (a missing ${VAR}, an unreadable *File) is not reported again for its placeholder.
   const reported = new Set(problems.map((p) => p.keyPath));
-  problems.push(...schemaProblems(withDefaults).filter((p) => !reported.has(p.keyPath)));
-  if (problems.length > 0) throw ConfigError.of(file, problems);
+  const invalid = schemaProblems(withDefaults).filter((p) => !reported.has(p.keyPath));
+  problems.push(...invalid);
+  if (problems.length > 0) {
+    problems.push(...ruleProblemsDespite(expanded, invalid, problems, file));
+    throw ConfigError.of(file, problems);
+  }
   const config = checkConfig(Value.Decode(ConfigSchema, withDefaults) as DecodedConfig, file, problems);
   if (problems.length > 0) throw ConfigError.of(file, problems);
   return deepFreeze(config);
+}
+
+/**
+ * So that one run shows every problem: the rules between keys, judged on the file with the keys already
+ * found wrong left out (when what remains is valid). Rule problems in a section or list entry that already
+ * has a problem, or naming a key already reported, are left out: they could be echoes of the first.
+ */
+function ruleProblemsDespite(document: Record<string, unknown>, invalid: SchemaProblem[], known: ConfigProblem[], file: string): ConfigProblem[] {
+  const pruned = Value.Clone(document) as Record<string, unknown>;
+  for (const { pointer } of invalid) deletePath(pruned, pointer);
+  const withDefaults = Value.Default(ConfigSchema, pruned);
+  if (!Value.Check(ConfigSchema, withDefaults)) return [];
+  const found: ConfigProblem[] = [];
+  checkConfig(Value.Decode(ConfigSchema, withDefaults) as DecodedConfig, file, found);
+  const keys = known.map((p) => p.keyPath).filter(Boolean);
+  const scopes = new Set(keys.map(scopeOf));
+  return found.filter((p) => !scopes.has(scopeOf(p.keyPath)) && !keys.some((key) => p.problem.includes(key)));
+}
+
+/** The section or list entry a key belongs to: "smtp" for smtp.port, "devices[0]" for devices[0].password. */
+function scopeOf(keyPath: string): string {
+  return /^[^.[]+(\[\d+\])?/.exec(keyPath)?.[0] ?? keyPath;
+}
+
+function deletePath(document: Record<string, unknown>, pointer: string[]): void {
+  let target: unknown = document;
+  for (const part of pointer.slice(0, -1)) target = (target as Record<string, unknown> | undefined)?.[part];
+  if (target && typeof target === 'object' && !Array.isArray(target)) delete (target as Record<string, unknown>)[pointer[pointer.length - 1]];
 }
 
 function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
@@ -101,18 +133,19 @@ function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.Proces
   }
 }
 
+interface SchemaProblem extends ConfigProblem {
+  /** The key's place in the document, e.g. ["devices", "0", "password"]. */
+  pointer: string[];
+}
+
 /** Every schema violation, one per key path (the first TypeBox gives for it is the most specific). */
-function schemaProblems(document: unknown): ConfigProblem[] {
-  const byPath = new Map<string, ConfigProblem>();
+function schemaProblems(document: unknown): SchemaProblem[] {
+  const byPath = new Map<string, SchemaProblem>();
   for (const error of Value.Errors(ConfigSchema, document)) {
-    const keyPath = formatKeyPath(
-      error.path
-        .split('/')
-        .filter(Boolean)
-        .map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
-    );
+    const pointer = error.path.split('/').filter(Boolean);
+    const keyPath = formatKeyPath(pointer.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
     if (byPath.has(keyPath) || [...byPath.keys()].some((known) => keyPath.startsWith(`${known}.`) || keyPath.startsWith(`${known}[`))) continue;
-    byPath.set(keyPath, { keyPath, problem: describeSchemaError(error, keyPath) });
+    byPath.set(keyPath, { keyPath, pointer, problem: describeSchemaError(error, keyPath) });
   }
   return [...byPath.values()];
 }

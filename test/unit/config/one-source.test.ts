@@ -145,3 +145,22 @@ describe('the decoded schema is the config', () => {
     expect(Object.keys(config.smtp)).not.toContain('socketTimeout');
   });
 });
+
+describe('scanrelay check-config with several problems', () => {
+  it('prints every problem with its key, and exits 78', async () => {
+    const { runCli, EXIT } = await import('../../../src/cli/run.js');
+    const dir = await mkdtemp(join(tmpdir(), 'scanrelay-check-'));
+    try {
+      const file = join(dir, 'gateway.yaml');
+      await writeFile(file, 'smtp:\n  maxConnectionPerIp: 5\nadmin:\n  port: 2525\n');
+      let stderr = '';
+      const code = await runCli(['check-config', '--config', file], { stdout: () => undefined, stderr: (t) => (stderr += t), env: {} });
+      expect(code).toBe(EXIT.config);
+      expect(stderr).toContain('invalid configuration (2 problems)');
+      expect(stderr).toMatch(/key\s+smtp\.maxConnectionPerIp\n\s+problem\s+unknown key; did you mean smtp\.maxConnectionsPerIp\?/);
+      expect(stderr).toMatch(/key\s+admin\.port\n\s+problem\s+port 2525 is already used by smtp\.port/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
