@@ -96,6 +96,8 @@ export interface AdminConfig {
   /** The port printers dial when a port mapping differs from smtp.port (Docker: 25 -> 2525). */
   publicSmtpPort?: number;
   metricsToken: boolean;
+  /** A web console session ends after this long without a request. */
+  sessionIdleTimeoutMs: number;
 }
 
 export interface DeliveryConfig {
@@ -338,6 +340,7 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
       publicSmtpHost: raw.admin.publicSmtpHost,
       publicSmtpPort: raw.admin.publicSmtpPort,
       metricsToken: raw.admin.metricsToken ?? false,
+      sessionIdleTimeoutMs: duration(raw.admin.sessionIdleTimeout, 'admin.sessionIdleTimeout'),
     },
     delivery: {
       concurrency: raw.delivery.concurrency,

@@ -170,6 +170,7 @@ export const AdminSchema = Type.Object(
       Type.Integer({ minimum: 1, maximum: 65535, description: 'the port printers should type when it differs from smtp.port (port mapping)' }),
     ),
     metricsToken: Type.Optional(Type.Boolean({ default: false, description: 'require a token on /metrics too' })),
+    sessionIdleTimeout: Duration({ default: '30m', description: 'a web console session ends after this long without a request' }),
   },
   { additionalProperties: false, default: {} },
 );
