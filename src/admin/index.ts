@@ -49,7 +49,9 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     if (query && ('token' in query || 'access_token' in query)) {
       return reply
         .code(400)
-        .send(errorBody(400, 'SCANRELAY_TOKEN_IN_URL', 'never put the admin token in a URL: send it as Authorization: Bearer <token>, or log in on the console'));
+        .send(
+          errorBody(400, 'SCANRELAY_TOKEN_IN_URL', 'never put the admin token in a URL: send it as Authorization: Bearer <token>, or log in on the console'),
+        );
     }
   });
   const sessions = new ConsoleSessions(() => deps.config().admin.sessionIdleTimeoutMs);

@@ -25,8 +25,7 @@ type Explainer = (step: SessionStep, device: DeviceFacts | undefined) => Explana
 
 const EMAIL_SERVER_PAGE = "the printer's Email Server page (CentreWare Internet Services > Properties > Protocols > Email Server)";
 
-const loginName = (device: DeviceFacts | undefined) =>
-  device?.username ? `"${device.username}"` : 'the device\'s login (see "scanrelay device show")';
+const loginName = (device: DeviceFacts | undefined) => (device?.username ? `"${device.username}"` : 'the device\'s login (see "scanrelay device show")');
 
 /** Failed AUTH (and POP3 login) steps, by LoginReason. */
 const AUTH: Record<string, Explainer> = {
@@ -55,7 +54,7 @@ const AUTH: Record<string, Explainer> = {
     fix: 'give the device a plain password (rotate it in the console) or set Email Send Authentication to SMTP AUTH (Auto)',
   }),
   'pop-grant-expired': () => ({
-    problem: 'POP before SMTP: the printer\'s POP3 login is too old, so its address is no longer trusted',
+    problem: "POP before SMTP: the printer's POP3 login is too old, so its address is no longer trusted",
     fix: "lower the printer's POP3 Server Check Interval below the gateway's pop3.authWindow, or use SMTP AUTH (Auto)",
   }),
   malformed: () => ({
@@ -124,7 +123,10 @@ export function explainStep(step: SessionStep, device?: DeviceFacts): Explanatio
   const other = OTHER[step.step];
   if (other) return other(step, device);
   if (code?.startsWith('4')) return REFUSED['421'](step, device);
-  return { problem: `the ${step.step.toUpperCase()} step failed${step.reason ? ` (${step.reason})` : ''}`, fix: 'read the step above; the gateway log has the details' };
+  return {
+    problem: `the ${step.step.toUpperCase()} step failed${step.reason ? ` (${step.reason})` : ''}`,
+    fix: 'read the step above; the gateway log has the details',
+  };
 }
 
 /** Hides what must never reach a screen even if a step's detail carried it (AUTH initial responses, passwords). */

@@ -67,7 +67,9 @@ interface TrackedSession {
 }
 
 type Listener = (event: DoctorEvent) => void;
-type Handlers = { [K in 'session.step' | 'message.queued' | 'message.delivered' | 'message.deferred' | 'message.held' | 'message.failed']: (...args: GatewayEvents[K]) => void };
+type Handlers = {
+  [K in 'session.step' | 'message.queued' | 'message.delivered' | 'message.deferred' | 'message.held' | 'message.failed']: (...args: GatewayEvents[K]) => void;
+};
 
 export class PrinterDoctor {
   private readonly watchers = new Map<string, Set<Listener>>();
@@ -116,8 +118,7 @@ export class PrinterDoctor {
   private attach(): void {
     if (this.handlers) return;
     const delivery =
-      (outcome: DoctorDelivery['outcome']) =>
-      (event: { id: string; device: string; upstream?: string; reply?: string; reason?: string; sessionId?: string }) =>
+      (outcome: DoctorDelivery['outcome']) => (event: { id: string; device: string; upstream?: string; reply?: string; reason?: string; sessionId?: string }) =>
         this.onDelivery(outcome, event);
     this.handlers = {
       'session.step': (step) => this.onStep(step),

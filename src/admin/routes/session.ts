@@ -11,7 +11,7 @@ import type { ConsoleSessions } from '../session.js';
 import { SESSION_COOKIE } from '../session.js';
 import { errorBody } from '../errors.js';
 import type { AdminApp } from '../types.js';
-import { ErrorResponse, NoContent, errorResponses } from '../schemas/common.js';
+import { BEARER_SECURITY, ErrorResponse, NoContent, errorResponses } from '../schemas/common.js';
 
 const SessionView = Type.Object({
   authenticated: Type.Literal(true),
@@ -63,6 +63,7 @@ export function registerSessionRoutes(app: AdminApp, deps: SessionRouteDeps): vo
       schema: {
         summary: 'The current console session (401 when there is none)',
         tags: ['system'],
+        security: BEARER_SECURITY,
         response: { 200: SessionView, ...errorResponses(401) },
       },
     },
@@ -76,7 +77,12 @@ export function registerSessionRoutes(app: AdminApp, deps: SessionRouteDeps): vo
   app.delete(
     '/api/session',
     {
-      schema: { summary: 'Log out: the session ends now and its cookie is removed', tags: ['system'], response: { 204: NoContent, ...errorResponses(401) } },
+      schema: {
+        summary: 'Log out: the session ends now and its cookie is removed',
+        tags: ['system'],
+        security: BEARER_SECURITY,
+        response: { 204: NoContent, ...errorResponses(401) },
+      },
     },
     async (request, reply) => {
       const id = request.cookies[SESSION_COOKIE];

@@ -62,11 +62,13 @@ logout.addEventListener('click', async () => {
 });
 
 async function route() {
-  const [name = 'overview', ...rest] = location.hash.replace(/^#\/?/, '').split('/');
-  const render = PAGES[name] ?? PAGES.overview;
+  const [path, search = ''] = location.hash.replace(/^#\/?/, '').split('?');
+  const [first, ...rest] = path.split('/');
+  const name = PAGES[first] ? first : 'overview';
+  const render = PAGES[name];
   current.active = false;
   current.cleanup?.();
-  const state = { cleanup: undefined, active: true };
+  const state = { cleanup: undefined, active: true, params: new URLSearchParams(search) };
   current = state;
   for (const link of nav.querySelectorAll('a')) {
     if (link.getAttribute('href') === `#/${name}`) link.setAttribute('aria-current', 'page');

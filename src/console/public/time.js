@@ -12,7 +12,9 @@ const UNIT_WORDS = { minute: 'm', min: 'm', mins: 'm', minutes: 'm', hour: 'h', 
  * @returns {{ date?: Date, error?: string }} an empty text gives {} (no limit)
  */
 export function parseWhen(text, now = new Date()) {
-  const input = String(text ?? '').trim().toLowerCase();
+  const input = String(text ?? '')
+    .trim()
+    .toLowerCase();
   if (input === '') return {};
   if (input === 'now') return { date: new Date(now) };
 

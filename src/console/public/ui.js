@@ -105,7 +105,15 @@ export function table(caption, headers, rows, empty = 'Nothing here yet.') {
       'table',
       {},
       h('caption', { class: caption.startsWith('!') ? 'visually-hidden' : '' }, caption.replace(/^!/, '')),
-      h('thead', {}, h('tr', {}, headers.map((title) => h('th', { scope: 'col' }, title)))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          headers.map((title) => h('th', { scope: 'col' }, title)),
+        ),
+      ),
       h('tbody', {}, rows),
     ),
   );

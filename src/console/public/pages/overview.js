@@ -88,5 +88,10 @@ function chart(days) {
     label.textContent = day.day.slice(8);
     svg.append(label);
   });
-  return h('figure', { class: 'chart-box' }, svg, h('figcaption', { class: 'muted' }, h('span', { class: 'key ok' }, 'delivered'), ' ', h('span', { class: 'key bad' }, 'failed')));
+  return h(
+    'figure',
+    { class: 'chart-box' },
+    svg,
+    h('figcaption', { class: 'muted' }, h('span', { class: 'key ok' }, 'delivered'), ' ', h('span', { class: 'key bad' }, 'failed')),
+  );
 }
