@@ -7,6 +7,8 @@
  *   gateway-process.ts  the gateway as a child process (signals, kill -9)
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
  *   delivery-scenario.ts gateway + upstream wired for delivery tests
+ *   sse.ts              openEventStream: a server-sent events client (GET /api/watch) over real HTTP
+ *   browser.ts          launchBrowser: Debian's chromium through playwright-core, or why it cannot run
  * Nothing here may be imported by src/.
  */
 export * from './certs.js';
@@ -15,3 +17,4 @@ export * from './line-socket.js';
 export * from './raw-smtp.js';
 export * from './gateway.js';
 export * from './gateway-process.js';
+export * from './sse.js';
