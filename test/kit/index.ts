@@ -18,3 +18,4 @@ export * from './raw-smtp.js';
 export * from './gateway.js';
 export * from './gateway-process.js';
 export * from './sse.js';
+export * from './browser.js';

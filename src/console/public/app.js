@@ -77,7 +77,8 @@ async function route() {
   try {
     await api('GET', '/api/session');
   } catch (err) {
-    if (err.status !== 401) notify(err.message, 'error');
+    if (err.status === 401) showLogin();
+    else notify(err.message, 'error');
     return;
   }
   login.hidden = true;

@@ -9,7 +9,7 @@ const STATES = ['queued', 'deferred', 'held', 'delivering', 'delivered', 'partly
 const PAGE_SIZE = 50;
 
 export async function renderMessages(container, args, state) {
-  if (args[0]) return renderDetail(container, args[0]);
+  if (args[0]) return renderDetail(container, args[0], state);
   const [devices, upstreams] = await Promise.all([get('/api/devices').catch(() => ({ items: [] })), get('/api/upstreams').catch(() => ({ items: [] }))]);
   const p = state.params;
   const select = (name, items, label) =>
@@ -172,9 +172,14 @@ function messageRow(m, selection) {
   );
 }
 
-async function renderDetail(container, id) {
+async function renderDetail(container, id, state) {
+  let last = '';
   const draw = async () => {
     const m = await get(`/api/messages/${encodeURIComponent(id)}`);
+    // Redraw only on a change (keeps the keyboard focus), and follow the message until it settles.
+    const seen = JSON.stringify(m);
+    if (seen === last) return;
+    last = seen;
     const action = (label, run, done, cls) =>
       h(
         'button',
@@ -284,7 +289,8 @@ async function renderDetail(container, id) {
     );
   };
   await draw();
-  return undefined;
+  const timer = setInterval(() => document.visibilityState === 'visible' && state.active && draw().catch(() => {}), 2000);
+  return () => clearInterval(timer);
 }
 
 function fact(label, value) {
