@@ -36,6 +36,14 @@ export async function registerConsole(app: FastifyInstance): Promise<void> {
   });
 
   const root = consolePublicDir();
+  if (!existsSync(join(root, 'index.html'))) {
+    // An image built without the console's files: say so instead of a bare 404 (the API works regardless).
+    app.log.warn({ root }, 'console.files-missing: the web console is not installed (copy src/console/public into the image)');
+    app.get('/', { schema: { hide: true } }, async (_request, reply) =>
+      reply.code(503).type('text/plain; charset=utf-8').send(`The web console's files are missing from ${root}; the API under /api and /docs work.\n`),
+    );
+    return;
+  }
   await app.register(fastifyStatic, {
     root,
     prefix: '/',

@@ -131,8 +131,11 @@ export function explainStep(step: SessionStep, device?: DeviceFacts): Explanatio
 
 /** Hides what must never reach a screen even if a step's detail carried it (AUTH initial responses, passwords). */
 export function maskSecrets(detail: string): string {
-  return detail
-    .replace(/\b(AUTH\s+(?:PLAIN|LOGIN|CRAM-MD5|XOAUTH2))\s+\S+/gi, '$1 ••••')
-    .replace(/\b(PASS|APOP\s+\S+)\s+\S+/g, '$1 ••••')
-    .replace(/(password|pass|secret)(\s*[=:]\s*)\S+/gi, '$1$2••••');
+  return (
+    detail
+      // An initial response after the mechanism ("AUTH PLAIN AGFk..."), not the words "as <login>".
+      .replace(/\b(AUTH\s+(?:PLAIN|LOGIN|CRAM-MD5|XOAUTH2))\s+(?!as\s)\S+/gi, '$1 ••••')
+      .replace(/\b(PASS|APOP\s+\S+)\s+\S+/g, '$1 ••••')
+      .replace(/(password|pass|secret)(\s*[=:]\s*)\S+/gi, '$1$2••••')
+  );
 }

@@ -126,3 +126,26 @@ export function field(label, input, hint) {
   if (hintId) input.setAttribute('aria-describedby', hintId);
   return h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('small', { id: hintId }, hint) : null);
 }
+
+/** "Reload configuration" (same as SIGHUP): after fixing a password file or the config. */
+export function reloadButton(post, after) {
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: 'quiet',
+      title: 'read the config file again (like SIGHUP); a bad file is refused and the running config kept',
+      onclick: (e) =>
+        act(
+          e.currentTarget,
+          async () => {
+            const result = await post('/api/reload');
+            await after?.();
+            return result;
+          },
+          (r) => `Configuration reloaded: ${r.devices} devices, ${r.upstreams} upstreams`,
+        ),
+    },
+    'Reload configuration',
+  );
+}

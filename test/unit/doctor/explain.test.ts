@@ -55,5 +55,6 @@ describe('explanation catalogue', () => {
     expect(maskSecrets('login as x password=hunter2')).toBe('login as x password=••••');
     expect(maskSecrets('PASS hunter2')).toBe('PASS ••••');
     expect(maskSecrets('EHLO printer.local')).toBe('EHLO printer.local');
+    expect(maskSecrets('AUTH LOGIN as scanner-2f')).toBe('AUTH LOGIN as scanner-2f');
   });
 });

@@ -58,7 +58,13 @@ function deviceTable(devices, lockouts, refresh, sheetBox, focus) {
         h(
           'td',
           { class: 'counts' },
-          `${s.counts.received} received · ${s.counts.delivered} delivered · ${s.counts.failed} failed · ${s.counts.queued} waiting`,
+          `${s.counts.received} received`,
+          h('br'),
+          `${s.counts.delivered} delivered`,
+          h('br'),
+          h('span', { class: s.counts.failed > 0 ? 'error' : '' }, `${s.counts.failed} failed`),
+          h('br'),
+          `${s.counts.queued} waiting`,
         ),
         h(
           'td',

@@ -70,7 +70,7 @@ export async function renderDoctor(container, args, state) {
       const d = JSON.parse(event.data);
       const item = deliveryItem(d);
       if (d.sessionId && sessions.has(d.sessionId)) sessions.get(d.sessionId).steps.append(item);
-      else sessionBox(`message-${d.id}`, { protocol: 'upstream', remoteAddress: d.upstream ?? 'gateway', at: d.at }).steps.append(item);
+      else sessionBox(`message-${d.id}`, { messageId: d.id, at: d.at }).steps.append(item);
     });
   };
 

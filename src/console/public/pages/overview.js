@@ -1,14 +1,15 @@
 // Overview: scans today and this week per device, failures, held scans, a 14-day chart (GET /api/stats).
-import { get } from '../api.js';
-import { h, replace, table } from '../ui.js';
+import { get, post } from '../api.js';
+import { h, reloadButton, replace, table } from '../ui.js';
 
 export async function renderOverview(container, _args, state) {
   const draw = async () => {
-    const stats = await get('/api/stats');
+    const stats = await get('/api/stats').catch((err) => (err.status === 404 ? fallbackStats() : Promise.reject(err)));
     const sum = (key, period) => stats.devices.reduce((total, d) => total + (d[period]?.[key] ?? 0), 0);
     replace(
       container,
       h('h1', {}, 'Overview'),
+      h('div', { class: 'toolbar no-print' }, reloadButton(post, draw)),
       h(
         'div',
         { class: 'cards' },
@@ -43,6 +44,19 @@ export async function renderOverview(container, _args, state) {
   await draw();
   const timer = setInterval(() => document.visibilityState === 'visible' && state.active && draw().catch(() => {}), 10_000);
   return () => clearInterval(timer);
+}
+
+/** A gateway without GET /api/stats: the same shape from the device counters and the queue. */
+async function fallbackStats() {
+  const [devices, queue] = await Promise.all([get('/api/devices'), get('/api/queue/stats')]);
+  const since = (d) => ({ received: d.status.counts.received, delivered: d.status.counts.delivered, failed: d.status.counts.failed });
+  return {
+    generatedAt: new Date().toISOString(),
+    timeZone: 'counted since the gateway started',
+    devices: devices.items.map((d) => ({ device: d.name, today: since(d), week: since(d) })),
+    queue: queue.counts,
+    daily: [],
+  };
 }
 
 function card(title, value, note, kind = '', href) {

@@ -1,13 +1,18 @@
 // Upstreams: state, what security `auto` chose, quota pause and its end, sent today against the daily
 // limit; verify and send-a-test show the upstream's own reply.
 import { get, post } from '../api.js';
-import { act, badge, field, h, replace, when } from '../ui.js';
+import { act, badge, field, h, reloadButton, replace, when } from '../ui.js';
 
 export async function renderUpstreams(container) {
   const list = await get('/api/upstreams');
   replace(
     container,
     h('h1', {}, 'Upstreams'),
+    h(
+      'div',
+      { class: 'toolbar' },
+      reloadButton(post, () => renderUpstreams(container)),
+    ),
     list.items.length === 0 ? h('p', { class: 'muted' }, 'No upstream account is configured: add one under upstreams: in the config file, then reload.') : null,
     h('div', { class: 'cards wide' }, list.items.map(upstreamCard)),
   );
