@@ -129,7 +129,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.getByRole('button', { name: 'Add printer' }).click();
     const sheet = page.locator('.sheet');
     await sheet.waitFor();
-    const value = async (label: string) => (await sheet.locator(`td[data-field="${label}"]`).innerText()).trim();
+    const value = async (label: string) => ((await sheet.locator(`td[data-field="${label}"]`).textContent()) ?? '').trim();
     const login = await value('Login Name');
     const password = await value('Password');
     expect(await value('SMTP Server Port Number')).toBe(String(g.smtpPort));
@@ -160,7 +160,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.locator('#message-total').getByText('1 message match').waitFor();
     const rows = page.locator('tbody tr');
     expect(await rows.count()).toBe(1);
-    expect(await rows.first().innerText()).toContain('Quarterly budget scan');
+    expect(await rows.first().textContent()).toContain('Quarterly budget scan');
     expect(await unlabelledControls()).toEqual([]);
     await screenshot('messages');
   });
@@ -212,7 +212,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     events.emit('session.step', step('closed', { detail: 'closed by the printer' }));
     const failed = page.locator('li.step.failed[data-step="auth"]');
     await failed.waitFor();
-    expect(await failed.locator('.explanation').innerText()).toMatch(/the login name is unknown[\s\S]*exactly "scanner-2f"/);
+    expect(await failed.locator('.explanation').textContent()).toMatch(/the login name is unknown[\s\S]*exactly "scanner-2f"/);
     expect(await page.locator('li.session[data-session="browser-s1"] li.step').count()).toBe(4);
 
     await sendToGateway(g.smtpPort, { to: 'someone@example.org', subject: 'Doctor scan' });
@@ -224,7 +224,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.goto(`${base}/#/upstreams`);
     await page.getByRole('button', { name: 'Verify login' }).click();
     await page.locator('.reply-box').getByText('Verify:').waitFor();
-    expect(await page.locator('.reply-box .badge').innerText()).toBe('up');
+    expect(await page.locator('.reply-box .badge').textContent()).toBe('up');
     await screenshot('upstreams');
   });
 
