@@ -50,6 +50,12 @@ export interface AdminAuth {
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The console session a request came in with (not set for bearer-token requests). */
+const consoleSessionOf = new WeakMap<FastifyRequest, string>();
+
+export function requestSession(request: FastifyRequest): string | undefined {
+  return consoleSessionOf.get(request);
+}
 
 /**
  * onRequest hook for /api/*: a bearer token (CLI, scripts) or a console session cookie. A request that
@@ -69,6 +75,7 @@ export function requireAdmin(auth: AdminAuth) {
         .clearCookie(SESSION_COOKIE, { path: '/' })
         .send(errorBody(401, 'SCANRELAY_ADMIN_SESSION_EXPIRED', 'the console session has ended (logged out or idle too long): log in again'));
     }
+    consoleSessionOf.set(request, sessionId);
     if (SAFE_METHODS.has(request.method)) return undefined;
     const problem = crossSiteProblem(request);
     if (problem === undefined) return undefined;

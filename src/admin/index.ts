@@ -90,7 +90,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   await app.register(async (api) => {
     api.addHook('onRequest', requireAdmin({ tokens: deps.tokens, sessions }));
     registerSessionRoutes(api, sessionDeps);
-    registerWatchRoutes(api, deps);
+    registerWatchRoutes(api, deps, sessions);
     registerDeviceRoutes(api, deps);
     registerUpstreamRoutes(api, deps);
     registerMessageRoutes(api, deps);

@@ -22,6 +22,8 @@ interface Session {
 
 export class ConsoleSessions {
   private readonly sessions = new Map<string, Session>();
+  /** Long-lived requests (event streams) to end when their session ends. */
+  private readonly enders = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly idleTimeoutMs: () => number,
@@ -34,7 +36,7 @@ export class ConsoleSessions {
     while (this.sessions.size >= MAX_SESSIONS) {
       const oldest = this.sessions.keys().next().value;
       if (oldest === undefined) break;
-      this.sessions.delete(oldest);
+      this.end(oldest);
     }
     const id = randomBytes(32).toString('base64url');
     const at = this.now();
@@ -52,7 +54,7 @@ export class ConsoleSessions {
     if (!session) return false;
     const at = this.now();
     if (at - session.lastUsedAt > this.idleTimeoutMs() || !stillAccepted(session, tokens)) {
-      this.sessions.delete(key);
+      this.end(key);
       return false;
     }
     session.lastUsedAt = at;
@@ -63,7 +65,32 @@ export class ConsoleSessions {
   }
 
   close(id: string): boolean {
-    return this.sessions.delete(digest(id));
+    const key = digest(id);
+    const existed = this.sessions.has(key);
+    this.end(key);
+    return existed;
+  }
+
+  /** Calls `onEnd` when the session ends (logout, idle, token gone); the returned function cancels that. */
+  onEnd(id: string, onEnd: () => void): () => void {
+    const key = digest(id);
+    let set = this.enders.get(key);
+    if (!set) {
+      set = new Set();
+      this.enders.set(key, set);
+    }
+    set.add(onEnd);
+    return () => {
+      set.delete(onEnd);
+      if (set.size === 0 && this.enders.get(key) === set) this.enders.delete(key);
+    };
+  }
+
+  private end(key: string): void {
+    this.sessions.delete(key);
+    const enders = this.enders.get(key);
+    this.enders.delete(key);
+    for (const onEnd of enders ?? []) onEnd();
   }
 
   get size(): number {
@@ -73,7 +100,7 @@ export class ConsoleSessions {
 
   private prune(): void {
     const at = this.now();
-    for (const [key, session] of this.sessions) if (at - session.lastUsedAt > this.idleTimeoutMs()) this.sessions.delete(key);
+    for (const [key, session] of this.sessions) if (at - session.lastUsedAt > this.idleTimeoutMs()) this.end(key);
   }
 }
 

@@ -75,6 +75,26 @@ describe('printer doctor stream', () => {
     });
   });
 
+  it("ends a console session's stream when that session logs out", async () => {
+    const { g } = await scenario.start();
+    const login = await fetch(`${base(g)}/api/session`, {
+      method: 'POST',
+      headers: { 'x-scanrelay-console': '1', 'content-type': 'application/json' },
+      body: JSON.stringify({ token: 'test-admin-token-0123456789' }),
+    });
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const stream = await openEventStream(`${base(g)}/api/watch?device=${TEST_DEVICE.name}`, { cookie });
+    expect(stream.status).toBe(200);
+    await waitFor(() => stream.comments.length > 0, { what: 'the stream greeting' });
+    const out = await fetch(`${base(g)}/api/session`, { method: 'DELETE', headers: { cookie, 'x-scanrelay-console': '1' } });
+    expect(out.status).toBe(204);
+    // At once, not at the next 15 s ping.
+    const ended = Date.now();
+    await stream.ended;
+    expect(Date.now() - ended).toBeLessThan(5000);
+    expect(g.gateway.events.listenerCount('session.step')).toBe(0);
+  });
+
   it('ends open streams when the gateway stops', async () => {
     const { g } = await scenario.start();
     const stream = await openEventStream(`${base(g)}/api/watch?device=${TEST_DEVICE.name}`, AUTH);

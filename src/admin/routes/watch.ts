@@ -10,12 +10,18 @@ import type { AdminDeps } from '../deps.js';
 import type { AdminApp } from '../types.js';
 import { BEARER_SECURITY, errorResponses } from '../schemas/common.js';
 import { DeviceName } from '../schemas/devices.js';
+import { requestSession } from '../auth.js';
+import type { ConsoleSessions } from '../session.js';
 
 export const PING_INTERVAL_MS = 15_000;
 /** Events waiting for a slow client, per watcher. */
 export const MAX_QUEUED_EVENTS = 200;
 
-export function registerWatchRoutes(app: AdminApp, deps: AdminDeps): void {
+/**
+ * A stream opened with a console session ends with that session (logout, token gone); while open it counts
+ * as activity for the idle timeout (someone is watching the screen), checked at every ping.
+ */
+export function registerWatchRoutes(app: AdminApp, deps: AdminDeps, sessions: ConsoleSessions): void {
   // Streams never end by themselves: closing the admin listener ends them (or close would wait forever).
   const open = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -75,11 +81,16 @@ export function registerWatchRoutes(app: AdminApp, deps: AdminDeps): void {
       raw.on('drain', flush);
 
       const stop = deps.doctor.watch(name, (event: DoctorEvent) => push(`event: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`));
-      const ping = setInterval(() => push(`event: ping\ndata: ${JSON.stringify({ at: new Date().toISOString() })}\n\n`), PING_INTERVAL_MS);
+      const sessionId = requestSession(request);
+      const ping = setInterval(() => {
+        if (sessionId && !sessions.touch(sessionId, deps.tokens())) return end();
+        push(`event: ping\ndata: ${JSON.stringify({ at: new Date().toISOString() })}\n\n`);
+      }, PING_INTERVAL_MS);
       ping.unref();
       request.log.info({ device: name }, 'admin.watch.started');
-      const end = () => {
+      const end = (): void => {
         if (!open.delete(end)) return;
+        cancelOnSessionEnd();
         clearInterval(ping);
         stop();
         waiting.length = 0;
@@ -87,6 +98,7 @@ export function registerWatchRoutes(app: AdminApp, deps: AdminDeps): void {
         request.log.info({ device: name }, 'admin.watch.ended');
       };
       open.add(end);
+      const cancelOnSessionEnd = sessionId ? sessions.onEnd(sessionId, end) : () => {};
       raw.once('close', end);
     },
   );
