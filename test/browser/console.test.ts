@@ -253,6 +253,9 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.goto(`${base}/#/overview`);
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
     await screenshot('overview');
+    await page.goto(`${base}/#/messages`);
+    await page.locator('#message-total').waitFor();
+    await screenshot('messages');
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${base}/#/devices`);
     await page.locator('tr[data-device]').first().waitFor();
@@ -273,5 +276,12 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.getByLabel('Admin token').waitFor();
     const status = await page.evaluate<number>(`fetch('/api/devices').then((r) => r.status)`);
     expect(status).toBe(401);
+    // And back in with the keyboard alone: the token field has the focus, Enter submits.
+    await page.keyboard.type(TOKEN);
+    await page.keyboard.press('Enter');
+    await page.locator('#nav').waitFor();
+    // The focus moved to the page's content, so the next Tab is the page's first control, not the menu.
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate<string>('document.activeElement.textContent')).toBe('Refresh');
   });
 });
