@@ -99,7 +99,9 @@ export async function act(button, action, done) {
 export function table(caption, headers, rows, empty = 'Nothing here yet.') {
   if (rows.length === 0) return h('p', { class: 'muted' }, empty);
   // On a phone each row becomes a card, each cell labelled with its column's title (style.css).
-  for (const row of rows) [...row.children].forEach((cell, i) => headers[i] && !cell.dataset.label && (cell.dataset.label = headers[i]));
+  for (const row of rows) {
+    for (const [i, cell] of [...row.children].entries()) if (headers[i] && !cell.dataset.label) cell.dataset.label = headers[i];
+  }
   return h(
     'div',
     { class: 'table-wrap' },
