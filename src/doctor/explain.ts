@@ -95,6 +95,30 @@ const REFUSED: Record<string, Explainer> = {
   }),
 };
 
+/** Failed steps whose reason is a word (the inbound server's own causes), whatever the step. */
+const BY_REASON: Record<string, Explainer> = {
+  'pre-auth-timeout': () => ({
+    problem: 'the printer connected but did not log in in time',
+    fix: "set Email Send Authentication to SMTP AUTH (Auto) and fill in Login Name and Password; a printer set to No Authentication needs its address in the device's allowFrom",
+  }),
+  evicted: () => ({
+    problem: 'the gateway was full and closed this session because it had not logged in yet',
+    fix: 'scan again; if it keeps happening, something else on the network is holding connections open (see the lock-outs and the gateway log)',
+  }),
+  'per-address': (s) => ({
+    problem: `too many connections at once from ${s.remoteAddress}`,
+    fix: 'wait a minute and scan again; several printers behind one address need a higher per-address limit',
+  }),
+  'session-timeout': () => ({
+    problem: 'the POP3 session lasted longer than the gateway allows',
+    fix: 'scan again; check the network between the printer and the gateway',
+  }),
+  'idle-timeout': () => ({
+    problem: 'the printer went quiet in the middle of the session',
+    fix: 'check the network between the printer and the gateway; scan again',
+  }),
+};
+
 const OTHER: Partial<Record<SessionStep['step'], Explainer>> = {
   starttls: () => ({
     problem: 'the printer tried STARTTLS (encryption), which this plaintext port does not offer',
@@ -118,6 +142,8 @@ const OTHER: Partial<Record<SessionStep['step'], Explainer>> = {
 export function explainStep(step: SessionStep, device?: DeviceFacts): Explanation | undefined {
   if (step.ok) return undefined;
   if (step.step === 'auth') return (AUTH[step.reason ?? ''] ?? AUTH.malformed)(step, device);
+  const byReason = BY_REASON[step.reason ?? ''];
+  if (byReason) return byReason(step, device);
   const code = /^\d{3}/.exec(step.reason ?? '')?.[0];
   if (code && REFUSED[code]) return REFUSED[code](step, device);
   const other = OTHER[step.step];
@@ -135,7 +161,8 @@ export function maskSecrets(detail: string): string {
     detail
       // An initial response after the mechanism ("AUTH PLAIN AGFk..."), not the words "as <login>".
       .replace(/\b(AUTH\s+(?:PLAIN|LOGIN|CRAM-MD5|XOAUTH2))\s+(?!as\s)\S+/gi, '$1 ••••')
-      .replace(/\b(PASS|APOP\s+\S+)\s+\S+/g, '$1 ••••')
+      .replace(/^(PASS)\s+\S+/, '$1 ••••')
+      .replace(/\b(APOP\s+\S+\s+)[0-9a-f]{32}\b/gi, '$1••••')
       .replace(/(password|pass|secret)(\s*[=:]\s*)\S+/gi, '$1$2••••')
   );
 }

@@ -48,6 +48,9 @@ describe('explanation catalogue', () => {
     expect(explainStep(failed('timeout'), device)?.problem).toMatch(/stopped talking/);
     expect(explainStep(failed('refused', '451'), device)?.fix).toMatch(/disk space/);
     expect(explainStep(failed('quit', '999'), device)?.problem).toMatch(/QUIT step failed/);
+    expect(explainStep(failed('timeout', 'pre-auth-timeout'), device)?.fix).toMatch(/SMTP AUTH \(Auto\)/);
+    expect(explainStep(failed('refused', 'per-address'), device)?.problem).toMatch(/too many connections at once from 10\.0\.0\.9/);
+    expect(explainStep(failed('starttls', 'not-offered'), device)?.fix).toMatch(/SSL\/TLS to Off/);
   });
 
   it('masks AUTH initial responses and password fields', () => {
@@ -56,5 +59,7 @@ describe('explanation catalogue', () => {
     expect(maskSecrets('PASS hunter2')).toBe('PASS ••••');
     expect(maskSecrets('EHLO printer.local')).toBe('EHLO printer.local');
     expect(maskSecrets('AUTH LOGIN as scanner-2f')).toBe('AUTH LOGIN as scanner-2f');
+    expect(maskSecrets('APOP as warren-2f refused')).toBe('APOP as warren-2f refused');
+    expect(maskSecrets('APOP warren-2f c4c9334bac560ecc979e58001b3e22fb')).toBe('APOP warren-2f ••••');
   });
 });
