@@ -187,20 +187,13 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
   });
 
   it('releases a held scan and shows it delivered', async () => {
-    // A printer added before its upstream: its scan is held ("no-upstream"), really, on disk.
-    const created = await api('POST', '/api/devices', { name: 'annex-copier', allowRecipients: ['*@example.org'] });
-    expect(created.status).toBe(201);
-    const transport = deviceTransport(g.smtpPort, { user: created.json.printerSetup.loginName, pass: created.json.password });
-    let id: string;
-    try {
-      const info = await transport.sendMail({ from: 'annex@example.org', to: 'someone@example.org', subject: 'Annex scan', text: 'scan' });
-      id = /queued as (\w+)/.exec(info.response)?.[1] as string;
-    } finally {
-      transport.close();
-    }
-    await waitFor(() => g.gateway.queue.get(id)?.state === 'held', { what: 'the scan to be held' });
-    // The admin gives the device its upstream (through the registry: the API route would release it by itself).
-    await g.gateway.devices.update('annex-copier', { upstream: 'gmail-test' });
+    // The upstream is down, so the scan waits (deferred); an admin holds it (API, as the CLI would).
+    await up.down();
+    const id = await sendToGateway(g.smtpPort, { to: 'someone@example.org', subject: 'Annex scan' });
+    await waitFor(async () => (await api('POST', `/api/messages/${id}/hold`, { note: 'checking the recipient first' })).status === 200, {
+      what: 'an admin hold (409 while an attempt is running)',
+    });
+    await up.resume();
 
     await page.goto(`${base}/#/messages/${id}`);
     await page.getByRole('heading', { name: 'Why it is held' }).waitFor();
@@ -280,6 +273,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.keyboard.type(TOKEN);
     await page.keyboard.press('Enter');
     await page.locator('#nav').waitFor();
+    await page.waitForFunction(`document.activeElement?.id === 'main'`);
     // The focus moved to the page's content, so the next Tab is the page's first control, not the menu.
     await page.keyboard.press('Tab');
     expect(await page.evaluate<string>('document.activeElement.textContent')).toBe('Refresh');
