@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { useDeliveryScenario } from '../kit/delivery-scenario.js';
 import { TEST_DEVICE, openEventStream, sendToGateway, waitFor, type TestGateway } from '../kit/index.js';
+import { deviceTransport } from '../kit/inbound-scope.js';
 import type { SessionStep } from '../../src/shared/events.js';
 
 const AUTH = { authorization: 'Bearer test-admin-token-0123456789' };
