@@ -189,11 +189,16 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
   it('releases a held scan and shows it delivered', async () => {
     // The upstream is down, so the scan waits (deferred); an admin holds it (API, as the CLI would).
     await up.down();
-    const id = await sendToGateway(g.smtpPort, { to: 'someone@example.org', subject: 'Annex scan' });
-    await waitFor(async () => (await api('POST', `/api/messages/${id}/hold`, { note: 'checking the recipient first' })).status === 200, {
-      what: 'an admin hold (409 while an attempt is running)',
-    });
-    await up.resume();
+    let id: string;
+    try {
+      id = await sendToGateway(g.smtpPort, { to: 'someone@example.org', subject: 'Annex scan' });
+      await waitFor(async () => (await api('POST', `/api/messages/${id}/hold`, { note: 'checking the recipient first' })).status === 200, {
+        what: 'an admin hold (409 while an attempt is running)',
+      });
+    } finally {
+      // Later tests need the upstream, whatever happened here.
+      await up.resume();
+    }
 
     await page.goto(`${base}/#/messages/${id}`);
     await page.getByRole('heading', { name: 'Why it is held' }).waitFor();

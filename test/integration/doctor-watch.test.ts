@@ -76,6 +76,24 @@ describe('printer doctor stream', () => {
     });
   });
 
+  it('shows a real failed SMTP login with its true reason and the fix (needs the login recorder)', async () => {
+    const { g } = await scenario.start();
+    const stream = await openEventStream(`${base(g)}/api/watch?device=${TEST_DEVICE.name}`, AUTH);
+    await waitFor(() => stream.comments.length > 0, { what: 'the stream greeting' });
+    const transport = deviceTransport(g.smtpPort, { user: TEST_DEVICE.username, pass: 'not-the-password', method: 'LOGIN' });
+    await expect(transport.sendMail({ from: 'printer@example.org', to: 'someone@example.org', subject: 'x', text: 'x' })).rejects.toThrow();
+    transport.close();
+    const failed = await stream.waitFor((e) => e.event === 'step' && e.json.step === 'auth' && !e.json.ok, 10_000, 'the failed AUTH step');
+    expect(failed.json).toMatchObject({
+      device: TEST_DEVICE.name,
+      reason: 'bad-password',
+      explanation: { problem: expect.stringContaining('password is wrong') },
+    });
+    expect(stream.events.find((e) => e.event === 'step')?.json.step).toBe('connect');
+    expect(stream.events.map((e) => e.data).join('\n')).not.toContain('not-the-password');
+    stream.close();
+  });
+
   it("ends a console session's stream when that session logs out", async () => {
     const { g } = await scenario.start();
     const login = await fetch(`${base(g)}/api/session`, {
