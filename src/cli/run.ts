@@ -135,14 +135,12 @@ function checkConfig(values: Values, io: CliIo): number {
   return EXIT.ok;
 }
 
+/** Every problem of the file, each as its key and what is wrong. */
 function printConfigError(err: ConfigError, io: CliIo): number {
-  io.stderr(
-    `scanrelay: invalid configuration\n${fields([
-      ['file', err.file],
-      ['key', err.keyPath || '(root)'],
-      ['problem', err.problem],
-    ])}\n`,
-  );
+  const count = err.problems.length > 1 ? ` (${err.problems.length} problems)` : '';
+  const pairs: Array<[string, string]> = [['file', err.file]];
+  for (const { keyPath, problem } of err.problems) pairs.push(['key', keyPath || '(root)'], ['problem', problem]);
+  io.stderr(`scanrelay: invalid configuration${count}\n${fields(pairs)}\n`);
   return EXIT.config;
 }
 

@@ -133,7 +133,7 @@ describe('console login through inject', () => {
     const admin = await start();
     for (const url of [`/api/devices?token=${TOKEN}`, `/api/session?access_token=${TOKEN}`, `/?token=${TOKEN}`]) {
       const answer = await admin.inject({ method: 'GET', url });
-      expect(answer.statusCode, url).toBe(400);
+      expect(answer.statusCode, url).toBe(401);
       expect(answer.json().code).toBe('SCANRELAY_TOKEN_IN_URL');
     }
     expect(g?.logs.join('\n')).not.toContain(TOKEN);

@@ -9,6 +9,8 @@
  *   delivery-scenario.ts gateway + upstream wired for delivery tests
  *   sse.ts              openEventStream: a server-sent events client (GET /api/watch) over real HTTP
  *   browser.ts          launchBrowser: Debian's chromium through playwright-core, or why it cannot run
+ *   tools.ts            outside tools (podman, promtool, chromium...): skip with the reason, or fail under
+ *                       SCANRELAY_REQUIRE_ALL=1 (imports vitest: import it directly, not through this index)
  * Nothing here may be imported by src/.
  */
 export * from './certs.js';
