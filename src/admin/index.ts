@@ -48,10 +48,12 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     const query = request.query as Record<string, unknown> | undefined;
     if (query && ('token' in query || 'access_token' in query)) {
+      request.log.info({ reason: 'token-in-url' }, 'admin.auth.refused');
       return reply
-        .code(400)
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="scanrelay", error="invalid_request"')
         .send(
-          errorBody(400, 'SCANRELAY_TOKEN_IN_URL', 'never put the admin token in a URL: send it as Authorization: Bearer <token>, or log in on the console'),
+          errorBody(401, 'SCANRELAY_TOKEN_IN_URL', 'never put the admin token in a URL: send it as Authorization: Bearer <token>, or log in on the console'),
         );
     }
   });
