@@ -25,6 +25,7 @@ import { GatewayError } from './shared/errors.js';
 import { AuthLockout } from './shared/auth-lockout.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { PrinterDoctor } from './doctor/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
 export interface GatewayOptions {
@@ -141,6 +142,11 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         metrics,
         lockout,
         popGrants,
+        doctor: new PrinterDoctor({
+          events,
+          device: (name) => devices.get(name),
+          lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
+        }),
         logger: logger.child({ part: 'admin' }),
         tokens,
         reload: async () => {

@@ -6,6 +6,7 @@ import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { AuthLockout } from '../shared/auth-lockout.js';
 import type { PopGrants } from '../pop3/index.js';
+import type { PrinterDoctor } from '../doctor/index.js';
 
 /** What the admin API may use: public surfaces only. */
 export interface AdminDeps {
@@ -18,6 +19,8 @@ export interface AdminDeps {
   logger: Logger;
   lockout: AuthLockout;
   popGrants: PopGrants;
+  /** Live per-device session steps for GET /api/watch. */
+  doctor: PrinterDoctor;
   /** Accepted bearer tokens (from config, or the generated one). */
   tokens: () => readonly string[];
   /** Reload the config file (same as SIGHUP). */

@@ -265,6 +265,10 @@ export const AdminSchema = Section(
       Type.Integer({ minimum: 1, maximum: 65535, description: 'the port printers should type when it differs from smtp.port (port mapping)' }),
     ),
     metricsToken: Type.Boolean({ default: false, description: 'require a token on /metrics too' }),
+    sessionIdleTimeout: Duration('sessionIdleTimeoutMs', {
+      default: '30m',
+      description: 'a web console session ends after this long without a request',
+    }),
   },
   { default: {} },
 );

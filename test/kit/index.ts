@@ -9,6 +9,8 @@
  *   gateway-process.ts  the gateway as a child process (signals, kill -9); compiled dist/, another node, a wrapper
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
  *   delivery-scenario.ts gateway + upstream wired for delivery tests
+ *   sse.ts              openEventStream: a server-sent events client (GET /api/watch) over real HTTP
+ *   browser.ts          launchBrowser: Debian's chromium through playwright-core, or why it cannot run
  *   tools.ts            outside tools (podman, promtool, chromium...): skip with the reason, or fail under
  *                       SCANRELAY_REQUIRE_ALL=1 (imports vitest: import it directly, not through this index)
  * Used by test/, bench/ and scripts/; nothing here may be imported by src/.
@@ -20,3 +22,5 @@ export * from './raw-smtp.js';
 export * from './smtp-load.js';
 export * from './gateway.js';
 export * from './gateway-process.js';
+export * from './sse.js';
+export * from './browser.js';
