@@ -18,6 +18,7 @@ export { parseDuration, parseSize, formatBytes } from './units.js';
 export { DEVICE_USERNAME_PATTERN, DEVICE_NAME_PATTERN } from './schema.js';
 
 export type LogLevel = RawConfig['log']['level'];
+export type LogFormat = RawConfig['log']['format'];
 export type LegacyTls = boolean | 'starttls' | 'tlsPort';
 
 export interface DeviceConfig {
@@ -113,7 +114,7 @@ export interface GatewayConfig {
   /** Absolute path of the file this came from. */
   file: string;
   dataDir: string;
-  log: { level: LogLevel };
+  log: { level: LogLevel; format: LogFormat };
   secretKey?: string;
   smtp: SmtpConfig;
   pop3: Pop3Config;
@@ -127,6 +128,7 @@ export interface GatewayConfig {
 const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['SCANRELAY_DATA_DIR', ['dataDir'], 'string'],
   ['SCANRELAY_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['SCANRELAY_LOG_FORMAT', ['log', 'format'], 'string'],
   ['SCANRELAY_SMTP_HOST', ['smtp', 'host'], 'string'],
   ['SCANRELAY_SMTP_PORT', ['smtp', 'port'], 'number'],
   ['SCANRELAY_ADMIN_HOST', ['admin', 'host'], 'string'],
@@ -300,7 +302,7 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
   return {
     file,
     dataDir: resolve(raw.dataDir),
-    log: { level: raw.log.level },
+    log: { level: raw.log.level, format: raw.log.format },
     secretKey: raw.secretKey,
     smtp: {
       host: raw.smtp.host,

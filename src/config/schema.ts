@@ -183,6 +183,10 @@ export const ConfigSchema = Type.Object(
           ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
           { default: 'info' },
         ),
+        format: Type.Union(
+          ['auto', 'json', 'pretty'].map((f) => Type.Literal(f)),
+          { default: 'auto', description: 'auto: human-readable lines when stdout is a terminal, JSON lines otherwise' },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

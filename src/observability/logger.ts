@@ -3,7 +3,8 @@
  * still never pass passwords, AUTH payloads or tokens to a logger. Parts log through `child({ part })`.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
-import type { LogLevel } from '../config/index.js';
+import pinoPretty from 'pino-pretty';
+import type { LogFormat, LogLevel } from '../config/index.js';
 
 export type { Logger } from 'pino';
 
@@ -30,7 +31,11 @@ export const REDACT_PATHS = [
   'headers.authorization',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/**
+ * `format` decides only how lines are written; what is logged and what is redacted is the same either way.
+ * `destination` (tests) takes precedence over the format.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
   return pino(
     {
       level,
@@ -38,6 +43,27 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    destination ?? (wantsPretty(format, process.stdout.isTTY === true) ? prettyStdout(process.stdout.isTTY === true) : undefined),
   );
+}
+
+/** auto: a person at a terminal reads lines; anything else (docker logs, journald, a pipe) gets JSON. */
+export function wantsPretty(format: LogFormat, stdoutIsTty: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && stdoutIsTty);
+}
+
+/**
+ * One readable line per event: "2026-12-01 10:32:04 INFO (smtp): smtp.auth.ok {...fields}". Written
+ * synchronously to fd 1 in this thread (no worker), so a line logged just before process.exit is not lost.
+ */
+function prettyStdout(colorize: boolean): DestinationStream {
+  return pinoPretty({
+    destination: 1,
+    sync: true,
+    colorize,
+    singleLine: true,
+    translateTime: 'SYS:yyyy-mm-dd HH:MM:ss',
+    ignore: 'pid,hostname,service,part',
+    messageFormat: '{if part}({part}) {end}{msg}',
+  });
 }
