@@ -2,10 +2,20 @@
 /** Entry of the `scanrelay` command (bin); the commands live in run.ts. */
 import { runCli } from './run.js';
 
+// Ctrl-C ends `watch` quietly (exit 0); any other command still stops at once.
+const stop = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    stop.abort();
+    setTimeout(() => process.exit(130), 1000).unref();
+  });
+}
+
 runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   env: process.env,
+  signal: stop.signal,
 }).then(
   (code) => {
     process.exitCode = code;

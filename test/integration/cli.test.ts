@@ -117,7 +117,7 @@ describe('scanrelay CLI', () => {
     expect(readOnly.code).toBe(EXIT.refused);
     expect(readOnly.stderr).toContain('SCANRELAY_DEVICE_READ_ONLY');
     const missing = await cli(['device', 'show', 'nope', ...base]);
-    expect(missing.code).toBe(EXIT.refused);
+    expect(missing.code).toBe(EXIT.notFound);
     expect(missing.stderr).toContain("device 'nope' not found");
 
     const queue = await cli(['queue', 'list', '--state', 'held', '--device', 'copier-2f', ...base]);
