@@ -128,10 +128,12 @@ export class AdminClient {
   }
 
   /**
-   * Follows a server-sent event stream (text/event-stream), calling `onEvent` for each event as it
-   * arrives. Resolves when the server ends the stream or `signal` aborts (then quietly).
+   * Follows a server-sent event stream (text/event-stream), calling `onOpen` once the server has
+   * accepted it and `onEvent` for each event as it arrives. Resolves when the server ends the stream or
+   * `signal` aborts (then quietly).
    */
-  async stream(path: string, onEvent: (event: ServerSentEvent) => void, signal?: AbortSignal): Promise<'ended' | 'aborted'> {
+  async stream(path: string, onEvent: (event: ServerSentEvent) => void, options: { signal?: AbortSignal; onOpen?: () => void } = {}): Promise<'ended' | 'aborted'> {
+    const { signal } = options;
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (this.connection.token) headers.authorization = `Bearer ${this.connection.token}`;
     let response: Response;
@@ -145,6 +147,7 @@ export class AdminClient {
       const text = await response.text();
       throw new ApiError(response.status, (text ? safeJson(text) : undefined) as ApiErrorBody | undefined);
     }
+    options.onOpen?.();
     if (!response.body) return 'ended';
     const parser = new EventStreamParser(onEvent);
     const decoder = new TextDecoder();

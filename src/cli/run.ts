@@ -66,7 +66,7 @@ options: --json (output for scripts), --url URL (SCANRELAY_ADMIN_URL),
          --token TOKEN (SCANRELAY_ADMIN_TOKEN), --token-file FILE (SCANRELAY_ADMIN_TOKEN_FILE),
          else <dataDir>/admin-token (--data-dir DIR, SCANRELAY_DATA_DIR), --config FILE (SCANRELAY_CONFIG)
 exit codes: 0 ok, 1 refused by the gateway, 64 usage, 66 not found, 69 gateway unreachable,
-            77 token missing or refused, 78 invalid configuration
+            77 token missing or refused, 78 invalid configuration (check-config, reload)
 `;
 
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
@@ -142,6 +142,7 @@ function report(err: unknown, ctx: CommandContext): number {
       io.stderr('  this gateway is older than this command: upgrade it\n');
       return EXIT.refused;
     }
+    if (err.body?.code === 'SCANRELAY_CONFIG_INVALID') return EXIT.config; // reload refused the file
     return err.status === 404 ? EXIT.notFound : EXIT.refused;
   }
   if (err instanceof ConfigError) return printConfigError(err, io);

@@ -65,9 +65,12 @@ export async function watchCommand(ctx: CommandContext, device: string | undefin
     if (wanted !== undefined && sessions.complete >= wanted) stop.abort();
   };
 
-  if (!ctx.json) ctx.io.stderr(`watching ${name}: scan on the printer now; each step appears as it happens (Ctrl-C to stop)\n`);
+  // Said once the gateway has accepted the watch, so "scan now" is true when it is read.
+  const onOpen = () => {
+    if (!ctx.json) ctx.io.stderr(`watching ${name}: scan on the printer now; each step appears as it happens (Ctrl-C to stop)\n`);
+  };
   try {
-    const end = await ctx.api.stream(`/api/watch?device=${segment(name)}`, onEvent, stop.signal);
+    const end = await ctx.api.stream(`/api/watch?device=${segment(name)}`, onEvent, { signal: stop.signal, onOpen });
     if (end === 'ended' && !stop.signal.aborted) {
       ctx.io.stderr('scanrelay: the gateway ended the watch (restarted or stopped?)\n');
       return EXIT.unavailable;
