@@ -132,7 +132,11 @@ export class AdminClient {
    * accepted it and `onEvent` for each event as it arrives. Resolves when the server ends the stream or
    * `signal` aborts (then quietly).
    */
-  async stream(path: string, onEvent: (event: ServerSentEvent) => void, options: { signal?: AbortSignal; onOpen?: () => void } = {}): Promise<'ended' | 'aborted'> {
+  async stream(
+    path: string,
+    onEvent: (event: ServerSentEvent) => void,
+    options: { signal?: AbortSignal; onOpen?: () => void } = {},
+  ): Promise<'ended' | 'aborted'> {
     const { signal } = options;
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (this.connection.token) headers.authorization = `Bearer ${this.connection.token}`;

@@ -32,6 +32,7 @@ export const OPTIONS = {
   'max-size': { type: 'string' },
   auth: { type: 'string' },
   disabled: { type: 'boolean' },
+  'no-upstream': { type: 'boolean' },
   // message filters (queue, log)
   state: { type: 'string', multiple: true },
   device: { type: 'string' },

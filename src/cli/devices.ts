@@ -83,6 +83,22 @@ export async function deviceCommand(ctx: CommandContext, action: string | undefi
       print(created, () => `device ${created.device.name} created.\n\n${describeSetup(created.printerSetup)}`);
       return EXIT.ok;
     }
+    case 'set': {
+      // Only what is given changes; lists replace the old list (PATCH semantics).
+      if (values.upstream && values['no-upstream']) throw new UsageError('--upstream NAME or --no-upstream, not both');
+      const allowFrom = values['allow-from'];
+      const body = withoutUndefined({
+        allowRecipients: values.recipient,
+        allowFrom: allowFrom?.length === 1 && allowFrom[0] === 'any' ? [] : allowFrom,
+        upstream: values['no-upstream'] ? null : values.upstream,
+        maxMessageSize: values['max-size'] === undefined ? undefined : /^\d+$/.test(values['max-size']) ? Number(values['max-size']) : values['max-size'],
+      });
+      if (Object.keys(body).length === 0)
+        throw new UsageError('device set needs something to change: -r RCPT, --allow-from CIDR|any, --upstream NAME, --no-upstream, --max-size SIZE');
+      const device = await api.request<DeviceView>('PATCH', path(), body);
+      print(device, () => `device ${device.name} updated\n${describeDevice(device)}`);
+      return EXIT.ok;
+    }
     case 'rotate': {
       const rotated = await api.request<{ device: DeviceView; printerSetup: PrinterSetup }>(
         'POST',
@@ -105,7 +121,7 @@ export async function deviceCommand(ctx: CommandContext, action: string | undefi
       return EXIT.ok;
     }
     default:
-      throw new UsageError(action ? `unknown device action "${action}"` : 'device needs an action (list, show, add, rotate, disable, enable, remove)');
+      throw new UsageError(action ? `unknown device action "${action}"` : 'device needs an action (list, show, add, set, rotate, disable, enable, remove)');
   }
 }
 

@@ -29,6 +29,8 @@ devices
   device add NAME -r RCPT [-r RCPT...] create a device; prints the printer's Email Server values once
         [--allow-from CIDR]... [--upstream NAME] [--username LOGIN] [--password PW]
         [--max-size 10MB] [--auth password|none] [--disabled]
+  device set NAME [-r RCPT]... [--allow-from CIDR|any]... [--upstream NAME | --no-upstream] [--max-size SIZE]
+                                       change an API-created device (lists replace the old ones)
   device rotate NAME [--password PW]   new password (shown once)
   device disable NAME | enable NAME | remove NAME
 

@@ -116,6 +116,14 @@ describe('scanrelay CLI', () => {
     const disabled = await cli(['device', 'disable', 'copier-2f', ...base]);
     expect(disabled.stdout).toContain('device copier-2f disabled (state: Stop)');
     expect((await cli(['device', 'enable', 'copier-2f', ...base])).stdout).toContain('enabled');
+    const changed = await cli(['device', 'set', 'copier-2f', '-r', '*@example.org', '--allow-from', 'any', '--max-size', '5MB', ...base]);
+    expect(changed.code).toBe(EXIT.ok);
+    expect(changed.stdout).toMatch(/^device copier-2f updated\n/);
+    expect(changed.stdout).toMatch(/recipients\s+\*@example\.org\n/);
+    expect(changed.stdout).toMatch(/allowed from\s+any address/);
+    expect(changed.stdout).toMatch(/max size\s+5000000 bytes/);
+    expect((await cli(['device', 'set', 'copier-2f', ...base])).code).toBe(EXIT.usage);
+    expect((await cli(['device', 'set', 'file-scanner', '-r', '*@example.org', ...base])).code).toBe(EXIT.refused);
     const readOnly = await cli(['device', 'disable', 'file-scanner', ...base]);
     expect(readOnly.code).toBe(EXIT.refused);
     expect(readOnly.stderr).toContain('SCANRELAY_DEVICE_READ_ONLY');
