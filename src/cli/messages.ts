@@ -8,8 +8,8 @@ import { ApiError } from './client.js';
 import { type CommandContext, EXIT, UsageError, need, segment, timeOption, withoutUndefined } from './context.js';
 import { fields, shortTime, size, table, truncate } from './format.js';
 
-/** What `queue list` shows without --state: messages not yet delivered or failed (postqueue -p). */
-export const WAITING_STATES = ['queued', 'deferred', 'delivering', 'held'];
+/** States a message leaves the queue in; `queue list` (postqueue -p) shows every other state. */
+const DONE_STATES = new Set(['delivered', 'failed', 'partly-failed']);
 
 export interface MessageSummary {
   id: string;
@@ -80,7 +80,7 @@ const QUEUE_ACTIONS = 'list, show, retry, release, hold, delete, flush, stats';
 export async function queueCommand(ctx: CommandContext, action: string | undefined, args: string[]): Promise<number> {
   switch (action) {
     case 'list':
-      return listMessages(ctx, WAITING_STATES, 'queue');
+      return listMessages(ctx, ctx.values.state || ctx.values['all-held'] ? [] : await waitingStates(ctx), 'queue');
     case 'show':
       return showMessage(ctx, need(args[0], 'message ID'));
     case 'retry':
@@ -108,6 +108,12 @@ export async function queueCommand(ctx: CommandContext, action: string | undefin
     default:
       throw new UsageError(action ? `unknown queue action "${action}"` : `queue needs an action (${QUEUE_ACTIONS})`);
   }
+}
+
+/** The states this gateway has (its queue stats count each one), less the finished ones. */
+async function waitingStates(ctx: CommandContext): Promise<string[]> {
+  const stats = await ctx.api.request<{ counts: Record<string, number> }>('GET', '/api/queue/stats');
+  return Object.keys(stats.counts).filter((state) => !DONE_STATES.has(state));
 }
 
 /** `scanrelay log`: the whole message log (delivered and failed too), newest first. */
