@@ -1,5 +1,10 @@
 #!/usr/bin/env node
-/** Entry of the `scanrelay` command (bin); the commands live in run.ts. */
+/**
+ * Entry of the `scanrelay` command (bin). src/cli is the admin's command line: run.ts dispatches, one file
+ * per command group (devices, messages, upstreams, system, watch), client.ts speaks HTTP and server-sent
+ * events to the admin API. It reaches the gateway only through that API (so it works remotely) and imports
+ * no gateway part except the config loader, for check-config and to find the local API and token.
+ */
 import { runCli } from './run.js';
 
 // Ctrl-C ends `watch` quietly (exit 0); any other command still stops at once.
