@@ -119,7 +119,7 @@ class SessionTracker {
 }
 
 export function formatStep(step: WatchStep): string {
-  const head = `${shortTime(step.at)}  ${step.protocol} ${shortId(step.sessionId)}  ${step.ok ? 'ok  ' : 'FAIL'}  ${step.step.padEnd(8)}  `;
+  const head = `${shortTime(step.at)}  ${step.protocol} ${shortId(step.sessionId)}  ${step.ok ? 'ok  ' : 'FAIL'}  ${step.step.padEnd(9)}  `;
   const where = step.step === 'connect' && !step.detail.includes(step.remoteAddress) ? ` (from ${step.remoteAddress})` : '';
   const reason = !step.ok && step.reason && !step.detail.includes(step.reason) ? ` [${step.reason}]` : '';
   const lines = [`${head}${step.detail}${where}${reason}`];
@@ -133,7 +133,7 @@ export function formatStep(step: WatchStep): string {
 export function formatDelivery(d: WatchDelivery): string {
   const ok = d.outcome === 'delivered';
   const via = d.upstream ? ` via ${d.upstream}` : '';
-  return `${shortTime(d.at)}  upstream     ${ok ? 'ok  ' : 'FAIL'}  ${d.outcome.padEnd(8)}  message ${d.id}${via}${d.reply ? `: ${d.reply}` : ''}\n`;
+  return `${shortTime(d.at)}  upstream     ${ok ? 'ok  ' : 'FAIL'}  ${d.outcome.padEnd(9)}  message ${d.id}${via}${d.reply ? `: ${d.reply}` : ''}\n`;
 }
 
 function shortId(sessionId: string): string {

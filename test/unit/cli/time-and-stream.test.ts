@@ -59,7 +59,7 @@ describe('watch lines', () => {
       explanation: { problem: 'the login name is unknown', fix: 'it must be exactly scanner-2f' },
     });
     const [head, problem, fix] = line.trimEnd().split('\n');
-    expect(head).toMatch(/^\d\d:\d\d:\d\d {2}smtp ab12cd34 {2}FAIL {2}auth {6}AUTH LOGIN as scaner-2f \[unknown-user\]$/);
+    expect(head).toMatch(/^\d\d:\d\d:\d\d {2}smtp ab12cd34 {2}FAIL {2}auth {7}AUTH LOGIN as scaner-2f \[unknown-user\]$/);
     expect(problem.trim()).toBe('problem: the login name is unknown');
     expect(fix.trim()).toBe('fix:     it must be exactly scanner-2f');
     expect(problem.indexOf('problem')).toBe(head.indexOf('AUTH'));
