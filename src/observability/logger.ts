@@ -53,7 +53,7 @@ export function wantsPretty(format: LogFormat, stdoutIsTty: boolean): boolean {
 }
 
 /**
- * One readable line per event: "2026-12-01 10:32:04 INFO (smtp): smtp.auth.ok {...fields}". Written
+ * One readable line per event: `[2026-12-01 10:32:04] INFO: (smtp) smtp.auth.ok {"device":...}`. Written
  * synchronously to fd 1 in this thread (no worker), so a line logged just before process.exit is not lost.
  */
 function prettyStdout(colorize: boolean): DestinationStream {
