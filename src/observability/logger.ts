@@ -2,8 +2,9 @@
  * The pino root logger. Secrets are removed by path (redact) wherever they might be attached; callers
  * still never pass passwords, AUTH payloads or tokens to a logger. Parts log through `child({ part })`.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pinoPretty from 'pino-pretty';
+import type pinoPrettyModule from 'pino-pretty';
 import type { LogFormat, LogLevel } from '../config/index.js';
 
 export type { Logger } from 'pino';
@@ -57,6 +58,8 @@ export function wantsPretty(format: LogFormat, stdoutIsTty: boolean): boolean {
  * synchronously to fd 1 in this thread (no worker), so a line logged just before process.exit is not lost.
  */
 function prettyStdout(colorize: boolean): DestinationStream {
+  // Loaded only when wanted: JSON deployments (containers, services) never pay for it at start-up.
+  const pinoPretty = createRequire(import.meta.url)('pino-pretty') as typeof pinoPrettyModule;
   return pinoPretty({
     destination: 1,
     sync: true,
