@@ -6,6 +6,12 @@
  * no gateway part except the config loader, for check-config and to find the local API and token.
  */
 import { runCli } from './run.js';
+import { SCANRELAY_VERSION } from '../shared/version.js';
+
+if (['--version', '-V'].includes(process.argv[2] ?? '')) {
+  process.stdout.write(`scanrelay ${SCANRELAY_VERSION}\n`);
+  process.exit(0);
+}
 
 // Ctrl-C ends `watch` quietly (exit 0); any other command still stops at once.
 const stop = new AbortController();
