@@ -64,7 +64,7 @@ export interface Gateway {
 
 export async function createGateway(initial: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
   let config = initial;
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   await mkdir(config.dataDir, { recursive: true });
   const secretKey = config.secretKey ?? (await readOrCreateSecret(join(config.dataDir, 'secret.key'), logger, 'device secret key'));
   const generatedToken =

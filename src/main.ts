@@ -15,7 +15,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } }, strict: true });
   const file = values.config ?? defaultConfigPath();
   const config = loadConfig(file);
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, undefined, config.log.format);
   const gateway = await createGateway(config, { logger });
   const addresses = await gateway.start();
   logger.info(

@@ -24,12 +24,14 @@ export type AdminConfig = GatewayConfig['admin'];
 export type DeliveryConfig = GatewayConfig['delivery'];
 export type UpstreamConfig = GatewayConfig['upstreams'][number];
 export type LogLevel = GatewayConfig['log']['level'];
+export type LogFormat = GatewayConfig['log']['format'];
 export type LegacyTls = SmtpConfig['tls']['legacyTls'];
 
 /** Environment overrides for the few settings a container or test changes without editing the file. */
 const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['SCANRELAY_DATA_DIR', ['dataDir'], 'string'],
   ['SCANRELAY_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['SCANRELAY_LOG_FORMAT', ['log', 'format'], 'string'],
   ['SCANRELAY_SMTP_HOST', ['smtp', 'host'], 'string'],
   ['SCANRELAY_SMTP_PORT', ['smtp', 'port'], 'number'],
   ['SCANRELAY_ADMIN_HOST', ['admin', 'host'], 'string'],

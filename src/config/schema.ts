@@ -291,6 +291,10 @@ export const ConfigSchema = Section({
         ],
         { default: 'info' },
       ),
+      format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+        default: 'auto',
+        description: 'auto: human-readable lines when stdout is a terminal, JSON lines otherwise',
+      }),
     },
     { default: {} },
   ),
