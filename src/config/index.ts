@@ -9,6 +9,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../shared/errors.js';
+import { parseAddressRule } from '../shared/address-rules.js';
 import { checkDeviceRules } from '../shared/device-rules.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { formatKeyPath, interpolateEnv, resolveSecretFiles } from './interpolate.js';
@@ -30,6 +31,8 @@ export interface DeviceConfig {
   passwordHash?: string;
   allowFrom: string[];
   allowRecipients: string[];
+  /** Senders the device may use (envelope, and header From where it is kept); absent = any. */
+  allowSenders?: string[];
   upstream?: string;
   /** Resolved: min(device setting, smtp.maxMessageSize, upstream.maxMessageSize). */
   maxMessageSize: number;
@@ -70,7 +73,23 @@ export interface SmtpConfig {
   socketTimeoutMs: number;
   closeTimeoutMs: number;
   maxSessionMs: number;
-  authLockout: { maxFailures: number; windowMs: number; durationMs: number };
+  preAuthTimeoutMs: number;
+  maxUnauthenticatedClients: number;
+  reservedClients: number;
+  stressThreshold: number;
+  stressPreAuthTimeoutMs: number;
+  authFailureDelayMs: number;
+  logDetailPerSession: number;
+  logSampleEvery: number;
+  authLockout: {
+    maxFailures: number;
+    windowMs: number;
+    durationMs: number;
+    maxFailuresPerAddress: number;
+    maxFailuresPerUsername: number;
+    usernameWindowMs: number;
+    usernameDurationMs: number;
+  };
   starttls: boolean;
   tlsPort?: number;
   /** legacyTls: which device listeners accept TLS 1.0/1.1 and old ciphers. */
@@ -83,7 +102,9 @@ export interface Pop3Config {
   port: number;
   authWindowMs: number;
   maxClients: number;
+  maxConnectionsPerIp: number;
   socketTimeoutMs: number;
+  sessionTimeoutMs: number;
 }
 
 export interface AdminConfig {
@@ -313,10 +334,22 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
       socketTimeoutMs: duration(raw.smtp.socketTimeout, 'smtp.socketTimeout'),
       closeTimeoutMs: duration(raw.smtp.closeTimeout, 'smtp.closeTimeout'),
       maxSessionMs: duration(raw.smtp.maxSessionDuration, 'smtp.maxSessionDuration'),
+      preAuthTimeoutMs: duration(raw.smtp.preAuthTimeout, 'smtp.preAuthTimeout'),
+      maxUnauthenticatedClients: raw.smtp.maxUnauthenticatedClients,
+      reservedClients: raw.smtp.reservedClients,
+      stressThreshold: raw.smtp.stressThreshold,
+      stressPreAuthTimeoutMs: duration(raw.smtp.stressPreAuthTimeout, 'smtp.stressPreAuthTimeout'),
+      authFailureDelayMs: duration(raw.smtp.authFailureDelay, 'smtp.authFailureDelay'),
+      logDetailPerSession: raw.smtp.logDetailPerSession,
+      logSampleEvery: raw.smtp.logSampleEvery,
       authLockout: {
         maxFailures: raw.smtp.authLockout.maxFailures,
         windowMs: duration(raw.smtp.authLockout.window, 'smtp.authLockout.window'),
         durationMs: duration(raw.smtp.authLockout.duration, 'smtp.authLockout.duration'),
+        maxFailuresPerAddress: raw.smtp.authLockout.maxFailuresPerAddress,
+        maxFailuresPerUsername: raw.smtp.authLockout.maxFailuresPerUsername,
+        usernameWindowMs: duration(raw.smtp.authLockout.usernameWindow, 'smtp.authLockout.usernameWindow'),
+        usernameDurationMs: duration(raw.smtp.authLockout.usernameDuration, 'smtp.authLockout.usernameDuration'),
       },
       starttls: raw.smtp.starttls,
       tlsPort: raw.smtp.tlsPort,
@@ -327,8 +360,10 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
       host: raw.pop3.host,
       port: raw.pop3.port,
       maxClients: raw.pop3.maxClients,
+      maxConnectionsPerIp: raw.pop3.maxConnectionsPerIp,
       authWindowMs: duration(raw.pop3.authWindow, 'pop3.authWindow'),
       socketTimeoutMs: duration(raw.pop3.socketTimeout, 'pop3.socketTimeout'),
+      sessionTimeoutMs: duration(raw.pop3.sessionTimeout, 'pop3.sessionTimeout'),
     },
     admin: {
       enabled: raw.admin.enabled,
@@ -387,6 +422,13 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
   if (problem) throw new ConfigError(file, key(problem.field), problem.problem);
   const allowFrom = d.allowFrom ?? [];
   const allowRecipients = d.allowRecipients ?? [];
+  for (const [index, rule] of (d.allowSenders ?? []).entries()) {
+    try {
+      parseAddressRule(rule);
+    } catch (err) {
+      throw new ConfigError(file, key(`allowSenders[${index}]`), (err as Error).message);
+    }
+  }
 
   const upstream = d.upstream ? ctx.upstreams.find((u) => u.name === d.upstream) : undefined;
   if (d.upstream && !upstream) throw new ConfigError(file, key('upstream'), `no upstream named "${d.upstream}"`);
@@ -401,6 +443,7 @@ function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceCo
     passwordHash: d.passwordHash,
     allowFrom,
     allowRecipients: allowRecipients.map((r) => r.trim().toLowerCase()),
+    ...(d.allowSenders ? { allowSenders: d.allowSenders.map((r) => r.trim().toLowerCase()) } : {}),
     upstream: d.upstream,
     maxMessageSize,
     enabled: d.enabled,

@@ -17,6 +17,7 @@ import {
   isValidLogin,
   safeEqual,
   verifyPasswordHash,
+  verifyPasswordHashAsync,
   MAX_PASSWORD_LENGTH,
 } from './credentials.js';
 
@@ -29,6 +30,8 @@ export interface Device {
   readonly username?: string;
   readonly allowFrom: readonly string[];
   readonly allowRecipients: readonly string[];
+  /** Envelope senders (and header From where it is kept) the device may use; absent = any. */
+  readonly allowSenders?: readonly string[];
   readonly upstream?: string;
   readonly maxMessageSize: number;
   readonly enabled: boolean;
@@ -43,6 +46,8 @@ interface DeviceEntry {
   device: Device;
   ranges: ParsedCidr[];
   rules: AddressRule[];
+  /** undefined = any sender. */
+  senderRules?: AddressRule[];
   /** Plaintext secret, or a function returning it (decrypted on demand). */
   secret?: () => string | undefined;
   passwordHash?: string;
@@ -115,6 +120,7 @@ export class DeviceRegistry {
           username: config.username,
           allowFrom: [...config.allowFrom],
           allowRecipients: [...config.allowRecipients],
+          ...(config.allowSenders ? { allowSenders: [...config.allowSenders] } : {}),
           upstream: config.upstream,
           maxMessageSize: config.maxMessageSize,
           enabled: config.enabled,
@@ -123,6 +129,7 @@ export class DeviceRegistry {
         },
         ranges: config.allowFrom.map((r) => parseCidr(r)),
         rules: config.allowRecipients.map((r) => parseAddressRule(r)),
+        senderRules: config.allowSenders?.map((r) => parseAddressRule(r)),
         secret: password === undefined ? undefined : () => password,
         passwordHash: config.passwordHash,
       });
@@ -170,6 +177,47 @@ export class DeviceRegistry {
   isRecipientAllowed(device: Device, address: string): boolean {
     const entry = this.entry(device.name);
     return entry ? entry.rules.some((rule) => rule.matches(address)) : false;
+  }
+
+  /** allowSenders (same patterns as allowRecipients); a device without the list may use any sender. */
+  isSenderAllowed(device: Device, address: string): boolean {
+    const entry = this.entry(device.name);
+    if (!entry) return false;
+    return entry.senderRules === undefined || entry.senderRules.some((rule) => rule.matches(address));
+  }
+
+  /** Some device is pinned to this address by a non-empty allowFrom (so it is a printer's address). */
+  isPinnedAddress(address: string): boolean {
+    for (const entry of this.entries()) if (entry.ranges.length > 0 && addressInRanges(address, entry.ranges)) return true;
+    return false;
+  }
+
+  /** The device's allowFrom is non-empty and holds this address. */
+  isPinnedTo(device: Device, address: string): boolean {
+    const entry = this.entry(device.name);
+    return entry !== undefined && entry.ranges.length > 0 && addressInRanges(address, entry.ranges);
+  }
+
+  /**
+   * PLAIN/LOGIN/USER-PASS check off the event loop (scrypt on the thread pool). For a login that matches no
+   * device, pass `undefined`: the same work is done against a throw-away hash when any device has a
+   * passwordHash, so neither the time nor the load tells which logins exist.
+   */
+  async verifyPasswordAsync(device: Device | undefined, password: string): Promise<boolean> {
+    const entry = device && this.entry(device.name);
+    if (!device || !entry || device.auth !== 'password') {
+      if ([...this.configEntries.values()].some((e) => e.passwordHash !== undefined)) {
+        this.timingHash ??= hashPassword(generatePassword());
+        await verifyPasswordHashAsync(password, this.timingHash);
+      }
+      return false;
+    }
+    if (entry.secret) {
+      const secret = entry.secret();
+      return secret !== undefined && safeEqual(secret, password);
+    }
+    if (entry.passwordHash) return verifyPasswordHashAsync(password, entry.passwordHash);
+    return false;
   }
 
   /** PLAIN/LOGIN/USER-PASS check, constant time for plaintext, scrypt for hashes. */
@@ -334,6 +382,7 @@ export class DeviceRegistry {
           username: stored.username,
           allowFrom: stored.allowFrom,
           allowRecipients: stored.allowRecipients,
+          ...(stored.allowSenders ? { allowSenders: stored.allowSenders } : {}),
           upstream: stored.upstream,
           maxMessageSize: deviceSizeLimit(stored.maxMessageSize, this.limits.smtpMaxMessageSize, upstreamMax),
           enabled: stored.enabled,
@@ -344,6 +393,7 @@ export class DeviceRegistry {
         },
         ranges: stored.allowFrom.map((r) => parseCidr(r)),
         rules: stored.allowRecipients.map((r) => parseAddressRule(r)),
+        senderRules: stored.allowSenders?.map((r) => parseAddressRule(r)),
         secret: sealed === undefined ? undefined : () => this.openSealed(stored.name, sealed),
       });
     }

@@ -11,6 +11,8 @@ export interface StoredDevice {
   sealedPassword?: string;
   allowFrom: string[];
   allowRecipients: string[];
+  /** absent = any sender */
+  allowSenders?: string[];
   upstream?: string;
   maxMessageSize?: number;
   enabled: boolean;
