@@ -78,6 +78,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
       maxUnauthenticated: config.maxUnauthenticatedClients,
       reserved: config.reservedClients,
       stressThreshold: config.stressThreshold,
+      evictIdle: true,
     };
   });
   /** smtp-server hands every callback its session object; the InboundSession rides along with it. */
@@ -160,7 +161,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
     };
     const server = new QuirkTolerantSmtpServer(options, {
       maxSessionMs: config.maxSessionMs,
-      onConnection: (session, control) => sessions.set(session, new InboundSession(context, session.remoteAddress ?? '', control)),
+      onConnection: (session, control, remoteAddress) => sessions.set(session, new InboundSession(context, remoteAddress, control)),
       onCommand: (session, name, line) => sessions.get(session)?.command(name, name === 'HELO' || name === 'EHLO' ? line : name),
       onQuirk: (quirk, session, command) => sessions.get(session)?.quirk(quirk, command),
       onQuit: (session) => sessions.get(session)?.quit(),

@@ -33,7 +33,7 @@ export interface QuirkHooks {
   /** Hard limit on a whole session (smtp-server's socketTimeout is idle time only). */
   maxSessionMs?: number;
   /** A connection was accepted (before onConnect): the place to attach per-session state. */
-  onConnection?(session: SMTPServerSession, control: ConnectionControl): void;
+  onConnection?(session: SMTPServerSession, control: ConnectionControl, remoteAddress: string): void;
   /** Every command line the client sends (before smtp-server handles it; AUTH payloads are not commands). */
   onCommand?(session: SMTPServerSession, name: string, line: string): void;
   /** QUIT was answered: the client may reconnect at once. */
@@ -170,13 +170,17 @@ export class QuirkTolerantSmtpServer extends SMTPServer {
   override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
     // As SMTPServer.connect (smtp-server 3.21.6), with the tolerant connection class.
     const connection = new QuirkTolerantConnection(this, socket, socketOptions);
-    this.hooks.onConnection?.(connection.session, {
-      end: (code, text) => {
-        if (connection._closing || connection._closed) return;
-        connection.send(code, text);
-        connection.close();
+    this.hooks.onConnection?.(
+      connection.session,
+      {
+        end: (code, text) => {
+          if (connection._closing || connection._closed) return;
+          connection.send(code, text);
+          connection.close();
+        },
       },
-    });
+      connection.remoteAddress,
+    );
     socket.once('close', () => this.hooks.onSocketClosed?.(connection.session));
     this.connections.add(connection);
     connection.on('error', (err: Error) => this._onError(err));

@@ -22,6 +22,8 @@ export interface SlotLimits {
   reserved: number;
   /** 0..1: share of a limit in use from which stress mode applies. */
   stressThreshold: number;
+  /** When full, a newcomer takes the slot of the longest-idle unauthenticated session. */
+  evictIdle: boolean;
 }
 
 /** A session as the accountant sees it. */
@@ -55,7 +57,7 @@ export class SlotAccountant {
     let evicted: SlotHolder | undefined;
     const full = this.holders.size >= totalLimit;
     if (full || this.unauthenticated >= limits.maxUnauthenticated) {
-      evicted = this.longestIdleUnauthenticated(holder);
+      evicted = limits.evictIdle ? this.longestIdleUnauthenticated(holder) : undefined;
       if (!evicted) return { ok: false, refusal: full ? 'max-clients' : 'unauthenticated' };
       this.release(evicted);
       evicted.evict();

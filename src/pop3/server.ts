@@ -56,6 +56,7 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
       maxUnauthenticated: config.maxClients,
       reserved: 0,
       stressThreshold: 1,
+      evictIdle: false,
     };
   });
 

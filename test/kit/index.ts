@@ -3,6 +3,7 @@
  *   certs.ts            a test CA and a localhost certificate made at run time
  *   upstream.ts         TestUpstream: smtp-server demanding TLS (465-style or STARTTLS) and AUTH, failure triggers
  *   raw-smtp.ts         RawSmtpClient over a LineSocket: every byte under the test's control
+ *   raw-pop3.ts         RawPop3Client over a LineSocket
  *   gateway.ts          startTestGateway: the gateway in-process on 127.0.0.1:0 with a temp dataDir
  *   gateway-process.ts  the gateway as a child process (signals, kill -9)
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
@@ -13,5 +14,6 @@ export * from './certs.js';
 export * from './upstream.js';
 export * from './line-socket.js';
 export * from './raw-smtp.js';
+export * from './raw-pop3.js';
 export * from './gateway.js';
 export * from './gateway-process.js';

@@ -25,8 +25,9 @@ export class LineSocket {
     socket.on('error', () => undefined);
   }
 
-  protected static async connectSocket(port: number, host = '127.0.0.1'): Promise<Socket> {
-    const socket = connect({ port, host });
+  /** `localAddress`: the source address to bind (a 127.x.y.z address lets one test be many clients). */
+  protected static async connectSocket(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
+    const socket = connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', reject);

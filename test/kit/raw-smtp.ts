@@ -16,13 +16,13 @@ export class RawSmtpClient extends LineSocket {
     super(socket, 'latin1');
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawSmtpClient> {
-    return new RawSmtpClient(await LineSocket.connectSocket(port, host));
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtpClient> {
+    return new RawSmtpClient(await LineSocket.connectSocket(port, host, localAddress));
   }
 
-  /** Connects and reads the greeting. */
-  static async open(port: number, host = '127.0.0.1'): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
-    const client = await RawSmtpClient.connect(port, host);
+  /** Connects and reads the greeting; `localAddress` picks the loopback source (127.x.y.z). */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
+    const client = await RawSmtpClient.connect(port, host, localAddress);
     const greeting = await client.read();
     return { client, greeting };
   }
