@@ -123,7 +123,7 @@ export class LockoutState {
         return;
       }
       table.set(key, recent);
-      this.bound(table, at, windowMs);
+      this.bound(table);
     };
     const { address: a, username: u } = failure;
     count(this.pairFailures, pairKey(a, u), p.maxFailures, p.windowMs, p.durationMs, { scope: 'pair', address: a, username: u });
@@ -244,13 +244,16 @@ export class LockoutState {
     if (this.locks.delete(key)) this.store.deleteLockout(key);
   }
 
-  private bound(table: Map<string, Failure[]>, at: number, windowMs: number): void {
+  /** O(1) per call: the oldest entries go first (Map order), known logins' counters are skipped over. */
+  private bound(table: Map<string, Failure[]>): void {
     if (table.size <= MAX_KEYS) return;
-    for (const [key, list] of table) if (list.every((f) => at - f.at >= windowMs)) table.delete(key);
-    for (const key of table.keys()) {
-      if (table.size <= MAX_KEYS) break;
-      const list = table.get(key);
-      if (list?.some((f) => this.isKnownUsername(f.username))) continue;
+    let skipped = 0;
+    for (const [key, list] of table) {
+      if (table.size <= MAX_KEYS || skipped > MAX_KEYS) break;
+      if (list.some((f) => this.isKnownUsername(f.username))) {
+        skipped++;
+        continue;
+      }
       table.delete(key);
     }
   }
