@@ -3,6 +3,7 @@
  * (persisted in dataDir/devices.json). Finds a device by login or by source address and checks its
  * password; the SMTP and POP3 mechanisms live in their own parts and only ask this registry.
  */
+import { randomBytes } from 'node:crypto';
 import { ConflictError, GatewayError, NotFoundError, ValidationError } from '../shared/errors.js';
 import { addressInRanges, parseCidr, type ParsedCidr } from '../shared/cidr.js';
 import { parseAddressRule, type AddressRule } from '../shared/address-rules.js';
@@ -93,7 +94,6 @@ export class DeviceRegistry {
   /** Serialises store writes so concurrent API calls cannot lose an update. */
   private writeChain: Promise<void> = Promise.resolve();
   private readonly undecryptable = new Set<string>();
-  private timingHash?: string;
 
   constructor(readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir);
@@ -206,9 +206,11 @@ export class DeviceRegistry {
   async verifyPasswordAsync(device: Device | undefined, password: string): Promise<boolean> {
     const entry = device && this.entry(device.name);
     if (!device || !entry || device.auth !== 'password') {
-      if ([...this.configEntries.values()].some((e) => e.passwordHash !== undefined)) {
-        this.timingHash ??= hashPassword(generatePassword());
-        await verifyPasswordHashAsync(password, this.timingHash);
+      // The same scrypt parameters as a real device's hash, on a random salt: the same cost, never a match.
+      const model = [...this.configEntries.values()].find((e) => e.passwordHash !== undefined)?.passwordHash;
+      if (model) {
+        const [, n, r, p] = model.split('$');
+        await verifyPasswordHashAsync(password, `scrypt$${n}$${r}$${p}$${randomBytes(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`);
       }
       return false;
     }
@@ -230,17 +232,6 @@ export class DeviceRegistry {
     }
     if (entry.passwordHash) return verifyPasswordHash(password, entry.passwordHash);
     return false;
-  }
-
-  /**
-   * For an unknown login: spend the time a scrypt check would take when any device has a passwordHash, so
-   * the reply time does not tell which logins exist.
-   */
-  spendPasswordCheckTime(password: string): void {
-    const hashed = [...this.configEntries.values()].some((e) => e.passwordHash !== undefined);
-    if (!hashed) return;
-    this.timingHash ??= hashPassword(generatePassword());
-    verifyPasswordHash(password, this.timingHash);
   }
 
   /** Plaintext secret for CRAM-MD5 / APOP; undefined when only a hash is stored. Never log it. */
