@@ -391,3 +391,47 @@ describe('session steps', () => {
     expect(JSON.stringify(steps)).not.toContain(plainAuth('warren-2f', SCANNER_PASSWORD));
   });
 });
+
+describe('sender rules (allowSenders)', () => {
+  const upstream = (name: string, fromMode: 'keep' | 'rewrite') => ({
+    name,
+    host: '127.0.0.1',
+    port: 1, // never reached in these tests: the messages are only queued
+    security: 'tls',
+    user: 'scanner@berkeley.edu',
+    password: 'upstream-app-password',
+    fromMode,
+  });
+  const device = (name: string, username: string, up: string) =>
+    scannerDevice({ name, username, upstream: up, allowSenders: ['scans@berkeley.edu', '*@scan.berkeley.edu'] });
+
+  async function send(username: string, mailFrom: string, headerFrom: string): Promise<SmtpResponse> {
+    const client = await ehlo();
+    expect((await client.command(`AUTH PLAIN ${plainAuth(username, SCANNER_PASSWORD)}`)).code).toBe(235);
+    const mail = await client.command(`MAIL FROM:<${mailFrom}>`);
+    if (mail.code !== 250) return mail;
+    expect((await client.command('RCPT TO:<inbox@berkeley.edu>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    return client.command(`From: "Scanner" <${headerFrom}>\r\nSubject: scan\r\n\r\nscan\r\n.`);
+  }
+
+  it('refuses a sender outside allowSenders at MAIL (553) and, with fromMode keep, a header From at the end of DATA (550)', async () => {
+    await start({
+      upstreams: [upstream('keeps-from', 'keep'), upstream('rewrites-from', 'rewrite')],
+      devices: [device('keeper', 'keeper-login', 'keeps-from'), device('rewriter', 'rewriter-login', 'rewrites-from')],
+    });
+    const mail = await send('keeper-login', 'ceo@bank.example', 'scans@berkeley.edu');
+    expect(mail.code).toBe(553);
+    expect(mail.text).toMatch(/^5\.7\.1 Sender <ceo@bank\.example> is not allowed for device keeper/);
+
+    const header = await send('keeper-login', 'scans@berkeley.edu', 'ceo@bank.example');
+    expect(header.code).toBe(550);
+    expect(header.text).toMatch(/^5\.7\.1 The message's From <ceo@bank\.example> is not allowed for device keeper/);
+    expect(gw!.gateway.queue.list().total).toBe(0); // nothing of the refused message was kept
+
+    expect((await send('keeper-login', 'scans@berkeley.edu', 'printer-2f@scan.berkeley.edu')).code).toBe(250);
+    // With fromMode rewrite the header From does not go out as From: only the envelope is held to the list.
+    expect((await send('rewriter-login', 'scans@berkeley.edu', 'ceo@bank.example')).code).toBe(250);
+    expect(gw!.gateway.queue.list().total).toBe(2);
+  });
+});

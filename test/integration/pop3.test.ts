@@ -18,11 +18,11 @@ function apopDigest(greeting: string, secret: string): string {
 }
 
 /** MAIL FROM without AUTH; returns the reply code (250 when the address is granted). */
-async function mailFromWithoutAuth(port: number): Promise<{ client: RawSmtpClient; code: number }> {
+async function mailFromWithoutAuth(port: number): Promise<{ client: RawSmtpClient; code: number; text: string }> {
   const { client } = await RawSmtpClient.open(port);
   await client.command('EHLO wc6505');
   const reply = await client.command('MAIL FROM:<scanner@example.org>');
-  return { client, code: reply.code };
+  return { client, code: reply.code, text: reply.text };
 }
 
 async function sendWithoutAuth(port: number, subject: string): Promise<string> {
@@ -210,6 +210,8 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const after = await mailFromWithoutAuth(gw!.smtpPort);
     clients.push(after.client);
     expect(after.code).toBe(530);
+    // Says what happened: the POP3 login ran out (not "log in with SMTP AUTH", which the printer never does).
+    expect(after.text).toMatch(/^5\.7\.0 The POP3 login \(POP before SMTP\) for this address has expired/);
   });
 
   it('warns when a second device logs in from the same address (shared NAT) and the grant moves to it', async () => {
