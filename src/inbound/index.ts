@@ -79,6 +79,7 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
       reserved: config.reservedClients,
       stressThreshold: config.stressThreshold,
       evictIdle: true,
+      minIdleToEvictMs: config.stressPreAuthTimeoutMs / 2,
     };
   });
   /** smtp-server hands every callback its session object; the InboundSession rides along with it. */

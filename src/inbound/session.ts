@@ -185,7 +185,6 @@ export class InboundSession implements SlotHolder {
     }
     // biome-ignore lint/style/noNonNullAssertion: checkMailFrom refuses every session without an identity.
     const known = identity!;
-    if (this.identity?.device.name !== known.device.name) this.logger = this.logger.child({ device: known.device.name });
     this.identified(known);
     events.emit('message.receiving', { device: known.device.name, sessionId: this.sessionId });
     this.step('mail', true, () => `MAIL FROM:<${address.address}>`);
@@ -314,6 +313,8 @@ export class InboundSession implements SlotHolder {
   // ---- internals ----
 
   private identified(identity: SessionIdentity): void {
+    if (this.identity?.device.name !== identity.device.name)
+      this.logger = this.ctx.logger.child({ sessionId: this.sessionId, remoteAddress: this.remoteAddress, device: identity.device.name });
     this.identity = identity;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = undefined;

@@ -8,7 +8,7 @@
  * Admission, in order: the per-address limit (IPv6: per /64); then the total, where addresses without a
  * device may use only maxClients - reservedClients; then the cap on unauthenticated sessions. When a
  * total or the unauthenticated cap is reached, the longest-idle unauthenticated session is evicted to make
- * room (as Postfix does under stress), and while usage is above stressThreshold the pre-auth deadline is
+ * room (as Postfix does under stress; only sessions idle for half the stress pre-auth deadline), and while usage is above stressThreshold the pre-auth deadline is
  * the shorter stress one.
  */
 import { addressKey } from './lockout.js';
@@ -22,8 +22,10 @@ export interface SlotLimits {
   reserved: number;
   /** 0..1: share of a limit in use from which stress mode applies. */
   stressThreshold: number;
-  /** When full, a newcomer takes the slot of the longest-idle unauthenticated session. */
+  /** When full, a newcomer takes the slot of the longest-idle unauthenticated session... */
   evictIdle: boolean;
+  /** ...idle at least this long (a burst of connections is refused, not churned). */
+  minIdleToEvictMs: number;
 }
 
 /** A session as the accountant sees it. */
@@ -53,11 +55,13 @@ export class SlotAccountant {
     const limits = this.limits();
     const key = addressKey(holder.remoteAddress);
     if ((this.perAddress.get(key) ?? 0) >= limits.maxPerAddress) return { ok: false, refusal: 'per-address' };
-    const totalLimit = holder.deviceAddress ? limits.maxClients : Math.max(0, limits.maxClients - limits.reserved);
+    // Never more than half the slots reserved, so a small maxClients still admits strangers.
+    const reserved = Math.min(limits.reserved, Math.floor(limits.maxClients / 2));
+    const totalLimit = holder.deviceAddress ? limits.maxClients : limits.maxClients - reserved;
     let evicted: SlotHolder | undefined;
     const full = this.holders.size >= totalLimit;
     if (full || this.unauthenticated >= limits.maxUnauthenticated) {
-      evicted = limits.evictIdle ? this.longestIdleUnauthenticated(holder) : undefined;
+      evicted = limits.evictIdle ? this.longestIdleUnauthenticated(holder, limits.minIdleToEvictMs) : undefined;
       if (!evicted) return { ok: false, refusal: full ? 'max-clients' : 'unauthenticated' };
       this.release(evicted);
       evicted.evict();
@@ -106,10 +110,12 @@ export class SlotAccountant {
   }
 
   /** Prefers sessions from addresses without a device, then the one idle longest. */
-  private longestIdleUnauthenticated(newcomer: SlotHolder): SlotHolder | undefined {
+  private longestIdleUnauthenticated(newcomer: SlotHolder, minIdleMs: number): SlotHolder | undefined {
+    const now = Date.now();
     let best: SlotHolder | undefined;
     for (const [holder, entry] of this.holders) {
       if (entry.authenticated || holder === newcomer) continue;
+      if (now - holder.lastActivity() < minIdleMs) continue; // it may be logging in right now
       if (holder.deviceAddress && !newcomer.deviceAddress) continue; // a stranger never pushes out a printer
       if (!best) {
         best = holder;

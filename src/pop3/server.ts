@@ -57,6 +57,7 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
       reserved: 0,
       stressThreshold: 1,
       evictIdle: false,
+      minIdleToEvictMs: 0,
     };
   });
 

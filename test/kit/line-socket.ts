@@ -26,8 +26,9 @@ export class LineSocket {
   }
 
   /** `localAddress`: the source address to bind (a 127.x.y.z address lets one test be many clients). */
-  protected static async connectSocket(port: number, host = '127.0.0.1', localAddress?: string): Promise<Socket> {
-    const socket = connect({ port, host, ...(localAddress ? { localAddress } : {}) });
+  /** `allowHalfOpen`: keep our side open after the server's FIN (a client that is slow to hang up). */
+  protected static async connectSocket(port: number, host = '127.0.0.1', localAddress?: string, allowHalfOpen = false): Promise<Socket> {
+    const socket = connect({ port, host, allowHalfOpen, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', reject);

@@ -20,6 +20,12 @@ export class RawSmtpClient extends LineSocket {
     return new RawSmtpClient(await LineSocket.connectSocket(port, host, localAddress));
   }
 
+  /** Connects and reads the greeting, and does not hang up when the server does (until close()). */
+  static async openLingering(port: number): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
+    const client = new RawSmtpClient(await LineSocket.connectSocket(port, '127.0.0.1', undefined, true));
+    return { client, greeting: await client.read() };
+  }
+
   /** Connects and reads the greeting; `localAddress` picks the loopback source (127.x.y.z). */
   static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
     const client = await RawSmtpClient.connect(port, host, localAddress);
