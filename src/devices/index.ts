@@ -14,7 +14,6 @@ import {
   SecretBox,
   generatePassword,
   generateUsername,
-  hashPassword,
   isValidLogin,
   safeEqual,
   verifyPasswordHash,

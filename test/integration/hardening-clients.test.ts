@@ -37,7 +37,15 @@ describe('hostile and broken clients', () => {
   });
 
   async function start(extra: RawConfig = {}): Promise<TestGateway> {
-    raw = { devices: [scannerDevice()], ...extra, smtp: { socketTimeout: '2s', authLockout: { maxFailures: 1000, maxFailuresPerAddress: 1000, maxFailuresPerUsername: 1000 }, ...(extra.smtp as RawConfig | undefined) } };
+    raw = {
+      devices: [scannerDevice()],
+      ...extra,
+      smtp: {
+        socketTimeout: '2s',
+        authLockout: { maxFailures: 1000, maxFailuresPerAddress: 1000, maxFailuresPerUsername: 1000 },
+        ...(extra.smtp as RawConfig | undefined),
+      },
+    };
     gw = await startTestGateway(raw);
     return gw;
   }
