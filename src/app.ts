@@ -29,6 +29,7 @@ import { buildAdminApp } from './admin/index.js';
 import { PopGrants, createPop3Server } from './pop3/index.js';
 import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
+import { GatewayError } from './shared/errors.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -199,11 +200,22 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     admin,
     adminTokens: tokens,
     async start() {
-      const addresses: GatewayAddresses = { ...(await inbound.listen()) };
+      const addresses: GatewayAddresses = {
+        ...(await inbound.listen().catch((err) => {
+          const smtps = config.smtp.tlsPort !== undefined && (err as { port?: number }).port === config.smtp.tlsPort;
+          throw listenFailure(err, smtps ? 'smtp.tlsPort' : 'smtp.port', config.smtp.host, smtps ? (config.smtp.tlsPort as number) : config.smtp.port);
+        })),
+      };
       smtpAddress = addresses.smtp;
-      if (pop3) addresses.pop3 = await pop3.listen();
+      if (pop3) {
+        addresses.pop3 = await pop3.listen().catch((err) => {
+          throw listenFailure(err, 'pop3.port', config.pop3.host, config.pop3.port);
+        });
+      }
       if (admin) {
-        await admin.listen({ host: config.admin.host, port: config.admin.port });
+        await admin.listen({ host: config.admin.host, port: config.admin.port }).catch((err) => {
+          throw listenFailure(err, 'admin.port', config.admin.host, config.admin.port);
+        });
         addresses.admin = admin.server.address() as AddressInfo;
         logger.info({ address: addresses.admin }, 'admin.listening');
       }
@@ -239,6 +251,36 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     },
   };
   return gateway;
+}
+
+/** A listener that cannot bind says which one, in the config file's words, and what to do. */
+function listenFailure(err: unknown, key: string, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${key}: port ${port} on ${host}`;
+  if (code === 'EADDRINUSE') {
+    return new GatewayError(
+      'SCANRELAY_LISTEN_IN_USE',
+      `${where} is already in use (EADDRINUSE): another program listens there (another scanrelay, a mail server?); stop it or set another ${key}`,
+      500,
+      { cause: err },
+    );
+  }
+  if (code === 'EACCES') {
+    return new GatewayError(
+      'SCANRELAY_LISTEN_DENIED',
+      `${where} needs privileges (EACCES): ports below 1024 need CAP_NET_BIND_SERVICE or a port mapping`,
+      500,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new GatewayError('SCANRELAY_LISTEN_NO_ADDRESS', `${where}: this machine has no address ${host} (EADDRNOTAVAIL); check the host key`, 500, {
+      cause: err,
+    });
+  }
+  return err;
 }
 
 function deviceLimits(config: GatewayConfig) {

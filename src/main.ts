@@ -7,6 +7,7 @@ import { defaultConfigPath, loadConfig } from './config/index.js';
 import { createGateway } from './app.js';
 import { ConfigError, errorMessage } from './shared/errors.js';
 import { createLogger } from './observability/logger.js';
+import { SCANRELAY_VERSION } from './shared/version.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
@@ -18,7 +19,15 @@ async function main(): Promise<void> {
   const gateway = await createGateway(config, { logger });
   const addresses = await gateway.start();
   logger.info(
-    { smtp: addresses.smtp.port, admin: addresses.admin?.port, pop3: addresses.pop3?.port, smtps: addresses.smtps?.port, config: config.file },
+    {
+      version: SCANRELAY_VERSION,
+      node: process.version,
+      smtp: addresses.smtp.port,
+      admin: addresses.admin?.port,
+      pop3: addresses.pop3?.port,
+      smtps: addresses.smtps?.port,
+      config: config.file,
+    },
     'scanrelay.ready',
   );
 

@@ -7,7 +7,8 @@
  *                                                bearer token (auth.ts), errors as { error, code, message }
  *
  * The admin part only reads and calls public surfaces (registry, queue, delivery worker, metrics); nothing
- * calls into it. Request logs carry method, URL and status only: never headers, so never the token.
+ * calls into it. Request logs carry method, path, query and status only: never headers, so never the
+ * token, and the query with every value of a secret-bearing key (`?token=`, `?password=`) redacted.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -83,5 +84,41 @@ function markOptionalBodies<T>(document: T): T {
 
 /** What a request log line says about the request: no headers at all (Authorization lives there). */
 function requestForLog(request: FastifyRequest) {
-  return { method: request.method, url: request.url, remoteAddress: request.ip };
+  return { method: request.method, url: urlForLog(request.url), remoteAddress: request.ip };
+}
+
+/** Query keys whose values are secrets, whatever route they are sent to (a token pasted into a URL). */
+const SECRET_QUERY_KEY = /token|pass|secret|key|auth|sig|session|cookie|credential|bearer|jwt|code/i;
+/** A query key that reads as a parameter name (letters, "_"); anything else (a token pasted as the key) is not shown at all. */
+const PLAIN_QUERY_KEY = /^[A-Za-z][A-Za-z_]{0,31}$/;
+const REDACTED = '[redacted]';
+
+/**
+ * The URL as the log shows it: the path, and the query with the value of every secret-bearing key
+ * replaced, and any key that is not a plain parameter name replaced whole. Bearer tokens belong in the
+ * Authorization header; one sent as `?token=` is refused (401) and must not reach the log either.
+ */
+export function urlForLog(url: string): string {
+  const mark = url.indexOf('?');
+  if (mark < 0) return url;
+  const shown: string[] = [];
+  for (const pair of url.slice(mark + 1).split('&')) {
+    if (pair === '') continue;
+    const equals = pair.indexOf('=');
+    const key = safeDecode(equals < 0 ? pair : pair.slice(0, equals));
+    const value = equals < 0 ? undefined : safeDecode(pair.slice(equals + 1));
+    // "?<token>" (no "=") or a key that is not a parameter name: nothing of it is shown
+    if (value === undefined || !PLAIN_QUERY_KEY.test(key)) shown.push(REDACTED);
+    else if (SECRET_QUERY_KEY.test(key)) shown.push(`${key}=${REDACTED}`);
+    else shown.push(`${key}=${encodeURIComponent(value)}`);
+  }
+  return `${url.slice(0, mark)}?${shown.join('&')}`;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
 }

@@ -9,10 +9,9 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomInt, scrypt, scryptSync, timingSafeEqual, createHash } from 'node:crypto';
 
+export { isValidLogin, MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH } from './rules.js';
+
 const ALPHANUMERIC = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
-export const MAX_LOGIN_LENGTH = 63;
-export const MAX_PASSWORD_LENGTH = 31;
-const LOGIN_CHARS = /^[A-Za-z0-9._@-]+$/;
 
 /** 24 chars from a 57-symbol alphabet (no look-alikes): about 140 bits, fits the 31-char field. */
 export function generatePassword(length = 24): string {
@@ -28,10 +27,6 @@ export function generateUsername(deviceName: string): string {
     .replace(/[^a-z0-9._-]/g, '-')
     .slice(0, 50);
   return `${base}.${randomBytes(3).toString('hex')}`;
-}
-
-export function isValidLogin(login: string): boolean {
-  return login.length >= 1 && login.length <= MAX_LOGIN_LENGTH && LOGIN_CHARS.test(login);
 }
 
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLength: 32 };

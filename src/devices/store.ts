@@ -11,7 +11,7 @@ export interface StoredDevice {
   sealedPassword?: string;
   allowFrom: string[];
   allowRecipients: string[];
-  /** absent = any sender */
+  /** undefined = any sender. */
   allowSenders?: string[];
   upstream?: string;
   maxMessageSize?: number;

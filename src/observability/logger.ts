@@ -4,31 +4,17 @@
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from '../config/index.js';
+import { secretKeyNames } from '../config/schema.js';
 
 export type { Logger } from 'pino';
 
-export const REDACT_PATHS = [
-  'password',
-  'pass',
-  'secret',
-  'token',
-  'accessToken',
-  'refreshToken',
-  'clientSecret',
-  'authorization',
-  '*.password',
-  '*.pass',
-  '*.secret',
-  '*.token',
-  '*.accessToken',
-  '*.refreshToken',
-  '*.clientSecret',
-  '*.authorization',
-  'auth.pass',
-  'auth.password',
-  'req.headers.authorization',
-  'headers.authorization',
-];
+/** Secrets that are not config keys: AUTH payloads, OAuth2 access tokens, HTTP authorization. */
+const RUNTIME_SECRETS = ['pass', 'secret', 'token', 'accessToken', 'authorization'];
+
+/** Every config key marked `secret: true` in the schema, plus the runtime ones; at the top and one level down. */
+export const REDACT_PATHS = [...new Set([...secretKeyNames(), ...RUNTIME_SECRETS])]
+  .flatMap((name) => [name, `*.${name}`])
+  .concat(['auth.pass', 'auth.password', 'req.headers.authorization', 'headers.authorization']);
 
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   return pino(

@@ -8,6 +8,8 @@
  *   gateway-process.ts  the gateway as a child process (signals, kill -9)
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
  *   delivery-scenario.ts gateway + upstream wired for delivery tests
+ *   tools.ts            outside tools (podman, promtool, chromium...): skip with the reason, or fail under
+ *                       SCANRELAY_REQUIRE_ALL=1 (imports vitest: import it directly, not through this index)
  * Nothing here may be imported by src/.
  */
 export * from './certs.js';
