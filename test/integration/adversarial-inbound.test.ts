@@ -172,8 +172,8 @@ describe('reply and timing equality', () => {
     answers.push(await client.command(b64('guess')));
     for (const answer of answers) expect(answer).toEqual({ code: 535, lines: [`535 ${replies.authFailed.text}`], text: replies.authFailed.text });
     const metric = await gw!.gateway.metrics.registry.getSingleMetricAsString('scanrelay_smtp_auth_attempts_total');
-    const counted = [...metric.matchAll(/result="(\w+)"} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const);
-    expect(counted.every(([result]) => result === 'failure')).toBe(true); // all counted alike
+    const counted = [...metric.matchAll(/result="(\w+)"} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const).filter(([, n]) => n > 0);
+    expect(counted.map(([result]) => result)).toEqual(counted.map(() => 'failure')); // all counted alike
     expect(counted.reduce((sum, [, n]) => sum + n, 0)).toBe(5);
   });
 
@@ -244,7 +244,8 @@ describe('reply and timing equality', () => {
 
 describe('slot starvation', () => {
   it('60 addresses x 10 idle connections: a never-seen printer is still served', async () => {
-    await start({ smtp: { authFailureDelay: '10ms' }, devices: [scannerDevice()] });
+    // Stress mode shortens the pre-auth deadline to 1 s, and sessions idle for 0.5 s may be evicted.
+    await start({ smtp: { authFailureDelay: '10ms', stressPreAuthTimeout: '1s' }, devices: [scannerDevice()] });
     const greetings = { ok: 0, refused: 0 };
     const idle: RawSmtpClient[] = [];
     for (let a = 0; a < 60; a++) {
