@@ -15,14 +15,21 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
 import { Queue } from './queue/index.js';
-import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
+import {
+  InMemoryAuthStateStore,
+  LockoutState,
+  LoginRecorder,
+  createInboundServer,
+  type AuthStateStore,
+  type InboundServer,
+  type ServerTls,
+} from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
 import { PopGrants, createPop3Server } from './pop3/index.js';
 import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
 import { GatewayError } from './shared/errors.js';
-import { AuthLockout } from './shared/auth-lockout.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { PrinterDoctor } from './doctor/index.js';
@@ -34,6 +41,8 @@ export interface GatewayOptions {
   defaultMetrics?: boolean;
   /** TLS material for device listeners (otherwise loaded/generated from config). */
   serverTls?: ServerTls;
+  /** Where lock-outs and seen-authenticating addresses persist (the message store's database); default memory. */
+  authState?: AuthStateStore;
 }
 
 export interface GatewayAddresses {
@@ -52,7 +61,8 @@ export interface Gateway {
   readonly deviceStatus: DeviceStatusTracker;
   readonly queue: Queue;
   readonly delivery: DeliveryWorker;
-  readonly lockout: AuthLockout;
+  readonly lockout: LockoutState;
+  readonly logins: LoginRecorder;
   readonly popGrants: PopGrants;
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
@@ -74,11 +84,29 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
 
   const events = new GatewayEventBus();
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
-  const lockout = new AuthLockout(config.smtp.authLockout);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
   const deviceStatus = new DeviceStatusTracker(events);
   const devices = new DeviceRegistry({ dataDir: config.dataDir, secretKey, configDevices: config.devices, limits: deviceLimits(config) });
   await devices.open();
+  const lockout = new LockoutState(config.smtp.authLockout, options.authState ?? new InMemoryAuthStateStore(), (username) =>
+    Boolean(devices.findByUsername(username)),
+  );
+  const logins = new LoginRecorder({ devices, lockout, events, failureDelayMs: () => config.smtp.authFailureDelayMs });
+  const authLogger = logger.child({ part: 'auth' });
+  // One fact per login attempt; metrics and the log subscribe (device status subscribes in its constructor).
+  events.on('login.attempted', (attempt) => {
+    if (attempt.reason === 'pop-grant-expired') return; // not a login: the printer skipped its POP3 step
+    const result = attempt.ok ? 'success' : attempt.reason === 'locked-out' ? 'locked' : 'failure';
+    if (attempt.protocol === 'smtp') metrics.recordAuthAttempt(attempt.method, result);
+    else if (attempt.method === 'USER' || attempt.method === 'APOP') metrics.recordPop3Login(attempt.method, result);
+    if (attempt.lockedOut) {
+      metrics.recordLockout();
+      authLogger.warn(
+        { protocol: attempt.protocol, remoteAddress: attempt.remoteAddress, username: attempt.username, reason: attempt.reason },
+        'auth.lockout.started',
+      );
+    }
+  });
   const queueLogger = logger.child({ part: 'queue' });
   const queue = await Queue.open({
     dataDir: config.dataDir,
@@ -112,18 +140,19 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     queue,
     events,
     metrics,
-    lockout,
+    logins,
     logger: logger.child({ part: 'smtp' }),
     popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
+    expiredPopGrant: (address) => (config.pop3.enabled ? popGrants.expiredFor(address) : undefined),
+    fromModeOf: (name) => config.upstreams.find((u) => u.name === name)?.fromMode,
     tls: serverTls,
   });
   const pop3 = config.pop3.enabled
     ? createPop3Server({
         config: () => config.pop3,
         hostname: () => config.smtp.hostname,
-        devices,
         grants: popGrants,
-        lockout,
+        logins,
         events,
         metrics,
         logger: logger.child({ part: 'pop3' }),
@@ -172,6 +201,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     queue,
     delivery,
     lockout,
+    logins,
     popGrants,
     admin,
     adminTokens: tokens,

@@ -9,7 +9,8 @@ import type { DeviceConfig } from '../config/index.js';
 import { parseAddressRule, type AddressRule } from './address-patterns.js';
 import { checkDevice, deviceSizeLimit, normalizePatterns, passwordProblem } from './rules.js';
 import { DeviceStore, type StoredDevice } from './store.js';
-import { SecretBox, generatePassword, generateUsername, hashPassword, safeEqual, verifyPasswordHash } from './credentials.js';
+import { randomBytes } from 'node:crypto';
+import { SecretBox, generatePassword, generateUsername, safeEqual, verifyPasswordHash, verifyPasswordHashAsync } from './credentials.js';
 
 export { DeviceStatusTracker, type DeviceStatus, type PrinterState } from './status.js';
 export { generatePassword, hashPassword } from './credentials.js';
@@ -97,7 +98,6 @@ export class DeviceRegistry {
   /** Serialises store writes so concurrent API calls cannot lose an update. */
   private writeChain: Promise<void> = Promise.resolve();
   private readonly undecryptable = new Set<string>();
-  private timingHash?: string;
 
   constructor(readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir);
@@ -202,15 +202,39 @@ export class DeviceRegistry {
     return false;
   }
 
+  /** Some device is pinned to this address by a non-empty allowFrom (so it is a printer's address). */
+  isPinnedAddress(address: string): boolean {
+    for (const entry of this.entries()) if (entry.ranges.length > 0 && addressInRanges(address, entry.ranges)) return true;
+    return false;
+  }
+
+  /** The device's allowFrom is non-empty and holds this address. */
+  isPinnedTo(device: Device, address: string): boolean {
+    const entry = this.entry(device.name);
+    return entry !== undefined && entry.ranges.length > 0 && addressInRanges(address, entry.ranges);
+  }
+
   /**
-   * For an unknown login: spend the time a scrypt check would take when any device has a passwordHash, so
-   * the reply time does not tell which logins exist.
+   * PLAIN/LOGIN/USER-PASS check off the event loop (scrypt on the thread pool). For a login that matches no
+   * device, pass `undefined`: the same work is done with a real device's scrypt parameters on a random salt
+   * when any device has a passwordHash, so neither the time nor the load tells which logins exist.
    */
-  spendPasswordCheckTime(password: string): void {
-    const hashed = [...this.configEntries.values()].some((e) => e.passwordHash !== undefined);
-    if (!hashed) return;
-    this.timingHash ??= hashPassword(generatePassword());
-    verifyPasswordHash(password, this.timingHash);
+  async verifyPasswordAsync(device: Device | undefined, password: string): Promise<boolean> {
+    const entry = device && this.entry(device.name);
+    if (!device || !entry || device.auth !== 'password') {
+      const model = [...this.configEntries.values()].find((e) => e.passwordHash !== undefined)?.passwordHash;
+      if (model) {
+        const [, n, r, p] = model.split('$');
+        await verifyPasswordHashAsync(password, `scrypt$${n}$${r}$${p}$${randomBytes(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`);
+      }
+      return false;
+    }
+    if (entry.secret) {
+      const secret = entry.secret();
+      return secret !== undefined && safeEqual(secret, password);
+    }
+    if (entry.passwordHash) return verifyPasswordHashAsync(password, entry.passwordHash);
+    return false;
   }
 
   /** Plaintext secret for CRAM-MD5 / APOP; undefined when only a hash is stored. Never log it. */

@@ -38,12 +38,13 @@ export class DeviceStatusTracker {
     events: GatewayEventBus,
     private readonly now: () => number = Date.now,
   ) {
-    events.on('auth.succeeded', ({ device, method, remoteAddress }) => {
-      this.seen(device, remoteAddress);
-      this.track(device).status.lastAuthMethod = method;
-    });
-    events.on('auth.failed', ({ device, reason }) => {
-      if (!device) return;
+    events.on('login.attempted', ({ ok, protocol, device, method, remoteAddress, reason }) => {
+      if (!device || reason === 'pop-grant-expired') return;
+      if (ok) {
+        this.seen(device, remoteAddress);
+        this.track(device).status.lastAuthMethod = protocol === 'pop3' ? `POP3-${method}` : method;
+        return;
+      }
       const tracked = this.track(device);
       const at = this.now();
       tracked.authFailures = [...tracked.authFailures.filter((t) => at - t < HOUR), at];

@@ -5,6 +5,7 @@
  *                       `keep: 'count'` counts without buffering (benchmark)
  *   raw-smtp.ts         RawSmtpClient over a LineSocket: every byte under the test's control
  *   smtp-load.ts        sendGenerated: pipelined sender streaming a generated body of any size; runConcurrent
+ *   raw-pop3.ts         RawPop3Client over a LineSocket
  *   gateway.ts          startTestGateway: the gateway in-process on 127.0.0.1:0 with a temp dataDir
  *   gateway-process.ts  the gateway as a child process (signals, kill -9); compiled dist/, another node, a wrapper
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
@@ -20,6 +21,7 @@ export * from './upstream.js';
 export * from './line-socket.js';
 export * from './raw-smtp.js';
 export * from './smtp-load.js';
+export * from './raw-pop3.js';
 export * from './gateway.js';
 export * from './gateway-process.js';
 export * from './sse.js';

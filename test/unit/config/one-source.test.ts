@@ -141,7 +141,17 @@ describe('the decoded schema is the config', () => {
     expect(config.smtp.maxMessageSize).toBe(10 * 1024 ** 2);
     expect(config.delivery.shutdownTimeoutMs).toBe(5000);
     expect(config.pop3.authWindowMs).toBe(600_000);
-    expect(config.smtp.authLockout).toEqual({ maxFailures: 5, windowMs: 600_000, durationMs: 900_000 });
+    expect(config.smtp.authLockout).toEqual({
+      maxFailures: 5,
+      windowMs: 600_000,
+      durationMs: 900_000,
+      maxFailuresPerAddress: 20,
+      maxFailuresPerUsername: 30,
+      usernameWindowMs: 3_600_000,
+      usernameDurationMs: 3_600_000,
+    });
+    expect(config.smtp.preAuthTimeoutMs).toBe(60_000);
+    expect(config.pop3.sessionTimeoutMs).toBe(120_000);
     expect(Object.keys(config.smtp)).not.toContain('socketTimeout');
   });
 });
