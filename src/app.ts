@@ -2,9 +2,10 @@
  * Composition root: builds every part from the config and wires them. The only file that knows all parts.
  *
  * The trip of one scan:
- *   inbound/index.ts onData -> queue.accept (body + record fsynced, then "250 queued as <id>")
- *   -> event message.queued -> delivery worker claims it -> upstream send over TLS with the device's account
- *   -> classify the answer -> queue.markDelivered / markDeferred / markHeld / markFailed
+ *   inbound/index.ts onData -> queue.accept (body fsynced, row group-committed, then "250 queued as <id>")
+ *   -> event message.queued / message.due -> delivery worker: queue.claimDue hands out a claim
+ *   -> upstream send over TLS with the device's account, the body read through the claim
+ *   -> classify the answer -> one outcome call on the claim (delivered / deferred / held / failed)
  *   -> events -> devices/status.ts (printer-style state) and observability/metrics.ts (Prometheus).
  */
 import { mkdir, readFile, access, constants } from 'node:fs/promises';
@@ -14,7 +15,8 @@ import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
-import { Queue } from './queue/index.js';
+import { HOLD_RULES, Queue } from './queue/index.js';
+import { StoreDatabase } from './store/database.js';
 import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
@@ -75,12 +77,26 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const lockout = new AuthLockout(config.smtp.authLockout);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
   const deviceStatus = new DeviceStatusTracker(events);
-  const devices = new DeviceRegistry({ dataDir: config.dataDir, secretKey, configDevices: config.devices, limits: deviceLimits(config) });
+  const database = StoreDatabase.open(join(config.dataDir, 'store.db'));
+  const devices = new DeviceRegistry({
+    dataDir: config.dataDir,
+    database,
+    events,
+    secretKey,
+    configDevices: config.devices,
+    limits: deviceLimits(config),
+  });
   await devices.open();
   const queueLogger = logger.child({ part: 'queue' });
   const queue = await Queue.open({
     dataDir: config.dataDir,
+    database,
     events,
+    fsyncDirectory: config.store.fsyncDirectory,
+    onQuarantined: (queueId, reason) => {
+      queueLogger.error({ queueId, reason }, 'queue.quarantined: kept with its body; see GET /api/messages?state=quarantined');
+      events.emit('message.quarantined', { id: queueId, reason });
+    },
     onPersistError: (queueId, err) =>
       queueLogger.error(
         { queueId, err: (err as Error).message },
@@ -89,6 +105,13 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
   });
   metrics.setQueueStatsSource(() => queue.stats());
+  // Every hold is logged once, with what the admin can do about it.
+  events.on('message.held', ({ id, device, code, reason, fix }) =>
+    queueLogger.warn(
+      { queueId: id, device, reason: code, detail: reason, fix: fix ?? (code ? HOLD_RULES[code as keyof typeof HOLD_RULES]?.fix : undefined) },
+      'queue.held',
+    ),
+  );
 
   const delivery = createDeliveryWorker({
     queue,
@@ -100,7 +123,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     upstreams: config.upstreams,
     hostname: config.smtp.hostname,
   });
-  events.on('message.queued', () => delivery.kick());
 
   const serverTls =
     options.serverTls ?? (deviceTlsWanted(config.smtp) ? await loadServerTls(config.smtp, config.dataDir, logger.child({ part: 'smtp' })) : undefined);
@@ -187,6 +209,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       await inbound.close();
       await delivery.stop(config.delivery.shutdownTimeoutMs);
       await queue.flush();
+      database.close();
       if (admin) await admin.close();
       logger.info('gateway.stopped');
     },
@@ -200,12 +223,10 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       devices.setConfigDevices(config.devices, deviceLimits(config));
       lockout.setPolicy(config.smtp.authLockout);
       popGrants.setWindow(config.pop3.authWindowMs);
+      // Also releases what the new config fixed (holds.ts: config-reloaded).
       delivery.setUpstreams(config.upstreams);
       for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
-      // Messages held only because their device had no upstream can go now.
-      const released = await queue.releaseHeld((m) => m.held?.code === 'no-upstream' && Boolean(devices.get(m.device)?.upstream));
-      delivery.kick();
-      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, released }, 'config.reloaded');
+      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length }, 'config.reloaded');
     },
   };
   return gateway;

@@ -113,6 +113,9 @@ export interface GatewayConfig {
   /** Absolute path of the file this came from. */
   file: string;
   dataDir: string;
+  /** IANA zone for times of day in message-log queries and daily stats. */
+  timeZone: string;
+  store: { fsyncDirectory: boolean };
   log: { level: LogLevel };
   secretKey?: string;
   smtp: SmtpConfig;
@@ -300,6 +303,8 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
   return {
     file,
     dataDir: resolve(raw.dataDir),
+    timeZone: resolveTimeZone(file, raw.timeZone),
+    store: { fsyncDirectory: raw.store.fsyncDirectory },
     log: { level: raw.log.level },
     secretKey: raw.secretKey,
     smtp: {
@@ -352,6 +357,16 @@ function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
     devices,
     upstreams,
   };
+}
+
+function resolveTimeZone(file: string, zone: string | undefined): string {
+  if (zone === undefined) return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+  } catch {
+    throw new ConfigError(file, 'timeZone', `'${zone}' is not a time zone; use an IANA name such as Europe/Berlin or America/New_York`);
+  }
+  return zone;
 }
 
 interface DeviceContext {

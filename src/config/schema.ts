@@ -186,6 +186,18 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    timeZone: Type.Optional(
+      Type.String({ minLength: 1, description: "IANA time zone for the message log's times of day and daily stats; default the system's" }),
+    ),
+    store: Type.Object(
+      {
+        fsyncDirectory: Type.Boolean({
+          default: false,
+          description: 'fsync the spool directory after each accepted message (filesystems that do not order metadata with data)',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     secretKey: Type.Optional(Type.String({ minLength: 32, description: 'key that encrypts API-created device secrets' })),
     secretKeyFile: Type.Optional(Type.String({ minLength: 1 })),
     smtp: SmtpSchema,

@@ -9,6 +9,8 @@ import { parseAddressRule, type AddressRule } from '../shared/address-rules.js';
 import { checkDeviceRules } from '../shared/device-rules.js';
 import { deviceSizeLimit, type DeviceConfig } from '../config/index.js';
 import { DeviceStore, type StoredDevice } from './store.js';
+import type { StoreDatabase } from '../store/database.js';
+import type { GatewayEventBus } from '../shared/events.js';
 import {
   SecretBox,
   generatePassword,
@@ -71,6 +73,10 @@ export interface DeviceLimits {
 
 export interface DeviceRegistryOptions {
   dataDir: string;
+  /** Where API devices live (the store database); absent: dataDir/devices.json. */
+  database?: StoreDatabase;
+  /** device.created / updated / removed go here. */
+  events?: GatewayEventBus;
   secretKey: string;
   configDevices: readonly DeviceConfig[];
   limits: DeviceLimits;
@@ -91,7 +97,7 @@ export class DeviceRegistry {
   private timingHash?: string;
 
   constructor(readonly options: DeviceRegistryOptions) {
-    this.store = new DeviceStore(options.dataDir);
+    this.store = new DeviceStore(options.dataDir, options.database);
     this.box = new SecretBox(options.secretKey);
     this.limits = options.limits;
     this.setConfigDevices(options.configDevices, options.limits);
@@ -127,8 +133,15 @@ export class DeviceRegistry {
         passwordHash: config.passwordHash,
       });
     }
+    const before = this.configEntries;
     this.configEntries = entries;
     this.rebuildApiEntries();
+    for (const [name, entry] of entries) {
+      const old = before.get(name);
+      if (!old) this.options.events?.emit('device.created', { name });
+      else if (JSON.stringify(old.device) !== JSON.stringify(entry.device)) this.options.events?.emit('device.updated', { name });
+    }
+    for (const name of before.keys()) if (!entries.has(name)) this.options.events?.emit('device.removed', { name });
   }
 
   list(): Device[] {
@@ -233,6 +246,7 @@ export class DeviceRegistry {
       updatedAt: now,
     };
     await this.mutate((devices) => [...devices, stored]);
+    this.options.events?.emit('device.created', { name: input.name });
     return { device: this.require(input.name), password };
   }
 
@@ -249,6 +263,7 @@ export class DeviceRegistry {
     };
     this.checkRules(next.auth, next.allowFrom, next.allowRecipients, next.upstream);
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
+    this.options.events?.emit('device.updated', { name });
     return this.require(name);
   }
 
@@ -265,6 +280,7 @@ export class DeviceRegistry {
   async remove(name: string): Promise<void> {
     this.requireApiDevice(name);
     await this.mutate((devices) => devices.filter((d) => d.name !== name));
+    this.options.events?.emit('device.removed', { name });
   }
 
   // ---- internals ----

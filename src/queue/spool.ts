@@ -37,7 +37,7 @@ export async function spoolBody(source: Readable, path: string, maxSize: number)
   source.on('error', () => undefined);
   let handle: FileHandle;
   try {
-    handle = await open(path, 'wx', 0o640);
+    handle = await open(path, 'wx', 0o600);
   } catch (err) {
     drain(source);
     throw toSpoolError(err);

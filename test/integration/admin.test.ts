@@ -365,7 +365,10 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(['queued', 'delivering']).toContain(retried.json.state);
 
     // A delivered message can be neither released nor retried.
-    await gw!.gateway.queue.markDelivered(third, { upstream: 'gmail-a', response: '250 2.0.0 OK' });
+    // (released and claimed in the same tick, before the worker looks)
+    await gw!.gateway.queue.retryNow(third);
+    const [claim] = gw!.gateway.queue.claimDue(Date.now(), { pick: (m) => m.id === third });
+    await claim.delivered({ upstream: 'gmail-a', reply: '250 2.0.0 OK' });
     for (const action of ['release', 'retry']) {
       const refused = await api.call('POST', `/api/messages/${third}/${action}`);
       expect(refused.status, action).toBe(409);

@@ -1,15 +1,10 @@
 /** Schemas of /api/messages (queue and message log). Bodies are never exposed; times are ISO strings. */
 import { Type, type Static } from '@sinclair/typebox';
 import { IsoTime } from './common.js';
+import { HOLD_REASONS, MESSAGE_STATES } from '../../queue/index.js';
 
-export const MessageStateSchema = Type.Union([
-  Type.Literal('queued'),
-  Type.Literal('deferred'),
-  Type.Literal('held'),
-  Type.Literal('delivering'),
-  Type.Literal('delivered'),
-  Type.Literal('failed'),
-]);
+export const MessageStateSchema = Type.Union(MESSAGE_STATES.map((s) => Type.Literal(s)));
+export const HoldReasonSchema = Type.Union(HOLD_REASONS.map((s) => Type.Literal(s)));
 
 export const MessageParams = Type.Object({
   id: Type.String({ pattern: '^[0-9a-z]{9}[0-9a-f]{8}$', description: 'queue id, as in the "250 queued as <id>" reply' }),
