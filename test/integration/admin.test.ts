@@ -40,7 +40,11 @@ const ROUTES: Array<[string, string]> = [
   ['get', '/api/messages/{id}'],
   ['post', '/api/messages/{id}/retry'],
   ['post', '/api/messages/{id}/release'],
+  ['post', '/api/messages/{id}/hold'],
   ['delete', '/api/messages/{id}'],
+  ['post', '/api/messages/bulk'],
+  ['post', '/api/queue/flush'],
+  ['get', '/api/stats'],
   ['get', '/api/queue/stats'],
   ['get', '/api/lockouts'],
   ['delete', '/api/lockouts/{address}'],
@@ -342,8 +346,10 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
       envelope: { mailFrom: 'copier@example.org', rcptTo: ['desk@example.org'] },
       recipients: [{ address: 'desk@example.org', state: 'pending' }],
       headers: { subject: 'first', from: 'copier@example.org' },
-      attempts: 0,
+      attemptCount: 0,
+      attempts: [],
       held: { code: 'no-upstream' },
+      hold: { reason: 'no-upstream', owner: 'system', text: expect.stringContaining('no upstream'), fix: expect.stringContaining('upstream') },
       bodyRemoved: false,
     });
     expect(detail.json.size).toBeGreaterThan(50);
@@ -378,7 +384,8 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(log.json.items).toEqual([expect.objectContaining({ id: third, state: 'delivered', upstream: 'gmail-a', outcome: 'delivered: 250 2.0.0 OK' })]);
 
     const removed = await api.call('DELETE', `/api/messages/${third}`);
-    expect(removed.status).toBe(204);
+    expect(removed.status).toBe(200);
+    expect(removed.json).toMatchObject({ id: third, state: 'delivered', attempts: [expect.objectContaining({ outcome: 'delivered', reply: '250 2.0.0 OK' })] });
     for (const [method, url] of [
       ['GET', ''],
       ['DELETE', ''],
