@@ -14,9 +14,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type GatewayConfig } from './config/index.js';
-import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
-import { HOLD_RULES, Queue } from './queue/index.js';
-import { StoreDatabase } from './store/database.js';
+import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './devices/index.js';
+import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
+import { IntegrityError, StoreDatabase } from './store/database.js';
+import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
@@ -54,6 +55,8 @@ export interface Gateway {
   readonly delivery: DeliveryWorker;
   readonly lockout: AuthLockout;
   readonly popGrants: PopGrants;
+  /** Contract D: lock-outs and seen addresses on the store database (the integrator wires it into inbound). */
+  readonly authState: SqliteAuthStateStore;
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
   stop(): Promise<void>;
@@ -73,11 +76,11 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       : undefined;
 
   const events = new GatewayEventBus();
+  const database = openStoreDatabase(config.dataDir, logger);
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
   const lockout = new AuthLockout(config.smtp.authLockout);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
-  const deviceStatus = new DeviceStatusTracker(events);
-  const database = StoreDatabase.open(join(config.dataDir, 'store.db'));
+  const deviceStatus = new DeviceStatusTracker(events, Date.now, new DeviceStatusTable<DeviceStatus>(database));
   const devices = new DeviceRegistry({
     dataDir: config.dataDir,
     database,
@@ -105,6 +108,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
   });
   metrics.setQueueStatsSource(() => queue.stats());
+  for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
   // Every hold is logged once, with what the admin can do about it.
   events.on('message.held', ({ id, device, code, reason, fix }) =>
     queueLogger.warn(
@@ -122,6 +126,9 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     config: () => config.delivery,
     upstreams: config.upstreams,
     hostname: config.smtp.hostname,
+    upstreamState: new UpstreamStateTable(database),
+    sentSince: (since) => queue.sentSince(since),
+    startOfToday: () => startOfDay(Date.now(), config.timeZone, 0),
   });
 
   const serverTls =
@@ -188,6 +195,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     delivery,
     lockout,
     popGrants,
+    authState: new SqliteAuthStateStore(database),
     admin,
     adminTokens: tokens,
     async start() {
@@ -209,6 +217,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       await inbound.close();
       await delivery.stop(config.delivery.shutdownTimeoutMs);
       await queue.flush();
+      deviceStatus.saveNow();
       database.close();
       if (admin) await admin.close();
       logger.info('gateway.stopped');
@@ -230,6 +239,37 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     },
   };
   return gateway;
+}
+
+/**
+ * Opens dataDir/store.db after PRAGMA quick_check. A database that fails it is not used and not
+ * changed: the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
+ */
+function openStoreDatabase(dataDir: string, logger: Logger): StoreDatabase {
+  const path = join(dataDir, 'store.db');
+  try {
+    return StoreDatabase.open(path, { integrityCheck: true });
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    logger.fatal(
+      {
+        err: err.message,
+        recover: [
+          'stop the gateway and keep a copy of the whole data directory',
+          `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
+          'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
+        ],
+      },
+      'store.corrupt: the store database failed its integrity check; no message body was touched',
+    );
+    throw new StoreCorruptError(
+      `${err.message}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
+    );
+  }
+}
+
+export class StoreCorruptError extends Error {
+  readonly code = 'SCANRELAY_STORE_CORRUPT';
 }
 
 function deviceLimits(config: GatewayConfig) {

@@ -21,7 +21,7 @@ import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './atte
 import { classifyUpstreamError, describeUpstreamError } from './classify.js';
 import { generatedMessageId, rfc5322Date } from './headers.js';
 import { buildFailureNotice } from './notify.js';
-import { Upstream, type UpstreamSendError } from './upstreams.js';
+import { Upstream, type UpstreamSendError, type UpstreamStatePersistence } from './upstreams.js';
 
 export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
 export { HOLD_UPSTREAM_AUTH } from './attempt.js';
@@ -47,6 +47,14 @@ export interface UpstreamStatus {
   inFlight: number;
   /** Messages held because the credentials were refused. */
   held: number;
+  /** What security `auto` picked (kept across restarts). */
+  securityChosen?: 'tls' | 'starttls';
+  /** A quota pause and its end. */
+  quotaPausedUntil?: number;
+  /** Messages this upstream delivered since midnight in the gateway's time zone. */
+  sentToday: number;
+  /** ratePerDay, or Gmail's documented 2,000 a day for Workspace accounts when unset. */
+  dailyLimit?: number;
 }
 
 export interface DeliveryDeps {
@@ -60,6 +68,12 @@ export interface DeliveryDeps {
   hostname: string;
   /** Clock (tests). */
   now?: () => number;
+  /** Upstream state kept across restarts (what auto chose, a quota pause). */
+  upstreamState?: UpstreamStatePersistence;
+  /** Messages each upstream sent since `since` (epoch ms), for sentToday. */
+  sentSince?: (since: number) => Map<string, number>;
+  /** Start of today in the gateway's time zone (epoch ms). */
+  startOfToday?: () => number;
 }
 
 export interface DeliveryWorker {
@@ -95,6 +109,8 @@ type Plan =
   | { kind: 'busy' };
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Google's documented daily sending limit for a Workspace account (FACTS §3). */
+const GMAIL_WORKSPACE_DAILY_LIMIT = 2_000;
 /** After an unexpected error (disk, bug), the message waits this long before the worker looks again. */
 const COOLDOWN_MS = 5_000;
 
@@ -198,6 +214,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       if (message.held?.code === HOLD_UPSTREAM_AUTH) held.set(name, (held.get(name) ?? 0) + 1);
     }
     const now = this.now();
+    const sent = this.deps.sentSince?.(this.deps.startOfToday?.() ?? now - 86_400_000) ?? new Map<string, number>();
     return [...this.upstreams.values()].map((u) => ({
       name: u.name,
       host: u.config.host,
@@ -214,6 +231,10 @@ class QueueDeliveryWorker implements DeliveryWorker {
       pausedUntil: u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined,
       inFlight: u.busy,
       held: held.get(u.name) ?? 0,
+      securityChosen: u.config.security === 'auto' ? u.endpoint?.security : undefined,
+      quotaPausedUntil: u.state === 'quota-paused' && u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined,
+      sentToday: sent.get(u.name) ?? 0,
+      dailyLimit: u.config.ratePerDay ?? (/(^|\.)gmail\.com$|(^|\.)googlemail\.com$/i.test(u.config.host) ? GMAIL_WORKSPACE_DAILY_LIMIT : undefined),
     }));
   }
 
@@ -402,6 +423,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       metrics: this.deps.metrics,
       hostname: this.deps.hostname,
       now: this.now,
+      persistence: this.deps.upstreamState,
       // Whatever proved the credentials good again (a send on another connection, a test, a verify):
       // the messages held for them go now.
       onCredentialsAccepted: () => void this.releaseHolds('credentials-proven', (n) => n === config.name).finally(() => this.kick()),

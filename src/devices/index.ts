@@ -22,7 +22,7 @@ import {
   MAX_PASSWORD_LENGTH,
 } from './credentials.js';
 
-export { DeviceStatusTracker, type DeviceStatus, type PrinterState } from './status.js';
+export { DeviceStatusTracker, type DeviceStatus, type DeviceStatusPersistence, type PrinterState } from './status.js';
 export { generatePassword, hashPassword, MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH } from './credentials.js';
 
 export interface Device {

@@ -44,7 +44,7 @@ export { MESSAGE_STATES, OPEN_STATES, FINISHED_STATES, assertTransition, canTran
 export { HOLD_REASONS, HOLD_RULES, releasedBy, type Hold, type HoldReason, type ReleaseEvent } from './holds.js';
 export type { Claim, DeferOptions, FailOptions, HoldOptions } from './claim.js';
 export type { ListFilter, ListResult, MessageStatsView } from './log.js';
-export { parseTimeBound, systemTimeZone } from './log.js';
+export { parseTimeBound, startOfDay, systemTimeZone } from './log.js';
 
 export type StoredState = Exclude<MessageState, 'delivering'>;
 
@@ -342,6 +342,11 @@ export class Queue implements ClaimHost {
       delivering: counts.delivering,
       quarantined: counts.quarantined,
     });
+  }
+
+  /** Deliveries per upstream since `since` (epoch ms). */
+  sentSince(since: number): Map<string, number> {
+    return this.log.sentSince(since);
   }
 
   /** Messages ready for an attempt (queued/deferred, due, not claimed), oldest due first. Read-only. */

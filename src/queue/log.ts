@@ -107,6 +107,15 @@ export class MessageLog {
       }));
   }
 
+  /** Deliveries per upstream since `since` (through the attempts' time index). */
+  sentSince(since: number): Map<string, number> {
+    const rows = this.db.all<{ upstream: string; n: number }>(
+      "SELECT upstream, count(*) AS n FROM attempts WHERE at >= ? AND outcome IN ('delivered', 'partly-failed') AND upstream IS NOT NULL GROUP BY upstream",
+      since,
+    );
+    return new Map(rows.map((r) => [r.upstream, r.n]));
+  }
+
   countsByState(): Array<{ state: MessageState; count: number }> {
     return this.db.all('SELECT state, count(*) AS count FROM messages GROUP BY state');
   }

@@ -121,7 +121,14 @@ export class StoreDatabase {
 
   /** Opens (creating and migrating) the database. `check` runs PRAGMA quick_check first and throws IntegrityError. */
   static open(path: string, options: { integrityCheck?: boolean } = {}): StoreDatabase {
-    const store = new StoreDatabase(path);
+    let store: StoreDatabase;
+    try {
+      store = new StoreDatabase(path);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new IntegrityError(`the database ${path} cannot be read: ${(err as Error).message}`);
+      throw err;
+    }
     if (options.integrityCheck) {
       let problems: string[];
       try {
