@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './devices/index.js';
 import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
+import { JournalImport } from './queue/import.js';
 import { IntegrityError, StoreDatabase } from './store/database.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
@@ -26,6 +27,7 @@ import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
 import { AuthLockout } from './shared/auth-lockout.js';
 import { writeFileDurable } from './shared/durable-fs.js';
+import { errorMessage } from './shared/errors.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
@@ -35,6 +37,9 @@ export interface GatewayOptions {
   defaultMetrics?: boolean;
   /** TLS material for device listeners (otherwise loaded/generated from config). */
   serverTls?: ServerTls;
+  /** Old file journal import: records per batch and pause between batches (tests slow it down). */
+  importBatchSize?: number;
+  importPauseMs?: number;
 }
 
 export interface GatewayAddresses {
@@ -108,6 +113,15 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
   });
   metrics.setQueueStatsSource(() => queue.stats());
+  const journalImport = new JournalImport(queue, {
+    batchSize: options.importBatchSize,
+    pauseMs: options.importPauseMs,
+    onProgress: ({ done, total }) => queueLogger.info({ done, total }, `queue.import.progress: imported ${done} of ${total} records of the old file journal`),
+    onQuarantined: (queueId, reason) => {
+      queueLogger.error({ queueId, reason }, 'queue.quarantined: kept with its body; see GET /api/messages?state=quarantined');
+      events.emit('message.quarantined', { id: queueId, reason });
+    },
+  });
   for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
   // Every hold is logged once, with what the admin can do about it.
   events.on('message.held', ({ id, device, code, reason, fix }) =>
@@ -158,6 +172,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     : undefined;
 
   let smtpAddress: AddressInfo | undefined;
+  let importing: Promise<void> | undefined;
   const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
   const admin = config.admin.enabled
     ? await buildAdminApp({
@@ -174,7 +189,12 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         reload: async () => {
           await gateway.reload(loadConfig(config.file));
         },
-        readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
+        readiness: async () => ({
+          smtp: inbound.isListening(),
+          dataDir: await isWritable(config.dataDir),
+          store: await queue.isWritable(),
+          importing: journalImport.progress.running ? `importing, ${journalImport.progress.done} of ${journalImport.progress.total}` : undefined,
+        }),
         smtpEndpoint: () => ({
           host: config.admin.publicSmtpHost ?? config.smtp.host,
           port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port,
@@ -208,11 +228,20 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         logger.info({ address: addresses.admin }, 'admin.listening');
       }
       delivery.start();
+      // The old file journal (if any) goes into the database in the background: mail is accepted meanwhile.
+      importing = journalImport.run().then(
+        (p) => {
+          if (p.total > 0) logger.info({ imported: p.total }, 'queue.import.done');
+        },
+        (err) => logger.error({ err: errorMessage(err) }, 'queue.import.failed: restart to resume it; nothing was removed'),
+      );
       logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, queued: queue.stats().counts }, 'gateway.started');
       return addresses;
     },
     async stop() {
       logger.info('gateway.stopping');
+      journalImport.stop();
+      await importing;
       await pop3?.close();
       await inbound.close();
       await delivery.stop(config.delivery.shutdownTimeoutMs);

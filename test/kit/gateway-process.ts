@@ -32,10 +32,10 @@ export async function writeGatewayConfig(dir: string, config: Record<string, unk
   return file;
 }
 
-export async function startGatewayProcess(configFile: string, { timeoutMs = 30_000 } = {}): Promise<GatewayProcess> {
+export async function startGatewayProcess(configFile: string, { timeoutMs = 30_000, env = {} as NodeJS.ProcessEnv } = {}): Promise<GatewayProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), '--config', configFile], {
     cwd: ROOT,
-    env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' },
+    env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
