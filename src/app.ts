@@ -271,13 +271,14 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
 }
 
 /**
- * Opens dataDir/store.db after PRAGMA quick_check. A database that fails it is not used and not
- * changed: the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
+ * Opens dataDir/store.db, after PRAGMA quick_check when the last run did not close it (crash, kill -9,
+ * power loss). A database that fails the check, or cannot be read at all, is not used and not changed:
+ * the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
  */
 function openStoreDatabase(dataDir: string, logger: Logger): StoreDatabase {
   const path = join(dataDir, 'store.db');
   try {
-    return StoreDatabase.open(path, { integrityCheck: true });
+    return StoreDatabase.open(path, { integrityCheck: 'after-crash' });
   } catch (err) {
     if (!(err instanceof IntegrityError)) throw err;
     logger.fatal(

@@ -119,8 +119,14 @@ export class StoreDatabase {
     for (const file of [`${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
   }
 
-  /** Opens (creating and migrating) the database. `check` runs PRAGMA quick_check first and throws IntegrityError. */
-  static open(path: string, options: { integrityCheck?: boolean } = {}): StoreDatabase {
+  /**
+   * Opens (creating and migrating) the database. `integrityCheck`: PRAGMA quick_check, throwing
+   * IntegrityError; 'after-crash' runs it only when the last run did not close the database (its WAL
+   * file is still there: a clean close checkpoints and removes it), so a clean restart does not read
+   * the whole file.
+   */
+  static open(path: string, options: { integrityCheck?: boolean | 'after-crash' } = {}): StoreDatabase {
+    const check = options.integrityCheck === 'after-crash' ? existsSync(`${path}-wal`) : options.integrityCheck === true;
     let store: StoreDatabase;
     try {
       store = new StoreDatabase(path);
@@ -129,7 +135,7 @@ export class StoreDatabase {
       if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new IntegrityError(`the database ${path} cannot be read: ${(err as Error).message}`);
       throw err;
     }
-    if (options.integrityCheck) {
+    if (check) {
       let problems: string[];
       try {
         problems = (store.db.pragma('quick_check', { simple: false }) as Array<{ quick_check: string }>).map((r) => r.quick_check);
