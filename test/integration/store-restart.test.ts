@@ -3,7 +3,8 @@
  * and counters, holds released at start-up once their cause is gone, and the upstream's count of the day.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { rm } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { writeCaFile } from '../kit/certs.js';
 import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../kit/upstream.js';
@@ -61,5 +62,22 @@ describe('the gateway restarted on the same data directory', () => {
     expect(up.received).toHaveLength(1);
     // the upstream's count of the day comes from the kept attempts
     expect(second.gateway.delivery.upstreamStatus()[0]).toMatchObject({ name: 'gmail-test', sentToday: 1 });
+  });
+
+  it('refuses a store database that fails its check, keeps every body and says how to recover', async () => {
+    const { start } = await setup();
+    const first = await start({ devices: [TEST_DEVICE] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'kept through corruption' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
+    const dataDir = first.dataDir;
+    await first.stop();
+    const file = await open(join(dataDir, 'store.db'), 'r+');
+    await file.write(Buffer.alloc(4096, 0x5a), 0, 4096, 0);
+    await file.close();
+
+    await expect(startTestGateway({ devices: [TEST_DEVICE] }, { dataDir })).rejects.toThrow(
+      /No message body was touched\. To recover: .*\.recover.*quarantines every body/s,
+    );
+    expect(await readdir(join(dataDir, 'queue'))).toContain(`${id}.eml`);
   });
 });
