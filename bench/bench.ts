@@ -1,227 +1,382 @@
 /**
- * npm run bench: prints figures, asserts nothing. The gateway runs as a child process from the compiled
- * dist/ (as in production; `npm run bench` builds first) so its memory and CPU are measured alone
- * (VmHWM = peak RSS from /proc). Everything binds to 127.0.0.1.
+ * npm run bench: the gateway against Postfix, side by side in the same run, on the same load, through the
+ * same TLS+AUTH upstream; prints figures, ratios and the targets next to them, asserts nothing.
  *
- *   BENCH_QUICK=1 npm run bench   smaller counts for a fast look
- *   BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench   profile the gateway process
+ * Each load runs in interleaved rounds (gateway, Postfix, then Postfix, gateway, ...), each round on a
+ * fresh instance in its own cgroup after a warm-up. Figures (see measure.ts for how each is taken):
+ *   msg/s          end to end: first connection -> the upstream has accepted every message of the round
+ *   accept p50/p99 final dot -> 250 at the side, as the printer waits for it
+ *   CPU/msg        the side's CPU over the round (everything it forked, also what exited) / messages
+ *   peak USS       private memory summed over the side's processes, sampled during the round
+ *   fsyncs/msg     a separate round under strace -c -f (start-up and shutdown included)
+ * Without Postfix (or without root) it says why and runs the gateway alone.
+ *
+ *   BENCH_QUICK=1                   smaller counts, one round: a smoke check
+ *   BENCH_ROUNDS=N                  rounds per load (default 3 for 100 KB, 2 for 5 MB, 1 for 25 MB)
+ *   BENCH_NODE=/path/to/node        run the gateway under another Node binary
+ *   BENCH_NODE_ARGS="..."           flags for the gateway's node (default: production's --max-semi-space-size=2;
+ *                                   empty for stock V8)
+ *   BENCH_NO_POSTFIX=1              gateway only
+ *   BENCH_NO_CGROUP=1               count CPU from /proc/PID/stat even where a cgroup could be made
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { connect } from 'node:net';
-import { stringify } from 'yaml';
+import { percentile, runConcurrent, sendGenerated } from '../test/kit/smtp-load.js';
+import { fsyncCalls, processTree, SideCgroup, sampleUssPeak, straceWrapper, treeCpuSeconds } from './measure.js';
+import { postfixAvailable } from './postfix.js';
+import { type BenchUpstream, gatewaySide, postfixSide, type Side } from './sides.js';
+import type { UpstreamReport } from './upstream-process.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+const PRODUCTION_NODE_ARGS = '--max-semi-space-size=2';
 const ROOT = new URL('..', import.meta.url).pathname;
-const DEVICE = { name: 'bench-scanner', username: 'bench', password: 'bench-password-123' };
+const MIB = 1024 * 1024;
 
-export interface StartedGateway {
-  child: ChildProcess;
-  smtpPort: number;
-  adminPort?: number;
-  dataDir: string;
-  stop(): Promise<void>;
+interface Load {
+  key: string;
+  title: string;
+  count: number;
+  bytes: number;
+  clients: number;
+  warmup: number;
+  rounds: number;
 }
 
-export async function startGatewayProcess(extra: Record<string, unknown> = {}): Promise<StartedGateway> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-'));
-  const config = {
-    dataDir,
-    log: { level: 'warn' },
-    smtp: { host: '127.0.0.1', port: 0, maxMessageSize: '30MB', maxClients: 200, maxConnectionsPerIp: 200 },
-    admin: { enabled: false },
-    devices: [{ ...DEVICE, allowRecipients: ['*@example.org'], ...(extra.deviceUpstream ? { upstream: extra.deviceUpstream } : {}) }],
-    upstreams: extra.upstreams ?? [],
-    ...(extra.delivery ? { delivery: extra.delivery } : {}),
+const rounds = (full: number) => (QUICK ? 1 : Number(process.env.BENCH_ROUNDS ?? full));
+const LOADS: Load[] = [
+  { key: 'small', title: `${QUICK ? 100 : 300} x 100 KB, 10 clients`, count: QUICK ? 100 : 300, bytes: 100_000, clients: 10, warmup: 20, rounds: rounds(3) },
+  { key: 'medium', title: `${QUICK ? 10 : 50} x 5 MB, 10 clients`, count: QUICK ? 10 : 50, bytes: 5_000_000, clients: 10, warmup: 2, rounds: rounds(2) },
+  {
+    key: 'large',
+    title: `20 x ${QUICK ? 5 : 25} MB, all at once`,
+    count: 20,
+    bytes: QUICK ? 5_000_000 : 25_000_000,
+    clients: 20,
+    warmup: 1,
+    rounds: QUICK ? 1 : Number(process.env.BENCH_ROUNDS ?? 1),
+  },
+];
+const FSYNC_COUNT = QUICK ? 100 : 300;
+
+interface RoundResult {
+  rate: number;
+  latencies: number[];
+  cpuPerMsgMs: number;
+  ussPeak: number;
+  duplicates: number;
+}
+
+// ---- cleanup: every process, cgroup and temp dir, also on failure and Ctrl-C ----
+const cleanups: Array<() => Promise<void>> = [];
+/** Registers a cleanup; the returned function drops it once the caller has cleaned up itself. */
+function track(cleanup: () => Promise<void>): () => void {
+  cleanups.push(cleanup);
+  return () => {
+    const index = cleanups.indexOf(cleanup);
+    if (index >= 0) cleanups.splice(index, 1);
   };
-  const file = join(dataDir, 'gateway.yaml');
-  await writeFile(file, stringify(config));
-  const child = spawn(
-    process.execPath,
-    [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(ROOT, 'dist/src/main.js'), '--config', file],
-    {
-      cwd: ROOT,
-      env: { ...process.env, SCANRELAY_LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const lines = createInterface({ input: child.stdout! });
-  const ready = await new Promise<{ smtp: number; admin?: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('gateway did not start within 20 s')), 20_000);
-    lines.on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; smtp?: number; admin?: number };
-        if (entry.msg === 'scanrelay.ready') {
-          clearTimeout(timer);
-          resolve({ smtp: entry.smtp!, admin: entry.admin });
-        }
-      } catch {
-        /* not JSON */
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
+}
+let cleaning: Promise<void> | undefined;
+/** Runs every registered cleanup once, newest first; a second caller waits for the same run. */
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err) => console.error('cleanup:', err));
+  })();
+  return cleaning;
+}
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // `on`, not `once`: tsx's own handler exits at once when it sees no other listener for the signal.
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\n${signal}: cleaning up`);
+    void cleanupAll().then(() => process.exit(130));
   });
-  return {
-    child,
-    smtpPort: ready.smtp,
-    adminPort: ready.admin,
-    dataDir,
-    async stop() {
+}
+
+// ---- the upstream, in its own process ----
+interface UpstreamHandle extends BenchUpstream {
+  /** Resolves when every tag `${prefix}${0..count-1}` was accepted; counts repeats. */
+  expect(prefix: string, count: number, timeoutMs: number): { done: Promise<{ duplicates: number }> };
+}
+
+async function startUpstream(dir: string): Promise<UpstreamHandle> {
+  const child: ChildProcess = fork(join(ROOT, 'bench/upstream-process.ts'), [dir], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  track(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
-      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+  const listeners = new Set<(tag: string) => void>();
+  const ready = await new Promise<Extract<UpstreamReport, { type: 'ready' }>>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`upstream process exited with ${code}`)));
+    child.on('message', (report: UpstreamReport) => {
+      if (report.type === 'ready') resolve(report);
+      else if (report.tag) for (const listener of listeners) listener(report.tag);
+    });
+  });
+  return {
+    ...ready,
+    expect(prefix, count, timeoutMs) {
+      const seen = new Set<string>();
+      let duplicates = 0;
+      let listener!: (tag: string) => void;
+      const done = new Promise<{ duplicates: number }>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          listeners.delete(listener);
+          reject(new Error(`only ${seen.size} of ${count} messages reached the upstream within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        listener = (tag) => {
+          if (!tag.startsWith(prefix)) return;
+          if (seen.has(tag)) duplicates++;
+          else seen.add(tag);
+          if (seen.size === count) {
+            clearTimeout(timer);
+            listeners.delete(listener);
+            resolve({ duplicates });
+          }
+        };
+        listeners.add(listener);
+      });
+      return { done };
     },
   };
 }
 
-/** Peak resident set size of a process in MB (VmHWM), and current RSS. */
-export async function memoryOf(pid: number): Promise<{ peakMb: number; rssMb: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { peakMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
-}
+// ---- one round of one load on one side ----
+let roundSerial = 0;
 
-/** Resets VmHWM so the next peak belongs to the next phase (Linux: write 5 to clear_refs). */
-async function resetPeak(pid: number): Promise<void> {
-  await writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => undefined);
-}
+const makeCgroup = (name: string) =>
+  process.env.BENCH_NO_CGROUP === '1' ? Promise.resolve(undefined) : SideCgroup.create(`scanrelay-bench-${process.pid}-${name}`);
 
-/** Minimal pipelining-free SMTP client over a raw socket that streams a generated body. */
-export interface SendOptions {
-  extraHeaders?: string;
-  /** Called when the final dot is written (the clock for end-to-end latency starts there). */
-  onFinalDot?: () => void;
-}
-
-export async function sendRaw(
-  port: number,
-  bodyBytes: number,
-  rcpt = 'dest@example.org',
-  options: SendOptions = {},
-): Promise<{ acceptMs: number; reply: string }> {
-  const socket = connect({ port, host: '127.0.0.1' });
-  socket.setNoDelay(true);
-  let buffer = '';
-  const waiters: Array<(line: string) => void> = [];
-  socket.setEncoding('latin1');
-  socket.on('data', (data: string) => {
-    buffer += data;
-    for (;;) {
-      const match = /^(\d{3}) [^\n]*\n/m.exec(buffer);
-      if (!match) break;
-      const end = match.index + match[0].length;
-      const reply = buffer.slice(0, end);
-      buffer = buffer.slice(end);
-      waiters.shift()?.(reply.trim().split('\n').pop()!);
-    }
+/**
+ * Starts a side in a fresh cgroup (when cgroup v2 is writable), with `wrapper` inside it. The cgroup is
+ * tracked before the side starts, so an interrupted start is killed with it.
+ */
+async function startInCgroup(side: Side, wrapper: string[] = []) {
+  if (stopping) throw new Error('stopping');
+  const cgroup = await makeCgroup(`${side.name}-${++roundSerial}`);
+  const untrackCgroup = cgroup ? track(() => cgroup.remove()) : () => undefined;
+  const running = await side.start([...(cgroup?.wrap() ?? []), ...wrapper]).catch(async (err) => {
+    await cgroup?.remove();
+    untrackCgroup();
+    throw err;
   });
-  const next = () =>
-    new Promise<string>((resolve, reject) => {
-      waiters.push(resolve);
-      socket.once('error', reject);
-    });
-  const command = async (line: string) => {
-    const reply = next();
-    socket.write(`${line}\r\n`);
-    return reply;
+  const untrackSide = track(() => running.stop());
+  return {
+    cgroup,
+    running,
+    async stop() {
+      await running.stop();
+      untrackSide();
+      await cgroup?.remove();
+      untrackCgroup();
+    },
   };
-  await next();
-  await command('EHLO bench.local');
-  await command(`AUTH PLAIN ${Buffer.from(`\0${DEVICE.username}\0${DEVICE.password}`).toString('base64')}`);
-  await command('MAIL FROM:<scanner@example.org>');
-  await command(`RCPT TO:<${rcpt}>`);
-  const dataReply = await command('DATA');
-  if (!dataReply.startsWith('354')) throw new Error(`DATA refused: ${dataReply}`);
-  const header = `From: scanner@example.org\r\nTo: ${rcpt}\r\nSubject: bench\r\n${options.extraHeaders ?? ''}MIME-Version: 1.0\r\n\r\n`;
-  socket.write(header);
-  const line = Buffer.from('QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n'); // 78+2 bytes
-  const chunk = Buffer.concat(Array.from({ length: 800 }, () => line)); // 64 KB
-  let sent = 0;
-  while (sent < bodyBytes) {
-    const piece = bodyBytes - sent >= chunk.length ? chunk : chunk.subarray(0, Math.ceil((bodyBytes - sent) / line.length) * line.length);
-    sent += piece.length;
-    if (!socket.write(piece)) await new Promise((resolve) => socket.once('drain', resolve));
-  }
-  const finalReply = next();
-  const started = performance.now();
-  options.onFinalDot?.();
-  socket.write('.\r\n');
-  const reply = await finalReply;
-  const acceptMs = performance.now() - started;
-  socket.write('QUIT\r\n');
-  socket.end();
-  if (!reply.startsWith('250')) throw new Error(`message refused: ${reply}`);
-  return { acceptMs, reply };
 }
 
-export function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
-export async function runConcurrent<T>(total: number, concurrency: number, task: (index: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        const index = next++;
-        results[index] = await task(index);
-      }
-    }),
-  );
-  return results;
-}
-
-async function benchInbound(): Promise<void> {
-  const gateway = await startGatewayProcess();
+async function runRound(side: Side, load: Load, upstream: UpstreamHandle): Promise<RoundResult> {
+  const { cgroup, running, stop } = await startInCgroup(side);
   try {
-    const total = QUICK ? 200 : 1000;
-    await runConcurrent(20, 5, () => sendRaw(gateway.smtpPort, 100_000)); // warm-up
+    const timeoutMs = Math.max(60_000, ((load.count + load.warmup) * load.bytes) / 2_000); // >= 2 MB/s
+    const send = (prefix: string, count: number, concurrency: number, latencies?: number[]) =>
+      runConcurrent(count, concurrency, async (index) => {
+        const result = await sendGenerated(running.port, {
+          bytes: load.bytes,
+          from: 'scanner@example.org',
+          to: ['dest@example.org'],
+          headers: `X-Bench-Tag: ${prefix}${index}\r\n`,
+          subject: 'Scan from bench',
+          auth: running.auth,
+          timeoutMs,
+        });
+        latencies?.push(result.acceptMs);
+      });
+
+    const warmPrefix = `warm.${roundSerial}.`;
+    const warm = upstream.expect(warmPrefix, load.warmup, timeoutMs);
+    await send(warmPrefix, load.warmup, Math.min(load.warmup, load.clients));
+    await warm.done;
+
+    const cpu = () => (cgroup ? cgroup.cpuSeconds() : treeCpuSeconds(running.rootPid));
+    const pids = () => (cgroup ? cgroup.pids() : processTree(running.rootPid));
+    const prefix = `${side.name}.${load.key}.${roundSerial}.`;
+    const delivered = upstream.expect(prefix, load.count, timeoutMs);
+    const latencies: number[] = [];
+    const sampler = sampleUssPeak(pids);
+    const cpuBefore = await cpu();
     const started = performance.now();
-    const results = await runConcurrent(total, 10, () => sendRaw(gateway.smtpPort, 100_000));
+    await send(prefix, load.count, load.clients, latencies);
+    const { duplicates } = await delivered.done;
     const seconds = (performance.now() - started) / 1000;
-    const latencies = results.map((r) => r.acceptMs);
-    console.log(`inbound: ${total} x 100 KB messages, 10 concurrent clients`);
-    console.log(`  accepted messages/s        ${(total / seconds).toFixed(1)}`);
-    console.log(
-      `  accept latency p50 / p99   ${percentile(latencies, 50).toFixed(1)} ms / ${percentile(latencies, 99).toFixed(1)} ms  (final dot -> 250, fsync included)`,
-    );
+    const cpuSeconds = (await cpu()) - cpuBefore;
+    const ussPeak = await sampler.stop();
+    return { rate: load.count / seconds, latencies, cpuPerMsgMs: (cpuSeconds * 1000) / load.count, ussPeak, duplicates };
   } finally {
-    await gateway.stop();
+    await stop();
   }
-  // A fresh gateway for the memory figure, so the heap left by the first phase does not count.
-  const fresh = await startGatewayProcess();
+}
+
+/** fsyncs per message over a side's whole life under strace -c -f. */
+async function fsyncRound(side: Side, upstream: UpstreamHandle, dir: string): Promise<number> {
+  const file = join(dir, `strace-${side.name}.txt`);
+  const { running, stop } = await startInCgroup(side, straceWrapper(file));
   try {
-    const big = QUICK ? 5_000_000 : 25_000_000;
-    const gateway = fresh;
-    await resetPeak(gateway.child.pid!);
-    const before = await memoryOf(gateway.child.pid!);
-    const bigStarted = performance.now();
-    await Promise.all(Array.from({ length: 20 }, () => sendRaw(gateway.smtpPort, big)));
-    const bigSeconds = (performance.now() - bigStarted) / 1000;
-    const after = await memoryOf(gateway.child.pid!);
-    console.log(`inbound: 20 clients x ${(big / 1e6).toFixed(0)} MB at once`);
-    console.log(`  wall time                  ${bigSeconds.toFixed(1)} s (${((20 * big) / 1e6 / bigSeconds).toFixed(0)} MB/s into the spool)`);
-    console.log(`  gateway RSS before / peak  ${before.rssMb.toFixed(0)} MB / ${after.peakMb.toFixed(0)} MB`);
+    const prefix = `fsync.${side.name}.`;
+    const delivered = upstream.expect(prefix, FSYNC_COUNT, 120_000);
+    await runConcurrent(FSYNC_COUNT, 10, (index) =>
+      sendGenerated(running.port, {
+        bytes: 100_000,
+        from: 'scanner@example.org',
+        to: ['dest@example.org'],
+        headers: `X-Bench-Tag: ${prefix}${index}\r\n`,
+        auth: running.auth,
+      }),
+    );
+    await delivered.done;
   } finally {
-    await fresh.stop();
+    await stop();
+  }
+  return (await fsyncCalls(file)) / FSYNC_COUNT;
+}
+
+// ---- report ----
+const median = (values: number[]) => percentile(values, 50);
+const fmt = (value: number | undefined, digits = 1) => (value === undefined ? '-' : value.toFixed(digits));
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`);
+
+function row(label: string, gateway: string, postfix: string, ratioText: string, target: string): void {
+  console.log(`  ${label.padEnd(30)} ${gateway.padStart(13)} ${postfix.padStart(13)} ${ratioText.padStart(7)}   ${target}`);
+}
+
+interface Summary {
+  rate: number;
+  p50: number;
+  p99: number;
+  cpu: number;
+  uss: number;
+  duplicates: number;
+}
+
+function summarize(results: RoundResult[]): Summary | undefined {
+  if (results.length === 0) return undefined;
+  const latencies = results.flatMap((r) => r.latencies);
+  return {
+    rate: median(results.map((r) => r.rate)),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpu: median(results.map((r) => r.cpuPerMsgMs)),
+    uss: Math.max(...results.map((r) => r.ussPeak)) / MIB,
+    duplicates: results.reduce((sum, r) => sum + r.duplicates, 0),
+  };
+}
+
+const TARGETS: Record<string, { rate?: string; uss?: string }> = {
+  small: { rate: 'gateway >= 1.2x Postfix', uss: 'gateway <= 100 MiB' },
+  medium: { rate: 'gateway >= 1.0x Postfix' },
+  large: { uss: 'gateway <= 130 MiB' },
+};
+
+function report(load: Load, gateway: Summary | undefined, postfix: Summary | undefined): void {
+  const rounds = `${load.rounds} round${load.rounds === 1 ? '' : 's'}`;
+  console.log(`\n${load.title}, end to end through the TLS+AUTH upstream (${rounds}, median; latency over all rounds)`);
+  row('', 'gateway', 'postfix', 'ratio', 'target');
+  const target = TARGETS[load.key];
+  row('delivered msg/s', fmt(gateway?.rate), fmt(postfix?.rate), ratio(gateway?.rate, postfix?.rate), target.rate ?? '');
+  row('accept p50 ms (dot -> 250)', fmt(gateway?.p50), fmt(postfix?.p50), ratio(gateway?.p50, postfix?.p50), '');
+  row(
+    'accept p99 ms (dot -> 250)',
+    fmt(gateway?.p99),
+    fmt(postfix?.p99),
+    ratio(gateway?.p99, postfix?.p99),
+    load.key === 'small' ? 'no worse than 27-37 ms' : '',
+  );
+  row(
+    'CPU ms per delivered message',
+    fmt(gateway?.cpu, 2),
+    fmt(postfix?.cpu, 2),
+    ratio(gateway?.cpu, postfix?.cpu),
+    load.key === 'small' ? 'gateway <= 1.2x Postfix' : '',
+  );
+  row('peak USS MiB (all processes)', fmt(gateway?.uss, 0), fmt(postfix?.uss, 0), ratio(gateway?.uss, postfix?.uss), target.uss ?? '');
+  const duplicates = (gateway?.duplicates ?? 0) + (postfix?.duplicates ?? 0);
+  if (duplicates > 0) console.log(`  duplicates at the upstream: gateway ${gateway?.duplicates ?? 0}, postfix ${postfix?.duplicates ?? 0}`);
+}
+
+function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+function versionOf(binary: string): string {
+  try {
+    return execFileSync(binary, ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    return `(cannot run ${binary})`;
   }
 }
 
 async function main(): Promise<void> {
-  console.log(`scanrelay bench  node ${process.version}  ${QUICK ? '(quick)' : ''}`);
-  await benchInbound();
-  const { benchDelivery } = await import('./delivery-bench.js');
-  await benchDelivery({ quick: QUICK });
+  // Default: the V8 flags production uses (Dockerfile, systemd unit, npm start); BENCH_NODE_ARGS= runs stock V8.
+  const node = { binary: process.env.BENCH_NODE ?? process.execPath, args: (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean) };
+  const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-'));
+  track(() => rm(dir, { recursive: true, force: true }));
+  await chmod(dir, 0o755); // Postfix's daemons (user postfix) work below it
+  const upstream = await startUpstream(dir);
+  const postfix = process.env.BENCH_NO_POSTFIX === '1' ? { reason: 'BENCH_NO_POSTFIX=1' } : await postfixAvailable();
+  const probe = await makeCgroup('probe');
+  await probe?.remove();
+
+  console.log(
+    `scanrelay bench${QUICK ? ' (quick)' : ''}: ${cpus().length} CPUs, load average ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ')}`,
+  );
+  console.log(`  gateway: node ${versionOf(node.binary)} (${node.binary})${node.args.length ? ` ${node.args.join(' ')}` : ''}, compiled dist/`);
+  console.log(
+    `  anchor:  ${'version' in postfix ? `Postfix ${postfix.version}, own instance (postfix -c DIR), same upstream` : `none: ${postfix.reason}; gateway alone`}`,
+  );
+  console.log(`  upstream: implicit TLS + AUTH on 127.0.0.1:${upstream.port}, own process (bench node ${process.version})`);
+  console.log(`  CPU counted with ${probe ? 'a cgroup v2 per side (cpu.stat)' : "/proc/PID/stat of each side's process tree (utime+stime+cutime+cstime)"}`);
+
+  const sides: Side[] = [gatewaySide(upstream, node, dir)];
+  if ('version' in postfix) sides.push(postfixSide(upstream, dir));
+
+  for (const load of LOADS) {
+    const results: Record<string, RoundResult[]> = { gateway: [], postfix: [] };
+    for (let round = 0; round < load.rounds; round++) {
+      const order = round % 2 === 0 ? sides : [...sides].reverse();
+      for (const side of order) results[side.name].push(await runRound(side, load, upstream));
+    }
+    report(load, summarize(results.gateway), summarize(results.postfix));
+    console.log(`  load average now ${loadAverage()}`);
+  }
+
+  let straceMissing = false;
+  try {
+    execFileSync('strace', ['-V'], { stdio: 'ignore' });
+  } catch {
+    straceMissing = true;
+  }
+  console.log(`\nfsyncs per message (fsync + fdatasync + sync_file_range), ${FSYNC_COUNT} x 100 KB at 10 clients, strace -c -f`);
+  if (straceMissing) console.log('  strace is not installed (apt-get install -y strace): skipped');
+  else {
+    const fsyncs: Record<string, number> = {};
+    for (const side of sides) fsyncs[side.name] = await fsyncRound(side, upstream, dir);
+    row('', 'gateway', 'postfix', 'ratio', 'target');
+    row('fsyncs per message', fmt(fsyncs.gateway, 2), fmt(fsyncs.postfix, 2), ratio(fsyncs.gateway, fsyncs.postfix), 'gateway <= 2');
+  }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err) => {
-    console.error(err);
-    process.exit(1);
+main()
+  .catch((err) => {
+    if (!stopping) console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await cleanupAll();
+    // Sockets of the load may linger in TIME_WAIT handling; nothing else should keep the process alive.
+    process.exit(process.exitCode ?? 0);
   });
-}

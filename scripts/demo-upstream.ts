@@ -1,14 +1,13 @@
 /**
- * A local stand-in for Gmail, for trying scanrelay without a Google account: implicit TLS (like 465) with
- * a self-signed certificate made at start, AUTH PLAIN/LOGIN with one account, and a line printed for every
- * message it receives. Used by `npm run demo:upstream` (see README) and by test/integration/demo.test.ts.
+ * A local stand-in for Gmail, for trying scanrelay without a Google account: the testkit's TLS+AUTH
+ * upstream (implicit TLS like 465, AUTH PLAIN/LOGIN with one account), its CA certificate written where
+ * config/demo.yaml trusts it, and a line printed for every message it receives. Used by
+ * `npm run demo:upstream` (see README) and by test/integration/demo.test.ts.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { SMTPServer } from 'smtp-server';
-import { generate } from 'selfsigned';
+import { testCerts } from '../test/kit/certs.js';
+import { TestUpstream } from '../test/kit/upstream.js';
 
 export const DEMO_UPSTREAM_USER = 'demo-account@example.org';
 export const DEMO_UPSTREAM_PASSWORD = 'demo-app-password';
@@ -29,67 +28,33 @@ export interface DemoUpstream {
   close(): Promise<void>;
 }
 
-export async function startDemoUpstream(options: { port: number; host?: string; caFile: string; onMessage?: (m: DemoMessage) => void }): Promise<DemoUpstream> {
-  const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    extensions: [
-      {
-        name: 'subjectAltName',
-        altNames: [
-          { type: 2, value: 'localhost' },
-          { type: 7, ip: '127.0.0.1' },
-        ],
-      },
-    ],
-  });
+export async function startDemoUpstream(options: { port: number; caFile: string; onMessage?: (m: DemoMessage) => void }): Promise<DemoUpstream> {
   const caFile = resolve(options.caFile);
   await mkdir(dirname(caFile), { recursive: true });
-  await writeFile(caFile, pems.cert);
+  await writeFile(caFile, (await testCerts()).caCert);
   const messages: DemoMessage[] = [];
-  const server = new SMTPServer({
-    secure: true,
-    key: pems.private,
-    cert: pems.cert,
-    logger: false,
-    disableReverseLookup: true,
-    authMethods: ['PLAIN', 'LOGIN'],
+  const upstream = await TestUpstream.start({
+    mode: 'tls',
+    port: options.port,
+    user: DEMO_UPSTREAM_USER,
+    password: DEMO_UPSTREAM_PASSWORD,
     size: 35_882_577,
     banner: 'scanrelay demo upstream',
-    onAuth(auth, _session, callback) {
-      if (auth.username === DEMO_UPSTREAM_USER && auth.password === DEMO_UPSTREAM_PASSWORD) return callback(null, { user: auth.username });
-      callback(Object.assign(new Error('5.7.8 Username and Password not accepted'), { responseCode: 535 }));
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        const message: DemoMessage = {
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          to: session.envelope.rcptTo.map((r) => r.address),
-          size: raw.length,
-          sha256: createHash('sha256').update(raw).digest('hex'),
-          raw,
-          subject: /^Subject: (.*)$/im.exec(raw.subarray(0, 64 * 1024).toString('latin1'))?.[1]?.trim(),
-        };
-        messages.push(message);
-        options.onMessage?.(message);
-        callback(null, '2.0.0 OK demo upstream');
-      });
+    onMessage: ({ message, head }) => {
+      if (!message) return;
+      const demo: DemoMessage = {
+        from: message.mailFrom,
+        to: message.rcptTo,
+        size: message.raw.length,
+        sha256: message.sha256,
+        raw: message.raw,
+        subject: /^Subject: (.*)$/im.exec(head)?.[1]?.trim(),
+      };
+      messages.push(demo);
+      options.onMessage?.(demo);
     },
   });
-  server.on('error', () => undefined);
-  await new Promise<void>((ok, fail) => {
-    server.server.once('error', fail);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => ok());
-  });
-  return {
-    port: (server.server.address() as AddressInfo).port,
-    caFile,
-    messages,
-    close: () => new Promise((done) => server.close(() => done())),
-  };
+  return { port: upstream.port, caFile, messages, close: () => upstream.close() };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

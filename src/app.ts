@@ -19,16 +19,17 @@ import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
 import { JournalImport } from './queue/import.js';
 import { IntegrityError, StoreDatabase } from './store/database.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
-import { createInboundServer, type InboundServer, type ServerTls } from './inbound/index.js';
+import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
 import { PopGrants, createPop3Server } from './pop3/index.js';
 import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
-import { AuthLockout } from './shared/auth-lockout.js';
+import { GatewayError } from './shared/errors.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { errorMessage } from './shared/errors.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { PrinterDoctor } from './doctor/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
 export interface GatewayOptions {
@@ -40,6 +41,8 @@ export interface GatewayOptions {
   /** Old file journal import: records per batch and pause between batches (tests slow it down). */
   importBatchSize?: number;
   importPauseMs?: number;
+  /** Where lock-outs and seen-authenticating addresses persist; default the message store's database. */
+  authState?: AuthStateStore;
 }
 
 export interface GatewayAddresses {
@@ -58,10 +61,11 @@ export interface Gateway {
   readonly deviceStatus: DeviceStatusTracker;
   readonly queue: Queue;
   readonly delivery: DeliveryWorker;
-  readonly lockout: AuthLockout;
+  readonly lockout: LockoutState;
+  readonly logins: LoginRecorder;
   readonly popGrants: PopGrants;
-  /** Contract D: lock-outs and seen addresses on the store database (the integrator wires it into inbound). */
-  readonly authState: SqliteAuthStateStore;
+  /** Lock-outs and seen addresses of the login guard: the store database unless options.authState is given. */
+  readonly authState: AuthStateStore;
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
   stop(): Promise<void>;
@@ -72,7 +76,7 @@ export interface Gateway {
 
 export async function createGateway(initial: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
   let config = initial;
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   await mkdir(config.dataDir, { recursive: true });
   const secretKey = config.secretKey ?? (await readOrCreateSecret(join(config.dataDir, 'secret.key'), logger, 'device secret key'));
   const generatedToken =
@@ -83,7 +87,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const events = new GatewayEventBus();
   const database = openStoreDatabase(config.dataDir, logger);
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
-  const lockout = new AuthLockout(config.smtp.authLockout);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
   const deviceStatus = new DeviceStatusTracker(events, Date.now, new DeviceStatusTable<DeviceStatus>(database));
   const devices = new DeviceRegistry({
@@ -95,6 +98,26 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     limits: deviceLimits(config),
   });
   await devices.open();
+  // Lock-outs and the addresses devices logged in from live in the store database, so a restart neither
+  // forgives a password guesser nor forgets where a printer lives (reserved slots depend on it).
+  const authState = options.authState ?? new SqliteAuthStateStore(database);
+  const lockout = new LockoutState(config.smtp.authLockout, authState, (username) => Boolean(devices.findByUsername(username)));
+  const logins = new LoginRecorder({ devices, lockout, events, failureDelayMs: () => config.smtp.authFailureDelayMs });
+  const authLogger = logger.child({ part: 'auth' });
+  // One fact per login attempt; metrics and the log subscribe (device status subscribes in its constructor).
+  events.on('login.attempted', (attempt) => {
+    if (attempt.reason === 'pop-grant-expired') return; // not a login: the printer skipped its POP3 step
+    const result = attempt.ok ? 'success' : attempt.reason === 'locked-out' ? 'locked' : 'failure';
+    if (attempt.protocol === 'smtp') metrics.recordAuthAttempt(attempt.method, result);
+    else if (attempt.method === 'USER' || attempt.method === 'APOP') metrics.recordPop3Login(attempt.method, result);
+    if (attempt.lockedOut) {
+      metrics.recordLockout();
+      authLogger.warn(
+        { protocol: attempt.protocol, remoteAddress: attempt.remoteAddress, username: attempt.username, reason: attempt.reason },
+        'auth.lockout.started',
+      );
+    }
+  });
   const queueLogger = logger.child({ part: 'queue' });
   const queue = await Queue.open({
     dataDir: config.dataDir,
@@ -153,18 +176,19 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     queue,
     events,
     metrics,
-    lockout,
+    logins,
     logger: logger.child({ part: 'smtp' }),
     popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
+    expiredPopGrant: (address) => (config.pop3.enabled ? popGrants.expiredFor(address) : undefined),
+    fromModeOf: (name) => config.upstreams.find((u) => u.name === name)?.fromMode,
     tls: serverTls,
   });
   const pop3 = config.pop3.enabled
     ? createPop3Server({
         config: () => config.pop3,
         hostname: () => config.smtp.hostname,
-        devices,
         grants: popGrants,
-        lockout,
+        logins,
         events,
         metrics,
         logger: logger.child({ part: 'pop3' }),
@@ -184,6 +208,11 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         metrics,
         lockout,
         popGrants,
+        doctor: new PrinterDoctor({
+          events,
+          device: (name) => devices.get(name),
+          lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
+        }),
         logger: logger.child({ part: 'admin' }),
         tokens,
         reload: async () => {
@@ -214,16 +243,28 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     queue,
     delivery,
     lockout,
+    logins,
     popGrants,
-    authState: new SqliteAuthStateStore(database),
+    authState,
     admin,
     adminTokens: tokens,
     async start() {
-      const addresses: GatewayAddresses = { ...(await inbound.listen()) };
+      const addresses: GatewayAddresses = {
+        ...(await inbound.listen().catch((err) => {
+          const smtps = config.smtp.tlsPort !== undefined && (err as { port?: number }).port === config.smtp.tlsPort;
+          throw listenFailure(err, smtps ? 'smtp.tlsPort' : 'smtp.port', config.smtp.host, smtps ? (config.smtp.tlsPort as number) : config.smtp.port);
+        })),
+      };
       smtpAddress = addresses.smtp;
-      if (pop3) addresses.pop3 = await pop3.listen();
+      if (pop3) {
+        addresses.pop3 = await pop3.listen().catch((err) => {
+          throw listenFailure(err, 'pop3.port', config.pop3.host, config.pop3.port);
+        });
+      }
       if (admin) {
-        await admin.listen({ host: config.admin.host, port: config.admin.port });
+        await admin.listen({ host: config.admin.host, port: config.admin.port }).catch((err) => {
+          throw listenFailure(err, 'admin.port', config.admin.host, config.admin.port);
+        });
         addresses.admin = admin.server.address() as AddressInfo;
         logger.info({ address: addresses.admin }, 'admin.listening');
       }
@@ -268,6 +309,36 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     },
   };
   return gateway;
+}
+
+/** A listener that cannot bind says which one, in the config file's words, and what to do. */
+function listenFailure(err: unknown, key: string, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${key}: port ${port} on ${host}`;
+  if (code === 'EADDRINUSE') {
+    return new GatewayError(
+      'SCANRELAY_LISTEN_IN_USE',
+      `${where} is already in use (EADDRINUSE): another program listens there (another scanrelay, a mail server?); stop it or set another ${key}`,
+      500,
+      { cause: err },
+    );
+  }
+  if (code === 'EACCES') {
+    return new GatewayError(
+      'SCANRELAY_LISTEN_DENIED',
+      `${where} needs privileges (EACCES): ports below 1024 need CAP_NET_BIND_SERVICE or a port mapping`,
+      500,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new GatewayError('SCANRELAY_LISTEN_NO_ADDRESS', `${where}: this machine has no address ${host} (EADDRNOTAVAIL); check the host key`, 500, {
+      cause: err,
+    });
+  }
+  return err;
 }
 
 /**

@@ -7,6 +7,7 @@ import { defaultConfigPath, loadConfig } from './config/index.js';
 import { createGateway } from './app.js';
 import { ConfigError, errorMessage } from './shared/errors.js';
 import { createLogger } from './observability/logger.js';
+import { SCANRELAY_VERSION } from './shared/version.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } }, strict: true });
   const file = values.config ?? defaultConfigPath();
   const config = loadConfig(file);
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, undefined, config.log.format);
   // Tuning of the one-time import of an old file journal (records per batch, pause between batches in ms).
   const gateway = await createGateway(config, {
     logger,
@@ -23,7 +24,15 @@ async function main(): Promise<void> {
   });
   const addresses = await gateway.start();
   logger.info(
-    { smtp: addresses.smtp.port, admin: addresses.admin?.port, pop3: addresses.pop3?.port, smtps: addresses.smtps?.port, config: config.file },
+    {
+      version: SCANRELAY_VERSION,
+      node: process.version,
+      smtp: addresses.smtp.port,
+      admin: addresses.admin?.port,
+      pop3: addresses.pop3?.port,
+      smtps: addresses.smtps?.port,
+      config: config.file,
+    },
     'scanrelay.ready',
   );
 

@@ -4,8 +4,9 @@ import type { Queue } from '../queue/index.js';
 import type { DeliveryWorker } from '../delivery/index.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import type { AuthLockout } from '../shared/auth-lockout.js';
+import type { LockoutState } from '../inbound/index.js';
 import type { PopGrants } from '../pop3/index.js';
+import type { PrinterDoctor } from '../doctor/index.js';
 
 /** What the admin API may use: public surfaces only. */
 export interface AdminDeps {
@@ -16,8 +17,10 @@ export interface AdminDeps {
   delivery: DeliveryWorker;
   metrics: GatewayMetrics;
   logger: Logger;
-  lockout: AuthLockout;
+  lockout: LockoutState;
   popGrants: PopGrants;
+  /** Live per-device session steps for GET /api/watch. */
+  doctor: PrinterDoctor;
   /** Accepted bearer tokens (from config, or the generated one). */
   tokens: () => readonly string[];
   /** Reload the config file (same as SIGHUP). */

@@ -2,22 +2,27 @@
  * `scanrelay check-config`: validate the config file offline and print the effective config (defaults
  * filled in, units resolved, env and *File secrets expanded) with every secret masked.
  */
+import type { TSchema } from '@sinclair/typebox';
 import { stringify } from 'yaml';
 import type { GatewayConfig } from '../config/index.js';
+import { ConfigSchema, isSecret } from '../config/schema.js';
 
-const SECRET_KEYS = new Set(['password', 'passwordHash', 'secretKey', 'clientSecret', 'refreshToken', 'tokens', 'accessToken']);
 export const MASK = '********';
 
-/** A deep copy with secret values replaced by a mask (kept as "not set" when absent). */
-export function maskSecrets(value: unknown, key?: string): unknown {
-  if (key !== undefined && SECRET_KEYS.has(key)) {
+/**
+ * A deep copy with every value the schema marks `secret: true` replaced by a mask (kept as "not set" when
+ * absent). Walks the value beside the schema; keys the schema renames on decode (durations) are not secret.
+ */
+export function maskSecrets(value: unknown, schema: TSchema | undefined = ConfigSchema): unknown {
+  if (schema && isSecret(schema)) {
     if (Array.isArray(value)) return value.map(() => MASK);
     return value === undefined || value === null ? value : MASK;
   }
-  if (Array.isArray(value)) return value.map((item) => maskSecrets(item));
+  if (Array.isArray(value)) return value.map((item) => maskSecrets(item, schema?.type === 'array' ? (schema.items as TSchema) : undefined));
   if (value !== null && typeof value === 'object') {
+    const properties = (schema?.properties ?? {}) as Record<string, TSchema>;
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = maskSecrets(v, k);
+    for (const [k, v] of Object.entries(value)) out[k] = maskSecrets(v, properties[k]);
     return out;
   }
   return value;

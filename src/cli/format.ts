@@ -30,3 +30,22 @@ export function truncate(text: string | undefined, max: number): string {
   if (!text) return '-';
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
+
+/** A time for a table: "10:32:04" today, "2026-11-30 10:32" before (this terminal's time zone). */
+export function shortTime(isoTime: string | undefined, now = new Date()): string {
+  if (!isoTime) return '-';
+  const at = new Date(isoTime);
+  if (Number.isNaN(at.getTime())) return isoTime;
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const clock = `${pad(at.getHours())}:${pad(at.getMinutes())}`;
+  if (at.toDateString() === now.toDateString()) return `${clock}:${pad(at.getSeconds())}`;
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ${clock}`;
+}
+
+/** "1.2 MB" style size. */
+export function size(bytes: number | undefined): string {
+  if (bytes === undefined) return '-';
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1_000_000) return `${(bytes / 1000).toFixed(1)} kB`;
+  return `${(bytes / 1_000_000).toFixed(1)} MB`;
+}

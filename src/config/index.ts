@@ -1,135 +1,37 @@
 /**
- * loadConfig(file, env): read YAML, apply env overrides, expand ${VAR}, read *File secrets, validate
- * against the one schema, resolve units and check safety rules. Any problem is a ConfigError naming the
- * file, the key path and what is wrong; nothing is silently replaced by a default.
+ * loadConfig(file, env): read YAML, apply env overrides, expand ${VAR}, read *File secrets, validate and
+ * decode against the one schema (schema.ts: its decoded type is the config type), then the rules between
+ * keys (checks.ts). Every problem is reported at once in one ConfigError naming the file, and for each
+ * problem the key path and what is wrong; nothing is silently replaced by a default.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { type ValueError, Value } from '@sinclair/typebox/value';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { ConfigError } from '../shared/errors.js';
-import { checkDeviceRules } from '../shared/device-rules.js';
-import { ConfigSchema, type RawConfig } from './schema.js';
+import { type ConfigProblem, ConfigError } from '../shared/errors.js';
+import { checkConfig, type GatewayConfig } from './checks.js';
 import { formatKeyPath, interpolateEnv, resolveSecretFiles } from './interpolate.js';
-import { parseDuration, parseSize } from './units.js';
+import { ConfigSchema, type DecodedConfig, isSecret } from './schema.js';
 
 export { parseDuration, parseSize, formatBytes } from './units.js';
-export { DEVICE_USERNAME_PATTERN, DEVICE_NAME_PATTERN } from './schema.js';
+export { DEVICE_USERNAME_PATTERN, DEVICE_NAME_PATTERN, deviceSizeLimit, OUTGOING_HEADER_ALLOWANCE } from '../devices/rules.js';
+export type { DeviceConfig, GatewayConfig } from './checks.js';
 
-export type LogLevel = RawConfig['log']['level'];
-export type LegacyTls = boolean | 'starttls' | 'tlsPort';
-
-export interface DeviceConfig {
-  name: string;
-  auth: 'password' | 'none';
-  username?: string;
-  /** Plaintext secret (needed for CRAM-MD5 and APOP). */
-  password?: string;
-  /** scrypt hash: PLAIN/LOGIN/USER-PASS only. */
-  passwordHash?: string;
-  allowFrom: string[];
-  allowRecipients: string[];
-  upstream?: string;
-  /** Resolved: min(device setting, smtp.maxMessageSize, upstream.maxMessageSize). */
-  maxMessageSize: number;
-  enabled: boolean;
-}
-
-export interface UpstreamConfig {
-  name: string;
-  host: string;
-  /** For tls/starttls: the port to use. For auto: unused (tlsPort then starttlsPort). */
-  port: number;
-  security: 'tls' | 'starttls' | 'auto';
-  tlsPort: number;
-  starttlsPort: number;
-  auth: 'password' | 'oauth2';
-  user: string;
-  password?: string;
-  oauth2?: { clientId: string; clientSecret?: string; refreshToken?: string; tokenUrl?: string; scope?: string };
-  maxConnections: number;
-  maxMessageSize: number;
-  maxRecipientsPerMessage: number;
-  fromMode: 'keep' | 'rewrite';
-  ratePerMinute?: number;
-  ratePerDay?: number;
-  connectionTimeoutMs: number;
-  socketTimeoutMs: number;
-  tls: { ca?: string; caFile?: string; rejectUnauthorized: boolean; servername?: string; minVersion: 'TLSv1.2' | 'TLSv1.3' };
-}
-
-export interface SmtpConfig {
-  host: string;
-  port: number;
-  hostname: string;
-  maxMessageSize: number;
-  maxRecipients: number;
-  maxClients: number;
-  maxConnectionsPerIp: number;
-  socketTimeoutMs: number;
-  closeTimeoutMs: number;
-  maxSessionMs: number;
-  authLockout: { maxFailures: number; windowMs: number; durationMs: number };
-  starttls: boolean;
-  tlsPort?: number;
-  /** legacyTls: which device listeners accept TLS 1.0/1.1 and old ciphers. */
-  tls: { certFile?: string; keyFile?: string; legacyTls: LegacyTls };
-}
-
-export interface Pop3Config {
-  enabled: boolean;
-  host: string;
-  port: number;
-  authWindowMs: number;
-  maxClients: number;
-  socketTimeoutMs: number;
-}
-
-export interface AdminConfig {
-  enabled: boolean;
-  host: string;
-  port: number;
-  /** Empty = a token is generated into dataDir/admin-token at start. */
-  tokens: string[];
-  publicSmtpHost?: string;
-  /** The port printers dial when a port mapping differs from smtp.port (Docker: 25 -> 2525). */
-  publicSmtpPort?: number;
-  metricsToken: boolean;
-}
-
-export interface DeliveryConfig {
-  concurrency: number;
-  maxLifetimeMs: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  retentionMs: number;
-  logRetentionMs: number;
-  notifyAddress?: string;
-  shutdownTimeoutMs: number;
-}
-
-export interface GatewayConfig {
-  /** Absolute path of the file this came from. */
-  file: string;
-  dataDir: string;
-  /** IANA zone for times of day in message-log queries and daily stats. */
-  timeZone: string;
-  store: { fsyncDirectory: boolean };
-  log: { level: LogLevel };
-  secretKey?: string;
-  smtp: SmtpConfig;
-  pop3: Pop3Config;
-  admin: AdminConfig;
-  delivery: DeliveryConfig;
-  devices: DeviceConfig[];
-  upstreams: UpstreamConfig[];
-}
+export type SmtpConfig = GatewayConfig['smtp'];
+export type Pop3Config = GatewayConfig['pop3'];
+export type AdminConfig = GatewayConfig['admin'];
+export type DeliveryConfig = GatewayConfig['delivery'];
+export type UpstreamConfig = GatewayConfig['upstreams'][number];
+export type LogLevel = GatewayConfig['log']['level'];
+export type LogFormat = GatewayConfig['log']['format'];
+export type LegacyTls = SmtpConfig['tls']['legacyTls'];
 
 /** Environment overrides for the few settings a container or test changes without editing the file. */
 const ENV_OVERRIDES: Array<[string, string[], 'string' | 'number']> = [
   ['SCANRELAY_DATA_DIR', ['dataDir'], 'string'],
   ['SCANRELAY_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['SCANRELAY_LOG_FORMAT', ['log', 'format'], 'string'],
   ['SCANRELAY_SMTP_HOST', ['smtp', 'host'], 'string'],
   ['SCANRELAY_SMTP_PORT', ['smtp', 'port'], 'number'],
   ['SCANRELAY_ADMIN_HOST', ['admin', 'host'], 'string'],
@@ -165,28 +67,59 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new ConfigError(file, '', 'the top level must be a mapping of keys');
   }
   applyEnvOverrides(document as Record<string, unknown>, env);
-  const expanded = coerceScalars(ConfigSchema, resolveSecretFiles(interpolateEnv(document, env, file), file));
+  const problems: ConfigProblem[] = [];
+  const expanded = coerceScalars(ConfigSchema, resolveSecretFiles(interpolateEnv(document, env, problems), ConfigSchema, problems)) as Record<string, unknown>;
   // TypeBox's defaulting turns a mapping where a list belongs into an empty list: a forgotten "-" would
   // silently drop every device. Refuse it before defaults are applied.
   for (const key of ['devices', 'upstreams'] as const) {
-    const value = (expanded as Record<string, unknown>)[key];
+    const value = expanded[key];
     if (value === null)
-      (expanded as Record<string, unknown>)[key] = []; // "devices:" with nothing under it
+      expanded[key] = []; // "devices:" with nothing under it
     else if (value !== undefined && !Array.isArray(value)) {
-      throw new ConfigError(file, key, 'must be a list: start each entry with "- " (e.g. "- name: ...")');
+      problems.push({ keyPath: key, problem: 'must be a list: start each entry with "- " (e.g. "- name: ...")' });
+      delete expanded[key];
     }
   }
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(expanded));
-  const firstError = Value.Errors(ConfigSchema, withDefaults).First();
-  if (firstError) {
-    const keyPath = firstError.path
-      .split('/')
-      .filter(Boolean)
-      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
-    const secret = keyPath.some((part) => typeof part === 'string' && SECRET_KEY.test(part));
-    throw new ConfigError(file, formatKeyPath(keyPath), describeSchemaError(firstError.message, secret ? undefined : firstError.value, firstError.schema));
+  // A key already reported (a missing ${VAR}, an unreadable *File) is not reported again for its placeholder.
+  const reported = new Set(problems.map((p) => p.keyPath));
+  const invalid = schemaProblems(withDefaults).filter((p) => !reported.has(p.keyPath));
+  problems.push(...invalid);
+  if (problems.length > 0) {
+    problems.push(...ruleProblemsDespite(expanded, invalid, problems, file));
+    throw ConfigError.of(file, problems);
   }
-  return deepFreeze(resolveConfig(withDefaults as RawConfig, file));
+  const config = checkConfig(Value.Decode(ConfigSchema, withDefaults) as DecodedConfig, file, problems);
+  if (problems.length > 0) throw ConfigError.of(file, problems);
+  return deepFreeze(config);
+}
+
+/**
+ * So that one run shows every problem: the rules between keys, judged on the file with the keys already
+ * found wrong left out (when what remains is valid). Rule problems in a section or list entry that already
+ * has a problem, or naming a key already reported, are left out: they could be echoes of the first.
+ */
+function ruleProblemsDespite(document: Record<string, unknown>, invalid: SchemaProblem[], known: ConfigProblem[], file: string): ConfigProblem[] {
+  const pruned = Value.Clone(document) as Record<string, unknown>;
+  for (const { pointer } of invalid) deletePath(pruned, pointer);
+  const withDefaults = Value.Default(ConfigSchema, pruned);
+  if (!Value.Check(ConfigSchema, withDefaults)) return [];
+  const found: ConfigProblem[] = [];
+  checkConfig(Value.Decode(ConfigSchema, withDefaults) as DecodedConfig, file, found);
+  const keys = known.map((p) => p.keyPath).filter(Boolean);
+  const scopes = new Set(keys.map(scopeOf));
+  return found.filter((p) => !scopes.has(scopeOf(p.keyPath)) && !keys.some((key) => p.problem.includes(key)));
+}
+
+/** The section or list entry a key belongs to: "smtp" for smtp.port, "devices[0]" for devices[0].password. */
+function scopeOf(keyPath: string): string {
+  return /^[^.[]+(\[\d+\])?/.exec(keyPath)?.[0] ?? keyPath;
+}
+
+function deletePath(document: Record<string, unknown>, pointer: string[]): void {
+  let target: unknown = document;
+  for (const part of pointer.slice(0, -1)) target = (target as Record<string, unknown> | undefined)?.[part];
+  if (target && typeof target === 'object' && !Array.isArray(target)) delete (target as Record<string, unknown>)[pointer[pointer.length - 1]];
 }
 
 function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
@@ -202,16 +135,73 @@ function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.Proces
   }
 }
 
-/** Key names whose values are never echoed in an error (the message may reach a terminal or a log). */
-const SECRET_KEY = /password|secret|token/i;
+interface SchemaProblem extends ConfigProblem {
+  /** The key's place in the document, e.g. ["devices", "0", "password"]. */
+  pointer: string[];
+}
 
-function describeSchemaError(message: string, value: unknown, schema: { description?: string; pattern?: string; title?: string }): string {
-  const shown = typeof value === 'string' ? ` (got a string of ${value.length} characters)` : value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+/** Every schema violation, one per key path (the first TypeBox gives for it is the most specific). */
+function schemaProblems(document: unknown): SchemaProblem[] {
+  const byPath = new Map<string, SchemaProblem>();
+  for (const error of Value.Errors(ConfigSchema, document)) {
+    const pointer = error.path.split('/').filter(Boolean);
+    const keyPath = formatKeyPath(pointer.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
+    if (byPath.has(keyPath) || [...byPath.keys()].some((known) => keyPath.startsWith(`${known}.`) || keyPath.startsWith(`${known}[`))) continue;
+    byPath.set(keyPath, { keyPath, pointer, problem: describeSchemaError(error, keyPath) });
+  }
+  return [...byPath.values()];
+}
+
+function describeSchemaError(error: ValueError, keyPath: string): string {
+  const { message, value } = error;
+  const schema = error.schema as { description?: string; title?: string };
+  // A secret's value is never echoed: the message may reach a terminal or a log.
+  const secret = isSecret(error.schema) || SECRET_NAME.test(keyPath);
+  const shown = secret || typeof value === 'string' ? '' : value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
   const hint = schema.description ? `; expected ${schema.description}` : '';
   // TypeBox 0.34 words it "Unexpected property"; older releases "additional properties".
-  if (/additional properties|unexpected property/i.test(message)) return 'unknown key';
-  if (/union/i.test(message) && schema.title) return `not a valid ${schema.title}${hint}${typeof value === 'string' ? '' : shown}`;
-  return `${message}${hint}${typeof value === 'string' ? '' : shown}`;
+  if (/additional properties|unexpected property/i.test(message)) {
+    const suggestion = nearestKey(keyPath);
+    return suggestion ? `unknown key; did you mean ${suggestion}?` : 'unknown key';
+  }
+  if (/union/i.test(message) && schema.title) return `not a valid ${schema.title}${hint}${shown}`;
+  return `${message}${hint}${shown}`;
+}
+
+/** Key names whose values are never echoed even when the schema has no mark (e.g. an unknown "pasword"). */
+const SECRET_NAME = /password|secret|token/i;
+
+/** The known key nearest to a mistyped one at the same place ("smtp.maxConnectionPerIp" -> "smtp.maxConnectionsPerIp"). */
+function nearestKey(keyPath: string): string | undefined {
+  const match = /^(.*?)(?:\.)?([^.[\]]+)$/.exec(keyPath);
+  if (!match) return undefined;
+  const [, parentPath, typed] = match;
+  let schema: TSchema | undefined = ConfigSchema;
+  for (const part of parentPath.split(/\.|\[\d+\]/).filter(Boolean)) {
+    schema = (schema?.properties as Record<string, TSchema> | undefined)?.[part];
+    if (schema?.type === 'array') schema = schema.items as TSchema;
+  }
+  if (parentPath.endsWith(']') && schema?.type === 'array') schema = schema.items as TSchema;
+  const known = Object.keys((schema?.properties as Record<string, TSchema> | undefined) ?? {});
+  let best: { key: string; distance: number } | undefined;
+  for (const key of known) {
+    const distance = editDistance(typed.toLowerCase(), key.toLowerCase());
+    if (!best || distance < best.distance) best = { key, distance };
+  }
+  if (!best || best.distance > Math.max(2, Math.floor(typed.length / 4))) return undefined;
+  return parentPath ? `${parentPath}.${best.key}` : best.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
 }
 
 /**
@@ -231,213 +221,6 @@ function coerceScalars(schema: TSchema, value: unknown): unknown {
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, properties[key] ? coerceScalars(properties[key], item) : item]));
   }
   return value;
-}
-
-function resolveConfig(raw: RawConfig, file: string): GatewayConfig {
-  const size = (value: string | number, key: string): number => {
-    const parsed = parseSize(value);
-    if (parsed === undefined) throw new ConfigError(file, key, `"${value}" is not a size such as 25MB`);
-    return parsed;
-  };
-  const duration = (value: string | number, key: string): number => {
-    const parsed = parseDuration(value);
-    if (parsed === undefined) throw new ConfigError(file, key, `"${value}" is not a duration such as 90s or 5d`);
-    return parsed;
-  };
-
-  const smtpMax = size(raw.smtp.maxMessageSize, 'smtp.maxMessageSize');
-  if (smtpMax < 1024) throw new ConfigError(file, 'smtp.maxMessageSize', 'must be at least 1KB');
-  if (Boolean(raw.smtp.tls.certFile) !== Boolean(raw.smtp.tls.keyFile)) {
-    throw new ConfigError(file, 'smtp.tls', 'set both certFile and keyFile, or neither (a self-signed certificate is generated)');
-  }
-
-  const upstreams = raw.upstreams.map((u, i): UpstreamConfig => {
-    const key = (k: string) => `upstreams[${i}].${k}`;
-    if (raw.upstreams.findIndex((other) => other.name === u.name) !== i) throw new ConfigError(file, key('name'), `duplicate upstream name "${u.name}"`);
-    if (u.auth === 'password' && !u.password) throw new ConfigError(file, key('password'), 'required when auth is password (or set passwordFile)');
-    if (u.auth === 'oauth2') {
-      if (!u.oauth2) throw new ConfigError(file, key('oauth2'), 'required when auth is oauth2');
-      if (!u.oauth2.refreshToken) throw new ConfigError(file, key('oauth2.refreshToken'), 'required (or set refreshTokenFile)');
-      if (!u.oauth2.clientSecret) throw new ConfigError(file, key('oauth2.clientSecret'), 'required (or set clientSecretFile)');
-    }
-    let ca: string | undefined;
-    if (u.tls.ca) {
-      try {
-        ca = readFileSync(u.tls.ca, 'utf8');
-      } catch (err) {
-        throw new ConfigError(file, key('tls.ca'), `cannot read ${u.tls.ca} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-      }
-    }
-    const defaultPort = u.security === 'starttls' ? u.starttlsPort : u.tlsPort;
-    return {
-      name: u.name,
-      host: u.host,
-      port: u.port ?? defaultPort,
-      security: u.security,
-      tlsPort: u.tlsPort,
-      starttlsPort: u.starttlsPort,
-      auth: u.auth,
-      user: u.user,
-      password: u.password,
-      oauth2: u.oauth2 && {
-        clientId: u.oauth2.clientId,
-        clientSecret: u.oauth2.clientSecret,
-        refreshToken: u.oauth2.refreshToken,
-        tokenUrl: u.oauth2.tokenUrl,
-        scope: u.oauth2.scope,
-      },
-      maxConnections: u.maxConnections,
-      maxMessageSize: size(u.maxMessageSize, key('maxMessageSize')),
-      maxRecipientsPerMessage: u.maxRecipientsPerMessage,
-      fromMode: u.fromMode,
-      ratePerMinute: u.ratePerMinute,
-      ratePerDay: u.ratePerDay,
-      connectionTimeoutMs: duration(u.connectionTimeout, key('connectionTimeout')),
-      socketTimeoutMs: duration(u.socketTimeout, key('socketTimeout')),
-      tls: { ca, caFile: u.tls.ca, rejectUnauthorized: u.tls.rejectUnauthorized, servername: u.tls.servername, minVersion: u.tls.minVersion },
-    };
-  });
-
-  const devices = raw.devices.map((d, i) => resolveDevice(d, i, { file, smtpMax, upstreams, all: raw.devices, size }));
-
-  return {
-    file,
-    dataDir: resolve(raw.dataDir),
-    timeZone: resolveTimeZone(file, raw.timeZone),
-    store: { fsyncDirectory: raw.store.fsyncDirectory },
-    log: { level: raw.log.level },
-    secretKey: raw.secretKey,
-    smtp: {
-      host: raw.smtp.host,
-      port: raw.smtp.port,
-      hostname: raw.smtp.hostname ?? 'scanrelay',
-      maxMessageSize: smtpMax,
-      maxRecipients: raw.smtp.maxRecipients,
-      maxClients: raw.smtp.maxClients,
-      maxConnectionsPerIp: raw.smtp.maxConnectionsPerIp,
-      socketTimeoutMs: duration(raw.smtp.socketTimeout, 'smtp.socketTimeout'),
-      closeTimeoutMs: duration(raw.smtp.closeTimeout, 'smtp.closeTimeout'),
-      maxSessionMs: duration(raw.smtp.maxSessionDuration, 'smtp.maxSessionDuration'),
-      authLockout: {
-        maxFailures: raw.smtp.authLockout.maxFailures,
-        windowMs: duration(raw.smtp.authLockout.window, 'smtp.authLockout.window'),
-        durationMs: duration(raw.smtp.authLockout.duration, 'smtp.authLockout.duration'),
-      },
-      starttls: raw.smtp.starttls,
-      tlsPort: raw.smtp.tlsPort,
-      tls: { certFile: raw.smtp.tls.certFile, keyFile: raw.smtp.tls.keyFile, legacyTls: raw.smtp.tls.legacyTls },
-    },
-    pop3: {
-      enabled: raw.pop3.enabled,
-      host: raw.pop3.host,
-      port: raw.pop3.port,
-      maxClients: raw.pop3.maxClients,
-      authWindowMs: duration(raw.pop3.authWindow, 'pop3.authWindow'),
-      socketTimeoutMs: duration(raw.pop3.socketTimeout, 'pop3.socketTimeout'),
-    },
-    admin: {
-      enabled: raw.admin.enabled,
-      host: raw.admin.host,
-      port: raw.admin.port,
-      tokens: raw.admin.tokens ?? [],
-      publicSmtpHost: raw.admin.publicSmtpHost,
-      publicSmtpPort: raw.admin.publicSmtpPort,
-      metricsToken: raw.admin.metricsToken ?? false,
-    },
-    delivery: {
-      concurrency: raw.delivery.concurrency,
-      maxLifetimeMs: duration(raw.delivery.maxLifetime, 'delivery.maxLifetime'),
-      retryBaseMs: duration(raw.delivery.retryBase, 'delivery.retryBase'),
-      retryMaxMs: duration(raw.delivery.retryMax, 'delivery.retryMax'),
-      retentionMs: duration(raw.delivery.retention, 'delivery.retention'),
-      logRetentionMs: duration(raw.delivery.logRetention, 'delivery.logRetention'),
-      notifyAddress: raw.delivery.notifyAddress,
-      shutdownTimeoutMs: duration(raw.delivery.shutdownTimeout, 'delivery.shutdownTimeout'),
-    },
-    devices,
-    upstreams,
-  };
-}
-
-function resolveTimeZone(file: string, zone: string | undefined): string {
-  if (zone === undefined) return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-  } catch {
-    throw new ConfigError(file, 'timeZone', `'${zone}' is not a time zone; use an IANA name such as Europe/Berlin or America/New_York`);
-  }
-  return zone;
-}
-
-interface DeviceContext {
-  file: string;
-  smtpMax: number;
-  upstreams: UpstreamConfig[];
-  all: RawConfig['devices'];
-  size: (value: string | number, key: string) => number;
-}
-
-/** A device rule set that is safe to run: identified, pinned when unauthenticated, never an open relay. */
-function resolveDevice(d: RawConfig['devices'][number], i: number, ctx: DeviceContext): DeviceConfig {
-  const { file } = ctx;
-  const key = (k: string) => `devices[${i}].${k}`;
-  if (ctx.all.findIndex((other) => other.name === d.name) !== i) throw new ConfigError(file, key('name'), `duplicate device name "${d.name}"`);
-  if (d.auth === 'password') {
-    if (!d.username) throw new ConfigError(file, key('username'), 'required when auth is password');
-    const lower = d.username.toLowerCase();
-    if (ctx.all.findIndex((other) => other.username?.toLowerCase() === lower) !== i) {
-      throw new ConfigError(file, key('username'), `duplicate username "${d.username}"`);
-    }
-    if (!d.password && !d.passwordHash) throw new ConfigError(file, key('password'), 'required: set password, passwordFile or passwordHash');
-    if (d.password && d.passwordHash) throw new ConfigError(file, key('passwordHash'), 'set either password or passwordHash, not both');
-    if (d.password && d.password.length > 31) throw new ConfigError(file, key('password'), 'longer than the 31 characters a printer can hold');
-    if (d.passwordHash && !usableScryptParameters(d.passwordHash)) {
-      throw new ConfigError(file, key('passwordHash'), 'scrypt parameters out of range: N must be a power of two >= 2, p >= 1, and 128*N*r at most 256 MiB');
-    }
-  } else if (d.username || d.password || d.passwordHash) {
-    throw new ConfigError(file, key('auth'), 'auth is none: remove username/password, or set auth: password');
-  }
-
-  const problem = checkDeviceRules(d);
-  if (problem) throw new ConfigError(file, key(problem.field), problem.problem);
-  const allowFrom = d.allowFrom ?? [];
-  const allowRecipients = d.allowRecipients ?? [];
-
-  const upstream = d.upstream ? ctx.upstreams.find((u) => u.name === d.upstream) : undefined;
-  if (d.upstream && !upstream) throw new ConfigError(file, key('upstream'), `no upstream named "${d.upstream}"`);
-  const ownMax = d.maxMessageSize === undefined ? undefined : ctx.size(d.maxMessageSize, key('maxMessageSize'));
-  const maxMessageSize = deviceSizeLimit(ownMax, ctx.smtpMax, upstream?.maxMessageSize);
-
-  return {
-    name: d.name,
-    auth: d.auth,
-    username: d.username,
-    password: d.password,
-    passwordHash: d.passwordHash,
-    allowFrom,
-    allowRecipients: allowRecipients.map((r) => r.trim().toLowerCase()),
-    upstream: d.upstream,
-    maxMessageSize,
-    enabled: d.enabled,
-  };
-}
-
-/** N, r and p of a scrypt$N$r$p$salt$hash string that node:crypto can verify within bounded memory. */
-function usableScryptParameters(hash: string): boolean {
-  const [n, r, p] = hash.split('$').slice(1, 4).map(Number);
-  return Number.isSafeInteger(n) && n >= 2 && (n & (n - 1)) === 0 && r >= 1 && p >= 1 && 128 * n * r <= 256 * 1024 ** 2;
-}
-
-/**
- * Bytes the gateway may add in front of a message on its way out (Received, and Message-ID/Date/From
- * rewrite when needed). A device's limit leaves room for them, so a scan that fits the device also fits
- * its upstream and the printer hears 552 at once rather than a failure later.
- */
-export const OUTGOING_HEADER_ALLOWANCE = 2048;
-
-/** The size a device may send: its own limit, the listener's, and its upstream's minus the header allowance. */
-export function deviceSizeLimit(own: number | undefined, smtpMax: number, upstreamMax: number | undefined): number {
-  return Math.min(own ?? Infinity, smtpMax, upstreamMax === undefined ? Infinity : Math.max(1024, upstreamMax - OUTGOING_HEADER_ALLOWANCE));
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,4 +1,7 @@
-/** Parsers for human units in the config file: sizes ("25MB"), durations ("5d", "90s"). */
+/** Parsers for human units in the config file: sizes ("25MB"), durations ("5d", "90s"). A leaf: imports nothing. */
+
+/** The text forms of a size the schemas accept (config file and admin API). */
+export const SIZE_TEXT = '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG][iI]?)?[bB]?\\s*$';
 
 /** Every unit the schema's size pattern allows ("25M" and "25Mi" included, as "25MB" and "25MiB"). */
 const SIZE_UNITS: Record<string, number> = {
@@ -40,7 +43,7 @@ const DURATION_UNITS: Record<string, number> = {
 /** "5d" -> ms, "90s", "250ms", "1h30m"; a bare number is milliseconds. Undefined when unparsable. */
 export function parseDuration(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
-  const text = value.trim().toLowerCase();
+  const text = value.replace(/\s+/g, '').toLowerCase(); // "1h 30m" and "5 m" as the schema allows them
   if (/^\d+$/.test(text)) return Number(text);
   const part = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g;
   let total = 0;
@@ -49,7 +52,7 @@ export function parseDuration(value: string | number): number | undefined {
     total += Number(match[1]) * DURATION_UNITS[match[2]];
     consumed += match[0];
   }
-  return consumed.length > 0 && consumed === text.replace(/\s+/g, '') ? Math.round(total) : undefined;
+  return consumed.length > 0 && consumed === text ? Math.round(total) : undefined;
 }
 
 export function formatBytes(bytes: number): string {

@@ -7,12 +7,11 @@
  * gateway's secret key (secretKey/secretKeyFile, or dataDir/secret.key generated with mode 0600).
  * Config-file devices may instead give a scrypt `passwordHash`, which limits them to PLAIN/LOGIN/USER-PASS.
  */
-import { createCipheriv, createDecipheriv, randomBytes, randomInt, scryptSync, timingSafeEqual, createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, randomInt, scrypt, scryptSync, timingSafeEqual, createHash } from 'node:crypto';
+
+export { isValidLogin, MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH } from './rules.js';
 
 const ALPHANUMERIC = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
-export const MAX_LOGIN_LENGTH = 63;
-export const MAX_PASSWORD_LENGTH = 31;
-const LOGIN_CHARS = /^[A-Za-z0-9._@-]+$/;
 
 /** 24 chars from a 57-symbol alphabet (no look-alikes): about 140 bits, fits the 31-char field. */
 export function generatePassword(length = 24): string {
@@ -28,10 +27,6 @@ export function generateUsername(deviceName: string): string {
     .replace(/[^a-z0-9._-]/g, '-')
     .slice(0, 50);
   return `${base}.${randomBytes(3).toString('hex')}`;
-}
-
-export function isValidLogin(login: string): boolean {
-  return login.length >= 1 && login.length <= MAX_LOGIN_LENGTH && LOGIN_CHARS.test(login);
 }
 
 const SCRYPT = { N: 16384, r: 8, p: 1, keyLength: 32 };
@@ -56,6 +51,27 @@ export function verifyPasswordHash(password: string, encoded: string): boolean {
   } catch {
     return false; // parameters node:crypto refuses: no password can match (config loading refuses these)
   }
+}
+
+/**
+ * As verifyPasswordHash, on libuv's thread pool: a login must not stall every other session for the ~30 ms
+ * and 16 MiB one scrypt costs (a burst of failed logins would otherwise hold up the 250s).
+ */
+export async function verifyPasswordHashAsync(password: string, encoded: string): Promise<boolean> {
+  const parts = encoded.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [N, r, p] = parts.slice(1, 4).map(Number);
+  const salt = Buffer.from(parts[4], 'base64');
+  const expected = Buffer.from(parts[5], 'base64');
+  if (expected.length === 0) return false;
+  const actual = await new Promise<Buffer | undefined>((resolve) => {
+    try {
+      scrypt(password, salt, expected.length, { N, r, p, maxmem: 256 * N * r }, (err, key) => resolve(err ? undefined : key));
+    } catch {
+      resolve(undefined); // parameters node:crypto refuses: no password can match
+    }
+  });
+  return actual !== undefined && timingSafeEqual(actual, expected);
 }
 
 /** Constant-time comparison of two strings of possibly different lengths. */

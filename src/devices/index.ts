@@ -5,25 +5,28 @@
  */
 import { ConflictError, GatewayError, NotFoundError, ValidationError } from '../shared/errors.js';
 import { addressInRanges, parseCidr, type ParsedCidr } from '../shared/cidr.js';
-import { parseAddressRule, type AddressRule } from '../shared/address-rules.js';
-import { checkDeviceRules } from '../shared/device-rules.js';
-import { deviceSizeLimit, type DeviceConfig } from '../config/index.js';
+import type { DeviceConfig } from '../config/index.js';
+import { parseAddressRule, type AddressRule } from './address-patterns.js';
+import { checkDevice, deviceSizeLimit, normalizePatterns, passwordProblem } from './rules.js';
 import { DeviceStore, type StoredDevice } from './store.js';
 import type { StoreDatabase } from '../store/database.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import {
-  SecretBox,
-  generatePassword,
-  generateUsername,
-  hashPassword,
-  isValidLogin,
-  safeEqual,
-  verifyPasswordHash,
-  MAX_PASSWORD_LENGTH,
-} from './credentials.js';
+import { randomBytes } from 'node:crypto';
+import { SecretBox, generatePassword, generateUsername, safeEqual, verifyPasswordHash, verifyPasswordHashAsync } from './credentials.js';
 
 export { DeviceStatusTracker, type DeviceStatus, type DeviceStatusPersistence, type PrinterState } from './status.js';
-export { generatePassword, hashPassword, MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH } from './credentials.js';
+export { generatePassword, hashPassword } from './credentials.js';
+export { addressTrick, parseAddressRule, type AddressRule } from './address-patterns.js';
+export {
+  checkDevice,
+  DeviceFields,
+  DEVICE_NAME_PATTERN,
+  DEVICE_USERNAME_PATTERN,
+  MAX_LOGIN_LENGTH,
+  MAX_PASSWORD_LENGTH,
+  MIN_PASSWORD_LENGTH,
+  MIN_DEVICE_MESSAGE_SIZE,
+} from './rules.js';
 
 export interface Device {
   readonly name: string;
@@ -31,6 +34,8 @@ export interface Device {
   readonly username?: string;
   readonly allowFrom: readonly string[];
   readonly allowRecipients: readonly string[];
+  /** Envelope senders (and, with fromMode keep, header From addresses) the device may use; undefined = any. */
+  readonly allowSenders?: readonly string[];
   readonly upstream?: string;
   readonly maxMessageSize: number;
   readonly enabled: boolean;
@@ -45,6 +50,8 @@ interface DeviceEntry {
   device: Device;
   ranges: ParsedCidr[];
   rules: AddressRule[];
+  /** undefined = any sender. */
+  senderRules?: AddressRule[];
   /** Plaintext secret, or a function returning it (decrypted on demand). */
   secret?: () => string | undefined;
   passwordHash?: string;
@@ -57,12 +64,17 @@ export interface DeviceInput {
   password?: string;
   allowFrom?: string[];
   allowRecipients: string[];
+  allowSenders?: string[];
   upstream?: string;
   maxMessageSize?: number;
   enabled?: boolean;
 }
 
-export type DevicePatch = Partial<Pick<DeviceInput, 'allowFrom' | 'allowRecipients' | 'maxMessageSize' | 'enabled'>> & { upstream?: string | null };
+/** `null` removes an upstream, or the sender rules (any sender again). */
+export type DevicePatch = Partial<Pick<DeviceInput, 'allowFrom' | 'allowRecipients' | 'maxMessageSize' | 'enabled'>> & {
+  upstream?: string | null;
+  allowSenders?: string[] | null;
+};
 
 export interface DeviceLimits {
   /** smtp.maxMessageSize */
@@ -82,8 +94,6 @@ export interface DeviceRegistryOptions {
   limits: DeviceLimits;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-
 export class DeviceRegistry {
   private readonly store: DeviceStore;
   private readonly box: SecretBox;
@@ -94,7 +104,6 @@ export class DeviceRegistry {
   /** Serialises store writes so concurrent API calls cannot lose an update. */
   private writeChain: Promise<void> = Promise.resolve();
   private readonly undecryptable = new Set<string>();
-  private timingHash?: string;
 
   constructor(readonly options: DeviceRegistryOptions) {
     this.store = new DeviceStore(options.dataDir, options.database);
@@ -121,6 +130,7 @@ export class DeviceRegistry {
           username: config.username,
           allowFrom: [...config.allowFrom],
           allowRecipients: [...config.allowRecipients],
+          allowSenders: config.allowSenders && [...config.allowSenders],
           upstream: config.upstream,
           maxMessageSize: config.maxMessageSize,
           enabled: config.enabled,
@@ -129,6 +139,7 @@ export class DeviceRegistry {
         },
         ranges: config.allowFrom.map((r) => parseCidr(r)),
         rules: config.allowRecipients.map((r) => parseAddressRule(r)),
+        senderRules: config.allowSenders?.map((r) => parseAddressRule(r)),
         secret: password === undefined ? undefined : () => password,
         passwordHash: config.passwordHash,
       });
@@ -185,6 +196,13 @@ export class DeviceRegistry {
     return entry ? entry.rules.some((rule) => rule.matches(address)) : false;
   }
 
+  /** allowSenders: unset = any sender; the null sender (bounces, "<>") is judged by the caller. */
+  isSenderAllowed(device: Device, address: string): boolean {
+    const entry = this.entry(device.name);
+    if (!entry) return false;
+    return entry.senderRules === undefined || entry.senderRules.some((rule) => rule.matches(address));
+  }
+
   /** PLAIN/LOGIN/USER-PASS check, constant time for plaintext, scrypt for hashes. */
   verifyPassword(device: Device, password: string): boolean {
     const entry = this.entry(device.name);
@@ -197,15 +215,39 @@ export class DeviceRegistry {
     return false;
   }
 
+  /** Some device is pinned to this address by a non-empty allowFrom (so it is a printer's address). */
+  isPinnedAddress(address: string): boolean {
+    for (const entry of this.entries()) if (entry.ranges.length > 0 && addressInRanges(address, entry.ranges)) return true;
+    return false;
+  }
+
+  /** The device's allowFrom is non-empty and holds this address. */
+  isPinnedTo(device: Device, address: string): boolean {
+    const entry = this.entry(device.name);
+    return entry !== undefined && entry.ranges.length > 0 && addressInRanges(address, entry.ranges);
+  }
+
   /**
-   * For an unknown login: spend the time a scrypt check would take when any device has a passwordHash, so
-   * the reply time does not tell which logins exist.
+   * PLAIN/LOGIN/USER-PASS check off the event loop (scrypt on the thread pool). For a login that matches no
+   * device, pass `undefined`: the same work is done with a real device's scrypt parameters on a random salt
+   * when any device has a passwordHash, so neither the time nor the load tells which logins exist.
    */
-  spendPasswordCheckTime(password: string): void {
-    const hashed = [...this.configEntries.values()].some((e) => e.passwordHash !== undefined);
-    if (!hashed) return;
-    this.timingHash ??= hashPassword(generatePassword());
-    verifyPasswordHash(password, this.timingHash);
+  async verifyPasswordAsync(device: Device | undefined, password: string): Promise<boolean> {
+    const entry = device && this.entry(device.name);
+    if (!device || !entry || device.auth !== 'password') {
+      const model = [...this.configEntries.values()].find((e) => e.passwordHash !== undefined)?.passwordHash;
+      if (model) {
+        const [, n, r, p] = model.split('$');
+        await verifyPasswordHashAsync(password, `scrypt$${n}$${r}$${p}$${randomBytes(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}`);
+      }
+      return false;
+    }
+    if (entry.secret) {
+      const secret = entry.secret();
+      return secret !== undefined && safeEqual(secret, password);
+    }
+    if (entry.passwordHash) return verifyPasswordHashAsync(password, entry.passwordHash);
+    return false;
   }
 
   /** Plaintext secret for CRAM-MD5 / APOP; undefined when only a hash is stored. Never log it. */
@@ -217,28 +259,21 @@ export class DeviceRegistry {
 
   async create(input: DeviceInput): Promise<{ device: Device; password?: string }> {
     const auth = input.auth ?? 'password';
-    if (!NAME.test(input.name)) throw new ValidationError('name must be 1-63 chars of [A-Za-z0-9._-], starting with a letter or digit');
     if (this.get(input.name)) throw new ConflictError(`a device named '${input.name}' already exists`);
-    let username: string | undefined;
-    let password: string | undefined;
-    if (auth === 'password') {
-      username = input.username ?? generateUsername(input.name);
-      if (!isValidLogin(username)) throw new ValidationError('username must be 1-63 chars of [A-Za-z0-9._@-]');
-      if (this.findByUsername(username)) throw new ConflictError(`the username '${username}' is already in use`);
-      password = input.password ?? generatePassword();
-      if (password.length < 8 || password.length > MAX_PASSWORD_LENGTH) throw new ValidationError(`password must be 8-${MAX_PASSWORD_LENGTH} characters`);
-    } else if (input.username || input.password) {
-      throw new ValidationError('a device with auth "none" has no username or password');
-    }
-    this.checkRules(auth, input.allowFrom ?? [], input.allowRecipients, input.upstream ?? undefined);
+    const username = auth === 'password' ? (input.username ?? generateUsername(input.name)) : input.username;
+    const password = auth === 'password' ? (input.password ?? generatePassword()) : input.password;
+    if (auth === 'password' && username && this.findByUsername(username)) throw new ConflictError(`the username '${username}' is already in use`);
+    const allowFrom = input.allowFrom ?? [];
+    this.checkRules({ ...input, auth, username, password, allowFrom });
     const now = new Date().toISOString();
     const stored: StoredDevice = {
       name: input.name,
       auth,
       username,
       sealedPassword: password === undefined ? undefined : this.box.seal(password),
-      allowFrom: input.allowFrom ?? [],
-      allowRecipients: input.allowRecipients.map((r) => r.trim().toLowerCase()),
+      allowFrom,
+      allowRecipients: normalizePatterns(input.allowRecipients),
+      allowSenders: input.allowSenders && normalizePatterns(input.allowSenders),
       upstream: input.upstream,
       maxMessageSize: input.maxMessageSize,
       enabled: input.enabled ?? true,
@@ -255,13 +290,15 @@ export class DeviceRegistry {
     const next: StoredDevice = {
       ...current,
       allowFrom: patch.allowFrom ?? current.allowFrom,
-      allowRecipients: patch.allowRecipients?.map((r) => r.trim().toLowerCase()) ?? current.allowRecipients,
+      allowRecipients: patch.allowRecipients ? normalizePatterns(patch.allowRecipients) : current.allowRecipients,
+      allowSenders: patch.allowSenders === null ? undefined : patch.allowSenders ? normalizePatterns(patch.allowSenders) : current.allowSenders,
       upstream: patch.upstream === null ? undefined : (patch.upstream ?? current.upstream),
       maxMessageSize: patch.maxMessageSize ?? current.maxMessageSize,
       enabled: patch.enabled ?? current.enabled,
       updatedAt: new Date().toISOString(),
     };
-    this.checkRules(next.auth, next.allowFrom, next.allowRecipients, next.upstream);
+    // The stored password is sealed; the rulebook checked it when it was set.
+    this.checkRules({ ...next, password: undefined }, { skipSecret: true });
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
     this.options.events?.emit('device.updated', { name });
     return this.require(name);
@@ -270,7 +307,8 @@ export class DeviceRegistry {
   async rotatePassword(name: string, password = generatePassword()): Promise<{ device: Device; password: string }> {
     const current = this.requireApiDevice(name);
     if (current.auth !== 'password') throw new ValidationError(`device '${name}' does not use a password`);
-    if (password.length < 8 || password.length > MAX_PASSWORD_LENGTH) throw new ValidationError(`password must be 8-${MAX_PASSWORD_LENGTH} characters`);
+    const problem = passwordProblem(password);
+    if (problem) throw new ValidationError(`password: ${problem}`);
     const next = { ...current, sealedPassword: this.box.seal(password), updatedAt: new Date().toISOString() };
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
     this.undecryptable.delete(name);
@@ -302,10 +340,11 @@ export class DeviceRegistry {
     return stored;
   }
 
-  private checkRules(auth: 'password' | 'none', allowFrom: string[], allowRecipients: string[], upstream: string | undefined): void {
-    const problem = checkDeviceRules({ auth, allowFrom, allowRecipients });
-    if (problem) throw new ValidationError(`${problem.field}: ${problem.problem}`);
-    if (upstream && !this.limits.upstreams.has(upstream)) throw new ValidationError(`upstream: no upstream named '${upstream}'`);
+  /** The device rulebook (the same checks as a config-file device) plus the upstream reference. */
+  private checkRules(device: Parameters<typeof checkDevice>[0] & { upstream?: string }, options: { skipSecret?: boolean } = {}): void {
+    const problems = checkDevice(device).filter((p) => !(options.skipSecret && (p.field === 'password' || p.field === 'passwordHash')));
+    if (device.upstream && !this.limits.upstreams.has(device.upstream)) problems.push({ field: 'upstream', problem: `no upstream named '${device.upstream}'` });
+    if (problems.length > 0) throw new ValidationError(problems.map((p) => `${p.field}: ${p.problem}`).join('; '));
   }
 
   private async mutate(change: (devices: StoredDevice[]) => StoredDevice[]): Promise<void> {
@@ -350,6 +389,7 @@ export class DeviceRegistry {
           username: stored.username,
           allowFrom: stored.allowFrom,
           allowRecipients: stored.allowRecipients,
+          allowSenders: stored.allowSenders,
           upstream: stored.upstream,
           maxMessageSize: deviceSizeLimit(stored.maxMessageSize, this.limits.smtpMaxMessageSize, upstreamMax),
           enabled: stored.enabled,
@@ -360,6 +400,7 @@ export class DeviceRegistry {
         },
         ranges: stored.allowFrom.map((r) => parseCidr(r)),
         rules: stored.allowRecipients.map((r) => parseAddressRule(r)),
+        senderRules: stored.allowSenders?.map((r) => parseAddressRule(r)),
         secret: sealed === undefined ? undefined : () => this.openSealed(stored.name, sealed),
       });
     }

@@ -65,8 +65,7 @@ export class DeviceStatusTracker {
       if (device) this.markDirty(device);
     };
     for (const name of [
-      'auth.succeeded',
-      'auth.failed',
+      'login.attempted',
       'message.receiving',
       'message.rejected',
       'message.queued',
@@ -77,12 +76,13 @@ export class DeviceStatusTracker {
     ] as const) {
       events.on(name, (event: { device?: string }) => changed(event.device));
     }
-    events.on('auth.succeeded', ({ device, method, remoteAddress }) => {
-      this.seen(device, remoteAddress);
-      this.track(device).status.lastAuthMethod = method;
-    });
-    events.on('auth.failed', ({ device, reason }) => {
-      if (!device) return;
+    events.on('login.attempted', ({ ok, protocol, device, method, remoteAddress, reason }) => {
+      if (!device || reason === 'pop-grant-expired') return;
+      if (ok) {
+        this.seen(device, remoteAddress);
+        this.track(device).status.lastAuthMethod = protocol === 'pop3' ? `POP3-${method}` : method;
+        return;
+      }
       const tracked = this.track(device);
       const at = this.now();
       tracked.authFailures = [...tracked.authFailures.filter((t) => at - t < HOUR), at];

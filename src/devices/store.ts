@@ -16,6 +16,8 @@ export interface StoredDevice {
   sealedPassword?: string;
   allowFrom: string[];
   allowRecipients: string[];
+  /** undefined = any sender. */
+  allowSenders?: string[];
   upstream?: string;
   maxMessageSize?: number;
   enabled: boolean;

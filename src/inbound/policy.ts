@@ -1,6 +1,6 @@
 /**
  * Pure checks for each SMTP stage: given the facts, accept (undefined) or the reply to send.
- * index.ts adapts them to smtp-server's callbacks.
+ * session.ts calls them from its stage methods.
  */
 import type { SMTPServerAddress } from 'smtp-server';
 import { addressTrick } from '../shared/address-rules.js';
@@ -36,9 +36,11 @@ export function identifySender(
   return undefined;
 }
 
-export function checkMailFrom(identity: SessionIdentity | undefined, address: SMTPServerAddress): SmtpReply | undefined {
+export function checkMailFrom(identity: SessionIdentity | undefined, address: SMTPServerAddress, devices: DeviceRegistry): SmtpReply | undefined {
   if (!identity) return replies.authRequired;
   if (!identity.device.enabled) return replies.deviceDisabled;
+  // The null sender claims nobody; with fromMode keep the header From is checked at the end of DATA.
+  if (address.address && !devices.isSenderAllowed(identity.device, address.address)) return replies.senderNotAllowed(address.address, identity.device.name);
   const declared = address.args && typeof address.args.SIZE === 'string' ? Number(address.args.SIZE) : undefined;
   if (declared !== undefined && Number.isFinite(declared) && declared > identity.device.maxMessageSize) {
     return replies.declaredTooLarge(identity.device.maxMessageSize);

@@ -21,11 +21,25 @@ import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp
 
 export type SmtpQuirk = 'path-without-brackets' | 'empty-mail-from' | 'helo-without-name' | 'helo-with-spaces';
 
+/** What the gateway may do to one connection from outside smtp-server's callbacks. */
+export interface ConnectionControl {
+  /** Sends a final reply and closes (pre-auth deadline, eviction). */
+  end(code: number, text: string): void;
+}
+
 export interface QuirkHooks {
   /** Called each time a command was rewritten, so the log shows which devices need it. */
   onQuirk?(quirk: SmtpQuirk, session: SMTPServerSession, command: string): void;
   /** Hard limit on a whole session (smtp-server's socketTimeout is idle time only). */
   maxSessionMs?: number;
+  /** A connection was accepted (before onConnect): the place to attach per-session state. */
+  onConnection?(session: SMTPServerSession, control: ConnectionControl, remoteAddress: string): void;
+  /** Every command line the client sends (before smtp-server handles it; AUTH payloads are not commands). */
+  onCommand?(session: SMTPServerSession, name: string, line: string): void;
+  /** QUIT was answered: the client may reconnect at once. */
+  onQuit?(session: SMTPServerSession): void;
+  /** The socket is gone. */
+  onSocketClosed?(session: SMTPServerSession): void;
 }
 
 type Rewrite = { line: string; quirk: SmtpQuirk } | undefined;
@@ -67,14 +81,23 @@ class QuirkTolerantConnection extends SMTPConnection {
    */
   override init(): void {
     this.limitSessionTime();
-    this._setListeners(() => {
-      const maxClients = this._server.options.maxClients;
-      if (maxClients && this._server.connections.size > maxClients) {
-        this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
-        return;
-      }
-      this.connectionReady();
-    });
+    // Without smtp-server's maxClients check: the gateway's slot accountant owns every count (onConnect).
+    this._setListeners(() => this.connectionReady());
+  }
+
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    const hooks = (this._server as QuirkTolerantSmtpServer).hooks;
+    // Only lines smtp-server reads as commands (not DATA, not AUTH continuations: _nextHandler takes those).
+    if (hooks.onCommand && !this._nextHandler) {
+      const line = command.toString().slice(0, 300);
+      hooks.onCommand(this.session, (line.split(' ')[0] ?? '').toUpperCase(), line);
+    }
+    super._onCommand(command, callback);
+  }
+
+  override handler_QUIT(command: Buffer, callback: () => void): void {
+    super.handler_QUIT(command, callback);
+    (this._server as QuirkTolerantSmtpServer).hooks.onQuit?.(this.session);
   }
 
   /**
@@ -147,6 +170,18 @@ export class QuirkTolerantSmtpServer extends SMTPServer {
   override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
     // As SMTPServer.connect (smtp-server 3.21.6), with the tolerant connection class.
     const connection = new QuirkTolerantConnection(this, socket, socketOptions);
+    this.hooks.onConnection?.(
+      connection.session,
+      {
+        end: (code, text) => {
+          if (connection._closing || connection._closed) return;
+          connection.send(code, text);
+          connection.close();
+        },
+      },
+      connection.remoteAddress,
+    );
+    socket.once('close', () => this.hooks.onSocketClosed?.(connection.session));
     this.connections.add(connection);
     connection.on('error', (err: Error) => this._onError(err));
     connection.on('connect', (data) => this._onClientConnect(data));

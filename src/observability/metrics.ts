@@ -2,6 +2,11 @@
  * Every Prometheus metric of scanrelay, on an own Registry per gateway (tests build many). Parts call the
  * record*() functions and never import prom-client. Labels are bounded: device and upstream names and
  * small enums, never addresses or message ids.
+ *
+ * Every labelled counter has its series at 0 from the start for each known label set (the enums below,
+ * each device once setDeviceEnabled/knowDevice names it, each upstream once setUpstreamState/knowUpstream
+ * names it). Prometheus's increase() needs a sample before the first event: a series born at 1 makes an
+ * "increase > 0" alert miss that event.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -12,6 +17,26 @@ export const UPSTREAM_STATES: UpstreamState[] = ['up', 'unknown', 'auth-failed',
 // The one list of message states (queued ... partly-failed, quarantined) lives with the queue.
 export { MESSAGE_STATES } from '../queue/states.js';
 import { MESSAGE_STATES } from '../queue/states.js';
+export const AUTH_RESULTS: AuthResult[] = ['success', 'failure', 'locked'];
+export const DELIVERY_RESULTS: DeliveryResultClass[] = ['delivered', 'deferred', 'held', 'failed'];
+export type Listener = 'smtp' | 'smtps' | 'pop3';
+export type ConnectionRefusal = 'max-clients' | 'per-ip-limit' | 'locked-out' | 'not-allowed';
+const LISTENERS: Listener[] = ['smtp', 'smtps', 'pop3'];
+const CONNECTION_REFUSALS: ConnectionRefusal[] = ['max-clients', 'per-ip-limit', 'locked-out', 'not-allowed'];
+/** AUTH methods the SMTP listener offers (the label is upper case). */
+export const SMTP_AUTH_METHODS = ['PLAIN', 'LOGIN', 'CRAM-MD5'] as const;
+const POP3_METHODS = ['USER', 'APOP'] as const;
+/**
+ * Every reply code a message or command can be refused with (inbound's reply catalogue; a test keeps the
+ * two in step). scanrelay_messages_rejected_total has a series for each from the start.
+ */
+export const REJECT_CODES = [421, 451, 452, 454, 530, 535, 550, 552, 553] as const;
+/**
+ * prom-client's default metrics that are gauges named *_total, which the exposition format reserves for
+ * counters (`promtool check metrics` fails on them). Each is the sum of a gauge that stays, e.g.
+ * scanrelay_nodejs_active_handles{type}.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -68,6 +93,7 @@ export class GatewayMetrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  private readonly knownUpstreams = new Set<string>();
   private queueStatsSource?: () => { counts: Record<string, number>; oldestPendingAgeSeconds: number };
   readonly queueMessages: Gauge;
   readonly queueOldestAge: Gauge;
@@ -137,13 +163,38 @@ export class GatewayMetrics {
         if (stats) this.set(stats.oldestPendingAgeSeconds);
       },
     });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'scanrelay_' });
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'scanrelay_' });
+      for (const name of GAUGES_NAMED_TOTAL) this.registry.removeSingleMetric(`scanrelay_${name}`);
+    }
+    for (const listener of LISTENERS) this.smtpConnections.inc({ listener }, 0);
+    for (const reason of CONNECTION_REFUSALS) this.smtpConnectionsRefused.inc({ reason }, 0);
+    for (const result of AUTH_RESULTS) {
+      for (const method of SMTP_AUTH_METHODS) this.smtpAuthAttempts.inc({ method, result }, 0);
+      for (const method of POP3_METHODS) this.pop3Logins.inc({ method, result }, 0);
+    }
+    for (const code of REJECT_CODES) this.messagesRejected.inc({ code: String(code) }, 0);
   }
 
-  recordConnection(listener: 'smtp' | 'smtps' | 'pop3'): void {
+  /** Creates the device's series at 0 (idempotent: existing counts are kept). */
+  knowDevice(device: string): void {
+    for (const counter of [this.messagesReceived, this.bytesReceived, this.messagesDelivered, this.messagesFailed]) counter.inc({ device }, 0);
+  }
+
+  /** Creates the upstream's series at 0 (idempotent: existing counts are kept). */
+  knowUpstream(upstream: string): void {
+    for (const result of DELIVERY_RESULTS) this.deliveryAttempts.inc({ upstream, result }, 0);
+    // zero() resets buckets that already count: only for an upstream seen for the first time.
+    if (!this.knownUpstreams.has(upstream)) {
+      this.knownUpstreams.add(upstream);
+      this.deliveryDuration.zero({ upstream });
+    }
+  }
+
+  recordConnection(listener: Listener): void {
     this.smtpConnections.inc({ listener });
   }
-  recordConnectionRefused(reason: 'max-clients' | 'per-ip-limit' | 'locked-out' | 'not-allowed'): void {
+  recordConnectionRefused(reason: ConnectionRefusal): void {
     this.smtpConnectionsRefused.inc({ reason });
   }
   recordAuthAttempt(method: string, result: AuthResult): void {
@@ -162,9 +213,11 @@ export class GatewayMetrics {
     this.messagesRejected.inc({ code: String(code) });
   }
   recordDeliveryAttempt(upstream: string, result: DeliveryResultClass): void {
+    this.knowUpstream(upstream);
     this.deliveryAttempts.inc({ upstream, result });
   }
   recordDelivered(device: string, upstream: string, seconds: number): void {
+    this.knowUpstream(upstream);
     this.messagesDelivered.inc({ device });
     this.deliveryDuration.observe({ upstream }, seconds);
   }
@@ -175,9 +228,11 @@ export class GatewayMetrics {
     this.queueStatsSource = source;
   }
   setUpstreamState(upstream: string, state: UpstreamState): void {
+    this.knowUpstream(upstream);
     for (const candidate of UPSTREAM_STATES) this.upstreamState.set({ upstream, state: candidate }, candidate === state ? 1 : 0);
   }
   setDeviceEnabled(device: string, enabled: boolean): void {
+    this.knowDevice(device);
     this.deviceEnabled.set({ device }, enabled ? 1 : 0);
   }
   removeDevice(device: string): void {

@@ -2,12 +2,14 @@
  * One POP3 conversation as a state machine (RFC 1939, the minimal set plus CAPA from RFC 2449): lines in,
  * reply lines out. The maildrop is always empty: scanrelay speaks POP3 only so that a printer's
  * "POP before SMTP" login succeeds. Credentials are checked by the `login` hook (server.ts), which also
- * throttles and records; this file knows only the protocol.
+ * throttles and records (asynchronously); this file knows only the protocol.
  */
 
 export type Pop3Login = { method: 'USER'; username: string; password: string } | { method: 'APOP'; username: string; digest: string };
 
 export type Pop3LoginOutcome = { ok: true; device: string } | { ok: false; reply: string; close?: boolean };
+
+export type Pop3Reply = Pop3Step | Promise<Pop3Step>;
 
 export interface Pop3Step {
   /** Reply lines without line ends; a multi-line reply ends with ".". */
@@ -22,7 +24,13 @@ export const pop3Replies = {
   userAccepted: '+OK send PASS',
   loggedIn: '+OK maildrop has 0 messages (0 octets)',
   authFailed: '-ERR authentication failed',
-  locked: '-ERR too many failed logins from this address, try again later',
+  /** Only after the password was verified correct. */
+  disabled: '-ERR the password is right, but this device is disabled on the gateway: enable it in the admin console',
+  /** Only after the password was verified correct. */
+  wrongAddress: "-ERR the password is right, but this device may not log in from this address: add it to the device's allowFrom",
+  locked: '-ERR too many failed logins, try again later',
+  sessionTimeout: '-ERR session time limit reached, closing',
+  tooManyFromAddress: '-ERR too many connections from this address, try again later',
   tooManyFailures: '-ERR authentication failed, too many failures: closing',
   apopUnavailable: '-ERR APOP is not available for this login, use USER and PASS',
   userFirst: '-ERR send USER first',
@@ -45,7 +53,7 @@ const TRANSACTION_COMMANDS = new Set(['STAT', 'LIST', 'UIDL', 'RETR', 'DELE', 'T
 const MAX_UNKNOWN_COMMANDS = 10;
 
 export interface Pop3SessionOptions {
-  login(attempt: Pop3Login): Pop3LoginOutcome;
+  login(attempt: Pop3Login): Promise<Pop3LoginOutcome>;
   /** Failed logins in one connection before it is closed. */
   maxFailures?: number;
 }
@@ -63,8 +71,8 @@ export class Pop3Session {
     this.maxFailures = options.maxFailures ?? 3;
   }
 
-  /** Handles one command line (line end already removed). */
-  handle(line: string): Pop3Step {
+  /** Handles one command line (line end already removed); a login answers asynchronously. */
+  handle(line: string): Pop3Reply {
     if (this.state === 'closed') return { lines: [], close: true };
     const space = line.indexOf(' ');
     const keyword = (space === -1 ? line : line.slice(0, space)).toUpperCase();
@@ -129,8 +137,8 @@ export class Pop3Session {
     }
   }
 
-  private attempt(login: Pop3Login): Pop3Step {
-    const outcome = this.options.login(login);
+  private async attempt(login: Pop3Login): Promise<Pop3Step> {
+    const outcome = await this.options.login(login);
     if (outcome.ok) {
       this.state = 'transaction';
       this.device = outcome.device;

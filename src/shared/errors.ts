@@ -13,16 +13,34 @@ export class GatewayError extends Error {
   }
 }
 
-/** A config file problem: which file, which key, what is wrong. */
+/** One thing wrong in a config file: the key path and what is wrong with it. */
+export interface ConfigProblem {
+  keyPath: string;
+  problem: string;
+}
+
+/**
+ * A config file problem: which file, which key, what is wrong. A file with several problems gives them all
+ * at once (`problems`, one line each in `message`); `keyPath` and `problem` are the first.
+ */
 export class ConfigError extends GatewayError {
   readonly file: string;
   readonly keyPath: string;
   readonly problem: string;
-  constructor(file: string, keyPath: string, problem: string) {
-    super('SCANRELAY_CONFIG_INVALID', `${file}: ${keyPath || '(root)'}: ${problem}`, 400);
+  readonly problems: readonly ConfigProblem[];
+  constructor(file: string, keyPath: string, problem: string, more: readonly ConfigProblem[] = []) {
+    const problems = [{ keyPath, problem }, ...more];
+    super('SCANRELAY_CONFIG_INVALID', problems.map((p) => `${file}: ${p.keyPath || '(root)'}: ${p.problem}`).join('\n'), 400);
     this.file = file;
     this.keyPath = keyPath;
     this.problem = problem;
+    this.problems = problems;
+  }
+
+  /** The error for a non-empty list of problems. */
+  static of(file: string, problems: readonly ConfigProblem[]): ConfigError {
+    const [first, ...more] = problems;
+    return new ConfigError(file, first.keyPath, first.problem, more);
   }
 }
 

@@ -53,9 +53,6 @@ export interface GatewayEvents {
   /** An SMTP (or POP3) session opened from a device address. */
   'session.opened': [{ sessionId: string; remoteAddress: string; protocol: 'smtp' | 'pop3' }];
   'session.closed': [{ sessionId: string; remoteAddress: string; device?: string }];
-  'auth.succeeded': [{ device: string; method: string; remoteAddress: string }];
-  'auth.failed': [{ username?: string; device?: string; method: string; remoteAddress: string; reason: string }];
-  'auth.lockedOut': [{ remoteAddress: string; until: number }];
   /** Every login attempt (SMTP AUTH, POP3 USER/PASS/APOP), emitted once by the login recorder. */
   'login.attempted': [LoginAttempt];
   /** Every step of a session, for the printer doctor (cheap when nobody listens). */

@@ -6,6 +6,7 @@
  * Writes are non-durable group commits: losing the last second of counters in a power cut is acceptable.
  */
 import type { StoreDatabase } from './database.js';
+import type { AuthStateStore } from '../inbound/auth-state.js';
 
 export class DeviceStatusTable<Status extends object> {
   constructor(private readonly db: StoreDatabase) {}
@@ -75,7 +76,7 @@ const MAX_LOCKOUTS = 10_000;
 const MAX_SEEN = 10_000;
 
 /** Contract D: AuthStateStore on the store database (same method signatures as inbound/auth-state.ts). */
-export class SqliteAuthStateStore {
+export class SqliteAuthStateStore implements AuthStateStore {
   constructor(private readonly db: StoreDatabase) {}
 
   loadLockouts(now: number): Array<{ key: string; until: number; failures: number }> {

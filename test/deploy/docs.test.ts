@@ -11,7 +11,7 @@ import { UPSTREAM_STATES } from '../../src/observability/metrics.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { readRepoFile, repoPath } from './files.js';
 
-const GUIDES = ['deploy.md', 'gmail-special-purpose-account.md', 'printer-setup.md', 'troubleshooting.md'];
+const GUIDES = ['cli.md', 'deploy.md', 'gmail-special-purpose-account.md', 'printer-setup.md', 'troubleshooting.md'];
 const guides = Object.fromEntries(GUIDES.map((name) => [name, readRepoFile('docs', name)]));
 const troubleshooting = guides['troubleshooting.md'];
 const allText = Object.values(guides).join('\n');
@@ -119,11 +119,23 @@ describe('the guides against the code', () => {
 
   it('use only CLI commands the CLI has', () => {
     const usage = /const USAGE = `([\s\S]*?)`;/.exec(readRepoFile('src', 'cli', 'run.ts'))![1];
-    const commands = [...allText.matchAll(/(?:scanrelay|cli\/index\.js|npm run cli --) (device|queue) (\w+)/g)];
+    const commands = [...allText.matchAll(/(?:`scanrelay|cli\/index\.js|npm run cli --) (device|queue|upstream|lockout) (\w+)/g)];
     expect(commands.length).toBeGreaterThan(5);
     for (const [, group, action] of commands) {
       expect(usage, `${group} ${action}`).toMatch(new RegExp(`\\b${group} (?:[^\\n]*\\| )?${action}\\b|\\b${group} [^\\n]*\\| ${action}\\b`));
     }
+  });
+
+  it('give a CLI command for every admin API route (docs/cli.md names each route it calls)', () => {
+    // "`/api/devices/:name` (GET)" in docs/cli.md, against every /api route in src/admin.
+    const documented = new Set([...guides['cli.md'].matchAll(/`(\/api\/[A-Za-z0-9/_.:-]+)` \((GET|POST|PATCH|DELETE|PUT)\b/g)].map((m) => `${m[2]} ${m[1]}`));
+    const routes = sources
+      .filter((s) => s.file.includes(join('src', 'admin')))
+      .flatMap((s) => [...s.text.matchAll(/app\.(get|post|patch|delete|put)\(\s*[`'](\/api\/[^`']+)[`']/g)])
+      .flatMap((m) => (m[2].includes('${action}') ? ['enable', 'disable'].map((a) => [m[1], m[2].replace('${action}', a)]) : [[m[1], m[2]]]))
+      .map(([method, path]) => `${method.toUpperCase()} ${path.replace(/:\w+/g, (p) => p)}`);
+    expect(routes.length).toBeGreaterThan(15);
+    for (const route of routes) expect(documented, route).toContain(route);
   });
 
   it('link only to files and headings that exist', () => {

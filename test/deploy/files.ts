@@ -55,7 +55,7 @@ export function finalStage(instructions: DockerInstruction[]): DockerInstruction
 /** ENV a=b c=d (the only form our Dockerfile uses). */
 export function parseEnvArgs(args: string): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
+  for (const m of args.matchAll(/([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
     env[m[1]] = m[2].startsWith('"') ? (JSON.parse(m[2]) as string) : m[2];
   }
   return env;

@@ -9,7 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, posix, resolve } from 'node:path';
 import { startTestGateway, type TestGateway } from '../kit/gateway.js';
-import { MESSAGE_STATES, UPSTREAM_STATES, type AuthResult, type DeliveryResultClass } from '../../src/observability/metrics.js';
+import { MESSAGE_STATES, REJECT_CODES, UPSTREAM_STATES, type AuthResult, type DeliveryResultClass } from '../../src/observability/metrics.js';
 import { replies } from '../../src/inbound/index.js';
 import { metricNamesIn, readRepoFile, readYaml, repoPath, selectorsIn } from './files.js';
 
@@ -141,6 +141,12 @@ describe('monitoring files against the metrics a running gateway exports', () =>
     expect(labelsOf('scanrelay_upstream_state').sort()).toEqual(['state', 'upstream']);
   });
 
+  it('has a series at 0 from the start for every code the reply catalogue can refuse with', () => {
+    const refusals = REPLY_CODES.filter((code) => Number(code) >= 400).map(Number);
+    expect(refusals.length).toBeGreaterThan(5);
+    expect([...REJECT_CODES].sort()).toEqual([...new Set(refusals)].sort());
+  });
+
   it('alert rules use only exported metrics, labels and label values', () => {
     for (const rule of alertRules) checkExpression(`alert ${rule.alert}`, rule.expr);
   });
@@ -196,7 +202,7 @@ describe('deploy/prometheus', () => {
       expect(['critical', 'warning']).toContain(rule.labels?.severity);
       expect(rule.annotations?.summary, `${rule.alert}.summary`).toBeTruthy();
       expect(rule.annotations?.description, `${rule.alert}.description`).toBeTruthy();
-      // Brackets balance: a cheap guard against a broken PromQL edit (promtool is not available here).
+      // Brackets balance: a cheap guard against a broken PromQL edit (promtool.test.ts parses it for real).
       for (const [open, close] of [
         ['(', ')'],
         ['{', '}'],

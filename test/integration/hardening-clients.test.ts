@@ -37,7 +37,15 @@ describe('hostile and broken clients', () => {
   });
 
   async function start(extra: RawConfig = {}): Promise<TestGateway> {
-    raw = { devices: [scannerDevice()], ...extra, smtp: { socketTimeout: '2s', authLockout: { maxFailures: 1000 }, ...(extra.smtp as RawConfig | undefined) } };
+    raw = {
+      devices: [scannerDevice()],
+      ...extra,
+      smtp: {
+        socketTimeout: '2s',
+        authLockout: { maxFailures: 1000, maxFailuresPerAddress: 1000, maxFailuresPerUsername: 1000 },
+        ...(extra.smtp as RawConfig | undefined),
+      },
+    };
     gw = await startTestGateway(raw);
     return gw;
   }
@@ -71,7 +79,8 @@ describe('hostile and broken clients', () => {
   }
 
   it('connection floods: over smtp.maxClients and over maxConnectionsPerIp the extra ones get 421 at once; the admitted ones work', async () => {
-    const g = await start({ smtp: { maxClients: 10, maxConnectionsPerIp: 100 } });
+    // reservedClients 0: this address has no device, and all 10 slots are open to it.
+    const g = await start({ smtp: { maxClients: 10, maxConnectionsPerIp: 100, reservedClients: 0 } });
     const flood = await Promise.all(Array.from({ length: 40 }, () => open()));
     const admitted = flood.filter((c) => c.code === 220);
     const refused = flood.filter((c) => c.code === 421);
@@ -294,7 +303,7 @@ describe('hostile and broken clients', () => {
   });
 
   it('brute force across connections and mechanisms (and unknown logins) is locked out; the admin can lift it', async () => {
-    const g = await start({ smtp: { socketTimeout: '2s', authLockout: { maxFailures: 5, window: '10m', duration: '15m' } } });
+    const g = await start({ smtp: { socketTimeout: '2s', authLockout: { maxFailures: 5, maxFailuresPerAddress: 5, window: '10m', duration: '15m' } } });
     const guesses: Array<(client: RawSmtpClient) => Promise<number>> = [
       async (c) => (await c.command(`AUTH PLAIN ${plainAuth('warren-2f', 'guess-1')}`)).code,
       async (c) => {

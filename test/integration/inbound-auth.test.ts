@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto';
 import type { RawConfig } from '../kit/gateway.js';
 import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
 import { hashPassword } from '../../src/devices/credentials.js';
+import { replies } from '../../src/inbound/replies.js';
 import { SCANNER_PASSWORD, deviceTransport, legacyCopier, queueIdOf, scannerDevice, type AuthMethod, useGatewayScope } from '../kit/inbound-scope.js';
 
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
@@ -135,14 +136,16 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
     expect((await client.command('MAIL FROM:<scanner@berkeley.edu>')).code).toBe(530);
   });
 
-  it('does not tell a client outside allowFrom whether its password was right', async () => {
+  it('tells a client outside allowFrom so only when its password was right: a guess hears what an unknown login hears', async () => {
     await start({ devices: [scannerDevice({ allowFrom: ['10.20.0.0/16'] })] });
     const client = await open();
     await client.command('EHLO guesser');
-    const right = await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`);
     const wrong = await client.command(`AUTH PLAIN ${plainAuth('warren-2f', 'a-wrong-guess')}`);
-    expect(right.code).toBe(535);
-    expect(wrong).toEqual(right);
+    const unknown = await client.command(`AUTH PLAIN ${plainAuth('nobody-here', 'a-wrong-guess')}`);
+    const right = await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`);
+    expect(wrong).toEqual({ code: 535, lines: [`535 ${replies.authFailed.text}`], text: replies.authFailed.text });
+    expect(unknown).toEqual(wrong);
+    expect(right).toMatchObject({ code: 535, text: replies.authWrongAddress.text });
   });
 
   it('accepts a device pinned to the address it connects from', async () => {
@@ -153,17 +156,20 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
     expect(scope.gw.gateway.queue.get(queueIdOf(info.response))).toBeDefined();
   });
 
-  it('refuses a disabled device with 535', async () => {
+  it('tells a disabled device so (after the password is verified), and a guess that it is invalid', async () => {
     await start({ devices: [scannerDevice({ enabled: false })] });
     const client = await open();
     await client.command('EHLO printer');
-    expect((await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`)).code).toBe(535);
+    expect(await client.command(`AUTH PLAIN ${plainAuth('warren-2f', 'a-wrong-guess')}`)).toMatchObject({ code: 535, text: replies.authFailed.text });
+    const right = await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`);
+    expect(right).toMatchObject({ code: 535, text: replies.authDisabled.text });
+    expect(right.text).toMatch(/disabled on the gateway/);
   });
 
   describe('device with a scrypt passwordHash', () => {
     const password = 'hashed-device-pw-42';
 
-    it('works with PLAIN and LOGIN and refuses CRAM-MD5 with a clear 535', async () => {
+    it('works with PLAIN and LOGIN and refuses CRAM-MD5 like any failed login (the log says why)', async () => {
       await start({ devices: [scannerDevice({ password: undefined, passwordHash: hashPassword(password) })] });
       for (const method of ['PLAIN', 'LOGIN'] as const) {
         const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: password, method });
@@ -181,14 +187,14 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       expect(challenge.code).toBe(334);
       const digest = createHmac('md5', password).update(Buffer.from(challenge.text, 'base64')).digest('hex');
       const cram = await client.command(b64(`warren-2f ${digest}`));
-      expect(cram.code).toBe(535);
-      expect(cram.text).toMatch(/CRAM-MD5 is not available.*PLAIN or LOGIN/);
+      expect(cram).toMatchObject({ code: 535, text: replies.authFailed.text });
+      expect(scope.gw.logs.some((line) => line.includes('"smtp.auth.failed"') && line.includes('method-unavailable'))).toBe(true);
     });
   });
 
   describe('lock-out after repeated failures', () => {
     it('answers 454 to AUTH and 421 to new connections, and counts the lock-out', async () => {
-      await start({ smtp: { authLockout: { maxFailures: 3, window: '10m', duration: '15m' } }, devices: [scannerDevice()] });
+      await start({ smtp: { authLockout: { maxFailures: 3, maxFailuresPerAddress: 3, window: '10m', duration: '15m' } }, devices: [scannerDevice()] });
       const client = await open();
       await client.command('EHLO guesser');
       for (let i = 0; i < 3; i++) {
@@ -206,7 +212,10 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       const metric = await scope.gw.gateway.metrics.registry.getSingleMetricAsString('scanrelay_auth_lockouts_total');
       expect(metric).toMatch(/^scanrelay_auth_lockouts_total 1$/m);
       expect(scope.gw.logs.some((line) => line.includes('"smtp.auth.lockout"'))).toBe(true);
-      expect(scope.gw.gateway.lockout.locked().map((l) => l.address)).toEqual(['127.0.0.1']);
+      expect(scope.gw.gateway.lockout.locked().map((l) => [l.scope, l.address])).toEqual([
+        ['pair', '127.0.0.1'],
+        ['address', '127.0.0.1'],
+      ]);
     });
 
     it('lets the address in again after the lock-out ends', async () => {
@@ -215,7 +224,7 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
       await client.command('EHLO guesser');
       for (let i = 0; i < 2; i++) await client.command(`AUTH PLAIN ${plainAuth('warren-2f', `guess-${i}`)}`);
       expect((await client.command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`)).code).toBe(454);
-      expect(scope.gw.gateway.lockout.locked()).toHaveLength(1);
+      expect(scope.gw.gateway.lockout.locked()).toHaveLength(1); // this login from this address only
       const transport = deviceTransport(scope.gw.smtpPort, { user: 'warren-2f', pass: SCANNER_PASSWORD });
       const info = await waitForSend(() => transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x' }));
       transport.close();
@@ -263,14 +272,14 @@ describe('plaintext listener with PLAIN, LOGIN and CRAM-MD5', () => {
   });
 });
 
-/** Retries a send refused while the lock-out lasts (421 at connect) until it goes through. */
+/** Retries a send refused while the lock-out lasts (421 at connect, 454 at AUTH) until it goes through. */
 async function waitForSend<T>(send: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       return await send();
     } catch (err) {
-      if (Date.now() > deadline || (err as { responseCode?: number }).responseCode !== 421) throw err;
+      if (Date.now() > deadline || ![421, 454].includes((err as { responseCode?: number }).responseCode ?? 0)) throw err;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }

@@ -1,50 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
-import { LineSocket } from '../kit/line-socket.js';
+import { RawPop3Client } from '../kit/raw-pop3.js';
 import { RawSmtpClient } from '../kit/raw-smtp.js';
 import { hashPassword } from '../../src/devices/index.js';
-
-/** A line-oriented POP3 client over a raw socket: exact commands in, reply lines out. */
-class RawPop3Client extends LineSocket {
-  static async open(port: number): Promise<{ client: RawPop3Client; greeting: string }> {
-    const client = new RawPop3Client(await LineSocket.connectSocket(port), 'utf8');
-    return { client, greeting: await client.readLine() };
-  }
-
-  /** Sends one command and reads a single-line reply. */
-  async command(line: string): Promise<string> {
-    this.write(`${line}\r\n`);
-    return this.readLine();
-  }
-
-  /** Sends one command and reads a multi-line reply up to the "." line (or a single -ERR line). */
-  async multiline(line: string): Promise<string[]> {
-    this.write(`${line}\r\n`);
-    const first = await this.readLine();
-    if (!first.startsWith('+OK')) return [first];
-    const lines = [first];
-    for (;;) {
-      const next = await this.readLine();
-      lines.push(next);
-      if (next === '.') return lines;
-    }
-  }
-
-  async readLine(timeoutMs = 10_000): Promise<string> {
-    return this.until(
-      () => {
-        const end = this.buffer.indexOf('\r\n');
-        if (end === -1) return undefined;
-        const line = this.buffer.slice(0, end);
-        this.buffer = this.buffer.slice(end + 2);
-        return line;
-      },
-      timeoutMs,
-      'a POP3 line',
-    );
-  }
-}
+import { pop3Replies } from '../../src/pop3/index.js';
 
 const PASSWORD = 'Pop3-secret-0123456789';
 const PRINTER = { name: 'printer-2f', username: 'wc6505', password: PASSWORD, allowFrom: ['127.0.0.1'], allowRecipients: ['*@example.org'] };
@@ -58,11 +18,11 @@ function apopDigest(greeting: string, secret: string): string {
 }
 
 /** MAIL FROM without AUTH; returns the reply code (250 when the address is granted). */
-async function mailFromWithoutAuth(port: number): Promise<{ client: RawSmtpClient; code: number }> {
+async function mailFromWithoutAuth(port: number): Promise<{ client: RawSmtpClient; code: number; text: string }> {
   const { client } = await RawSmtpClient.open(port);
   await client.command('EHLO wc6505');
   const reply = await client.command('MAIL FROM:<scanner@example.org>');
-  return { client, code: reply.code };
+  return { client, code: reply.code, text: reply.text };
 }
 
 async function sendWithoutAuth(port: number, subject: string): Promise<string> {
@@ -175,14 +135,17 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const hashed = { name: 'hashed', username: 'hashed-login', passwordHash: hashPassword(PASSWORD), allowRecipients: ['*@example.org'] };
     await start({}, [hashed]);
     const { client, greeting } = await pop3();
-    expect(await client.command(`APOP hashed-login ${apopDigest(greeting, PASSWORD)}`)).toMatch(/^-ERR APOP is not available/);
+    // Like any failed login on the wire (the log says why): the reply must not tell hash-only logins apart.
+    expect(await client.command(`APOP hashed-login ${apopDigest(greeting, PASSWORD)}`)).toBe(pop3Replies.authFailed);
+    expect(gw!.logs.some((l) => l.includes('pop3.auth.failed') && l.includes('method-unavailable'))).toBe(true);
     expect(await client.command('USER hashed-login')).toBe('+OK send PASS');
     expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
     expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('hashed');
   });
 
   it('closes after three bad logins and locks the address for SMTP too (shared lock-out)', async () => {
-    await start({ smtp: { authLockout: { maxFailures: 4, window: '10m', duration: '10m' } } });
+    // No allowFrom: 127.0.0.1 is not the device's home, so the address-wide lock applies to it too.
+    await start({ smtp: { authLockout: { maxFailures: 4, maxFailuresPerAddress: 4, window: '10m', duration: '10m' } } }, [{ ...PRINTER, allowFrom: [] }]);
     const { client } = await pop3();
     for (let i = 0; i < 2; i++) {
       expect(await client.command('USER wc6505')).toBe('+OK send PASS');
@@ -192,10 +155,13 @@ describe('POP3 listener for POP-before-SMTP', () => {
     expect(await client.command('PASS wrong-password')).toMatch(/^-ERR authentication failed, too many failures/);
     await client.waitClosed();
 
-    // Fourth failure (new connection) reaches smtp.authLockout.maxFailures.
+    // Fourth failure (new connection) reaches smtp.authLockout.maxFailuresPerAddress; it is answered like
+    // every other failure, and what comes after it is refused.
     const again = await pop3();
     expect(await again.client.command('USER wc6505')).toBe('+OK send PASS');
-    expect(await again.client.command('PASS still-wrong')).toMatch(/^-ERR too many failed logins from this address/);
+    expect(await again.client.command('PASS still-wrong')).toBe(pop3Replies.authFailed);
+    expect(await again.client.command('USER wc6505')).toBe('+OK send PASS');
+    expect(await again.client.command(`PASS ${PASSWORD}`)).toBe(pop3Replies.locked);
     await again.client.waitClosed();
 
     // Even the right password is refused now, on POP3 and on SMTP.
@@ -209,8 +175,8 @@ describe('POP3 listener for POP-before-SMTP', () => {
     expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
 
     const status = gw!.gateway.deviceStatus.get('printer-2f');
-    expect(status.recentAuthFailures).toBe(3); // the 'nobody' attempt names no device
-    expect(status.lastError?.message).toMatch(/authentication failed: wrong password/);
+    expect(status.recentAuthFailures).toBe(4); // the 'nobody' attempt names no device; the locked one does
+    expect(status.lastError?.message).toMatch(/authentication failed: (bad-password|locked-out)/);
     expect(gw!.logs.join('\n')).not.toContain('wrong-password');
   });
 
@@ -220,14 +186,18 @@ describe('POP3 listener for POP-before-SMTP', () => {
       { ...PRINTER, name: 'elsewhere', username: 'elsewhere-login', allowFrom: ['10.9.9.0/24'] },
     ]);
     const { client } = await pop3();
-    for (const login of ['off-login', 'elsewhere-login']) {
-      expect(await client.command(`USER ${login}`)).toBe('+OK send PASS');
-      expect(await client.command(`PASS ${PASSWORD}`)).toBe('-ERR authentication failed');
-    }
+    // A guess hears the usual refusal; only the right password is told what else is wrong.
+    expect(await client.command('USER off-login')).toBe('+OK send PASS');
+    expect(await client.command('PASS a-wrong-guess')).toBe(pop3Replies.authFailed);
+    expect(await client.command('USER off-login')).toBe('+OK send PASS');
+    expect(await client.command(`PASS ${PASSWORD}`)).toBe(pop3Replies.disabled);
+    const second = await pop3();
+    expect(await second.client.command('USER elsewhere-login')).toBe('+OK send PASS');
+    expect(await second.client.command(`PASS ${PASSWORD}`)).toBe(pop3Replies.wrongAddress);
     expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
     const failures = gw!.logs.filter((l) => l.includes('pop3.auth.failed')).join('\n');
-    expect(failures).toContain('device disabled');
-    expect(failures).toContain('source address not in allowFrom');
+    expect(failures).toContain('"reason":"disabled"');
+    expect(failures).toContain('"reason":"wrong-address"');
   });
 
   it('stops authorising the address when the window ends', async () => {
@@ -240,6 +210,8 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const after = await mailFromWithoutAuth(gw!.smtpPort);
     clients.push(after.client);
     expect(after.code).toBe(530);
+    // Says what happened: the POP3 login ran out (not "log in with SMTP AUTH", which the printer never does).
+    expect(after.text).toMatch(/^5\.7\.0 The POP3 login \(POP before SMTP\) for this address has expired/);
   });
 
   it('warns when a second device logs in from the same address (shared NAT) and the grant moves to it', async () => {

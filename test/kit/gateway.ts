@@ -34,7 +34,8 @@ export function testRawConfig(dataDir: string, raw: RawConfig = {}): RawConfig {
   const base: RawConfig = {
     dataDir,
     log: { level: 'debug' },
-    smtp: { host: '127.0.0.1', port: 0, socketTimeout: '30s', closeTimeout: '2s' },
+    // Failed logins are answered after smtp.authFailureDelay (1 s by default); tests that time it set their own.
+    smtp: { host: '127.0.0.1', port: 0, socketTimeout: '30s', closeTimeout: '2s', authFailureDelay: '50ms' },
     admin: { host: '127.0.0.1', port: 0, tokens: ['test-admin-token-0123456789'] },
     delivery: { retryBase: '1s', retryMax: '5s', shutdownTimeout: '5s' },
     devices: [],

@@ -25,8 +25,10 @@ export class LineSocket {
     socket.on('error', () => undefined);
   }
 
-  protected static async connectSocket(port: number, host = '127.0.0.1'): Promise<Socket> {
-    const socket = connect({ port, host });
+  /** `localAddress`: the source address to bind (a 127.x.y.z address lets one test be many clients). */
+  /** `allowHalfOpen`: keep our side open after the server's FIN (a client that is slow to hang up). */
+  protected static async connectSocket(port: number, host = '127.0.0.1', localAddress?: string, allowHalfOpen = false): Promise<Socket> {
+    const socket = connect({ port, host, allowHalfOpen, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', reject);

@@ -16,13 +16,19 @@ export class RawSmtpClient extends LineSocket {
     super(socket, 'latin1');
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawSmtpClient> {
-    return new RawSmtpClient(await LineSocket.connectSocket(port, host));
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtpClient> {
+    return new RawSmtpClient(await LineSocket.connectSocket(port, host, localAddress));
   }
 
-  /** Connects and reads the greeting. */
-  static async open(port: number, host = '127.0.0.1'): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
-    const client = await RawSmtpClient.connect(port, host);
+  /** Connects and reads the greeting, and does not hang up when the server does (until close()). */
+  static async openLingering(port: number): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
+    const client = new RawSmtpClient(await LineSocket.connectSocket(port, '127.0.0.1', undefined, true));
+    return { client, greeting: await client.read() };
+  }
+
+  /** Connects and reads the greeting; `localAddress` picks the loopback source (127.x.y.z). */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
+    const client = await RawSmtpClient.connect(port, host, localAddress);
     const greeting = await client.read();
     return { client, greeting };
   }

@@ -2,6 +2,8 @@
  * A real upstream for delivery tests: smtp-server on 127.0.0.1 that demands TLS (implicit, like 465, or
  * STARTTLS, like 587) and AUTH, records what it receives (envelope, raw bytes, sha256) and can fail a
  * chosen stage with a chosen reply, hang, or go down (closed port) and come back on the same port.
+ * With `keep: 'count'` it keeps no bodies (the benchmark pushes gigabytes through it): it counts, and
+ * hands each message's envelope, size and first 4 KiB of header text to `onMessage`.
  */
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +26,25 @@ export interface TestUpstreamOptions {
   /** Server key/cert; default: the test CA's localhost certificate. */
   tls?: { key: string; cert: string };
   port?: number;
+  /** messages (default): every message is kept in `received`; count: only counted and passed to `onMessage`. */
+  keep?: 'messages' | 'count';
+  /** Called for every accepted message. */
+  onMessage?: (message: UpstreamDelivery) => void;
+  /** Greeting text after "220 <name>". */
+  banner?: string;
+}
+
+/** What `onMessage` gets for every accepted message, in both `keep` modes. */
+export interface UpstreamDelivery {
+  mailFrom: string;
+  rcptTo: string[];
+  size: number;
+  /** The first 4 KiB of the message as latin1 text (the header block of a scan). */
+  head: string;
+  user?: string;
+  secure: boolean;
+  /** The whole message, in `keep: 'messages'` mode only. */
+  message?: ReceivedMessage;
 }
 
 export interface ReceivedMessage {
@@ -51,6 +72,8 @@ interface Trigger {
   recipient?: string;
 }
 
+const HEAD_BYTES = 4096;
+
 export const UPSTREAM_USER = 'scanner-account@example.edu';
 export const UPSTREAM_PASSWORD = 'abcdefghijklmnop';
 
@@ -60,6 +83,10 @@ export class TestUpstream {
   /** DATA transfers that began (including hung and aborted ones). */
   dataStarted = 0;
   connections = 0;
+  /** Messages answered 250, in both `keep` modes. */
+  accepted = 0;
+  /** Called for every accepted message (starts as `options.onMessage`). */
+  onMessage?: (message: UpstreamDelivery) => void;
   port = 0;
   password: string;
   private server?: SMTPServer;
@@ -69,6 +96,7 @@ export class TestUpstream {
 
   private constructor(readonly options: TestUpstreamOptions) {
     this.password = options.password ?? UPSTREAM_PASSWORD;
+    this.onMessage = options.onMessage;
   }
 
   static async start(options: TestUpstreamOptions): Promise<TestUpstream> {
@@ -150,6 +178,7 @@ export class TestUpstream {
       key: certs.key,
       cert: certs.cert,
       name: 'upstream.test',
+      banner: this.options.banner,
       logger: false,
       disableReverseLookup: true,
       closeTimeout: 300,
@@ -165,20 +194,33 @@ export class TestUpstream {
       onRcptTo: (address, _session, callback) => callback(this.take('rcpt', address.address)),
       onData: (stream, session, callback) => {
         this.dataStarted++;
+        const keepAll = this.options.keep !== 'count';
         const chunks: Buffer[] = [];
-        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        let size = 0;
+        let head = '';
+        stream.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (keepAll) chunks.push(chunk);
+          else if (head.length < HEAD_BYTES) head += chunk.subarray(0, HEAD_BYTES - head.length).toString('latin1');
+        });
         stream.on('error', () => undefined);
         const accept = () => {
-          const raw = Buffer.concat(chunks);
-          this.received.push({
+          this.accepted++;
+          const envelope = {
             mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
             rcptTo: session.envelope.rcptTo.map((r) => r.address),
-            raw,
-            sha256: createHash('sha256').update(raw).digest('hex'),
             user: session.user as string | undefined,
             secure: session.secure,
-          });
-          callback(null, `2.0.0 OK ${this.received.length} upstream-accepted`);
+          };
+          let message: ReceivedMessage | undefined;
+          if (keepAll) {
+            const raw = Buffer.concat(chunks);
+            message = { ...envelope, raw, sha256: createHash('sha256').update(raw).digest('hex') };
+            this.received.push(message);
+            head = raw.subarray(0, HEAD_BYTES).toString('latin1');
+          }
+          this.onMessage?.({ ...envelope, size, head, message });
+          callback(null, `2.0.0 OK ${this.accepted} upstream-accepted`);
         };
         stream.on('end', () => {
           if (this.hangStage === 'data') {

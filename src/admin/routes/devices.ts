@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { parseSize } from '../../config/index.js';
-import type { Device } from '../../devices/index.js';
+import { type Device, MIN_DEVICE_MESSAGE_SIZE } from '../../devices/index.js';
 import type { MessageState } from '../../queue/index.js';
 import { ValidationError } from '../../shared/errors.js';
 import type { AdminDeps } from '../deps.js';
@@ -87,7 +87,7 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
     '/api/devices/:name',
     {
       schema: {
-        summary: 'Change recipients, source pinning, upstream, size limit or enabled (setting an upstream releases scans held for lack of one)',
+        summary: 'Change recipients, senders, source pinning, upstream, size limit or enabled (setting an upstream releases scans held for lack of one)',
         tags: TAGS,
         security: BEARER_SECURITY,
         params: DeviceParams,
@@ -181,6 +181,7 @@ export function deviceView(deps: AdminDeps, device: Device, queued?: number): De
     username: device.username,
     allowFrom: [...device.allowFrom],
     allowRecipients: [...device.allowRecipients],
+    allowSenders: device.allowSenders && [...device.allowSenders],
     upstream: device.upstream,
     maxMessageSize: device.maxMessageSize,
     supportsChallengeAuth: device.supportsChallengeAuth,
@@ -220,6 +221,7 @@ function printerSetup(deps: AdminDeps, device: Device, password: string | undefi
     emailSendAuthentication: usesPassword ? 'SMTP AUTH (Auto)' : 'No Authentication',
     loginName: usesPassword ? device.username : undefined,
     password: usesPassword ? password : undefined,
+    senderAddresses: device.allowSenders && [...device.allowSenders],
     note: wildcard ? 'the SMTP listener binds every address; set admin.publicSmtpHost to the address printers should use' : undefined,
   };
 }
@@ -239,6 +241,6 @@ function afterEnabledChange(deps: AdminDeps, device: Device): void {
 
 function sizeOf(value: number | string, field: string): number {
   const bytes = typeof value === 'number' ? value : parseSize(value);
-  if (bytes === undefined || bytes < 1024) throw new ValidationError(`${field}: must be at least 1KB (got "${value}")`);
+  if (bytes === undefined || bytes < MIN_DEVICE_MESSAGE_SIZE) throw new ValidationError(`${field}: must be at least 1KB (got "${value}")`);
   return bytes;
 }

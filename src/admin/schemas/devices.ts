@@ -1,24 +1,19 @@
 /** Request and response schemas of /api/devices (also the OpenAPI source). Passwords appear only in the create and rotate answers. */
 import { Type, type Static } from '@sinclair/typebox';
-import { DEVICE_NAME_PATTERN, DEVICE_USERNAME_PATTERN } from '../../config/index.js';
-import { MAX_PASSWORD_LENGTH } from '../../devices/index.js';
+import { SIZE_TEXT } from '../../config/units.js';
+import { DeviceFields, MIN_DEVICE_MESSAGE_SIZE } from '../../devices/index.js';
 import { IsoTime } from './common.js';
 
-const SIZE_TEXT = '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG][iI]?)?[bB]?\\s*$';
-
-export const DeviceName = Type.String({ pattern: DEVICE_NAME_PATTERN, description: '1-63 chars of [A-Za-z0-9._-]' });
+// Field rules come from the device rulebook (devices/rules.ts), the same ones a config-file device meets.
+export const DeviceName = DeviceFields.name;
 export const DeviceParams = Type.Object({ name: DeviceName });
 
-const Recipients = Type.Array(Type.String({ minLength: 1, maxLength: 320 }), {
-  minItems: 1,
-  maxItems: 1000,
-  description: 'allowed recipients: addresses, *@domain or *@*.domain',
-});
-const AllowFrom = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
-  maxItems: 1000,
-  description: 'source addresses or CIDR ranges the device may send from (empty = any)',
-});
-const MaxMessageSize = Type.Union([Type.Integer({ minimum: 1024 }), Type.String({ pattern: SIZE_TEXT })], {
+// `secret` marks config keys for redaction; it is not a JSON Schema keyword the API's validator knows.
+const { secret: _secret, ...PasswordRule } = DeviceFields.password;
+const Recipients = DeviceFields.allowRecipients({ minItems: 1 });
+const Senders = DeviceFields.allowSenders({ minItems: 1 });
+const AllowFrom = DeviceFields.allowFrom();
+const MaxMessageSize = Type.Union([Type.Integer({ minimum: MIN_DEVICE_MESSAGE_SIZE }), Type.String({ pattern: SIZE_TEXT })], {
   description: 'bytes, or a size such as "10MB"; capped by smtp.maxMessageSize and the upstream limit',
 });
 
@@ -58,6 +53,7 @@ export const DeviceView = Type.Object(
     username: Type.Optional(Type.String({ description: 'SMTP login name' })),
     allowFrom: Type.Array(Type.String()),
     allowRecipients: Type.Array(Type.String()),
+    allowSenders: Type.Optional(Type.Array(Type.String(), { description: 'allowed senders; absent = any' })),
     upstream: Type.Optional(Type.String()),
     maxMessageSize: Type.Integer({ description: 'effective limit in bytes' }),
     supportsChallengeAuth: Type.Boolean({ description: 'CRAM-MD5 and APOP possible (plaintext secret available)' }),
@@ -79,6 +75,11 @@ export const PrinterSetup = Type.Object({
   emailSendAuthentication: Type.String({ description: '"Email Send Authentication"' }),
   loginName: Type.Optional(Type.String({ description: '"Login Name"' })),
   password: Type.Optional(Type.String({ description: '"Password" (shown once)' })),
+  senderAddresses: Type.Optional(
+    Type.Array(Type.String(), {
+      description: "the only sender (From) addresses the gateway takes from this device: set the printer's own e-mail address to one of them",
+    }),
+  ),
   note: Type.Optional(Type.String()),
 });
 
@@ -98,10 +99,13 @@ export const CreateDeviceBody = Type.Object(
   {
     name: DeviceName,
     auth: Type.Optional(Type.Union([Type.Literal('password'), Type.Literal('none')], { default: 'password' })),
-    username: Type.Optional(Type.String({ pattern: DEVICE_USERNAME_PATTERN, description: 'generated from the name when omitted' })),
-    password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated (24 chars) when omitted' })),
+    username: Type.Optional(
+      Type.String({ ...DeviceFields.username, description: `${DeviceFields.username.description}; generated from the name when omitted` }),
+    ),
+    password: Type.Optional(Type.String({ ...PasswordRule, description: `${PasswordRule.description}; generated (24 chars) when omitted` })),
     allowFrom: Type.Optional(AllowFrom),
     allowRecipients: Recipients,
+    allowSenders: Type.Optional(Senders),
     upstream: Type.Optional(Type.String({ minLength: 1 })),
     maxMessageSize: Type.Optional(MaxMessageSize),
     enabled: Type.Optional(Type.Boolean()),
@@ -112,6 +116,7 @@ export const CreateDeviceBody = Type.Object(
 export const PatchDeviceBody = Type.Object(
   {
     allowRecipients: Type.Optional(Recipients),
+    allowSenders: Type.Optional(Type.Union([Senders, Type.Null()], { description: 'null removes the sender rules (any sender)' })),
     allowFrom: Type.Optional(AllowFrom),
     upstream: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { description: 'null removes the upstream' })),
     enabled: Type.Optional(Type.Boolean()),
@@ -124,7 +129,7 @@ export const PatchDeviceBody = Type.Object(
 export const RotatePasswordBody = Type.Union([
   Type.Object(
     {
-      password: Type.Optional(Type.String({ minLength: 8, maxLength: MAX_PASSWORD_LENGTH, description: 'generated when omitted' })),
+      password: Type.Optional(Type.String({ ...PasswordRule, description: `${PasswordRule.description}; generated when omitted` })),
     },
     { additionalProperties: false },
   ),

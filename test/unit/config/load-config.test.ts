@@ -55,7 +55,7 @@ describe('parseConfig with a valid file', () => {
     expect(config.smtp.socketTimeoutMs).toBe(90_000);
     expect(config.smtp.port).toBe(2525);
     expect(config.smtp.starttls).toBe(false);
-    expect(config.smtp.authLockout).toEqual({ maxFailures: 5, windowMs: 600_000, durationMs: 900_000 });
+    expect(config.smtp.authLockout).toMatchObject({ maxFailures: 5, windowMs: 600_000, durationMs: 900_000 });
     const [device] = config.devices;
     expect(device).toMatchObject({ name: 'warren-2f-scanner', auth: 'password', username: 'warren-2f', enabled: true, allowFrom: [] });
     expect(device.allowRecipients).toEqual(['*@berkeley.edu', 'ops@example.org']);
@@ -69,9 +69,9 @@ describe('parseConfig with a valid file', () => {
 upstreams:
   - { name: gmail-warren, host: smtp.gmail.com, user: scans@example.org, password: app-password, maxMessageSize: 10MB }
 devices:
-  - { name: a, username: a, password: pw, allowRecipients: ["*@x.org"], upstream: gmail-warren }
-  - { name: b, username: b, password: pw, allowRecipients: ["*@x.org"], maxMessageSize: 5MB }
-  - { name: c, username: c, password: pw, allowRecipients: ["*@x.org"], maxMessageSize: 50MB }
+  - { name: a, username: a, password: pw-8chars, allowRecipients: ["*@x.org"], upstream: gmail-warren }
+  - { name: b, username: b, password: pw-8chars, allowRecipients: ["*@x.org"], maxMessageSize: 5MB }
+  - { name: c, username: c, password: pw-8chars, allowRecipients: ["*@x.org"], maxMessageSize: 50MB }
 `),
     );
     // The upstream's limit less the room for the headers the gateway adds (OUTGOING_HEADER_ALLOWANCE).
@@ -130,12 +130,12 @@ describe('parseConfig refusals name file, key path and problem', () => {
   });
 
   it('missing allowRecipients, or an empty list', () => {
-    expect(refusal(yaml('devices:\n  - { name: a, username: a, password: pw }\n'), 'devices[0].allowRecipients').problem).toMatch(/required/);
-    refusal(yaml('devices:\n  - { name: a, username: a, password: pw, allowRecipients: [] }\n'), 'devices[0].allowRecipients');
+    expect(refusal(yaml('devices:\n  - { name: a, username: a, password: pw-8chars }\n'), 'devices[0].allowRecipients').problem).toMatch(/required/);
+    refusal(yaml('devices:\n  - { name: a, username: a, password: pw-8chars, allowRecipients: [] }\n'), 'devices[0].allowRecipients');
   });
 
   it.each(['*@*', '*', '@example.org', '*@', 'user@*'])('an open-relay or malformed recipient rule %j', (rule) => {
-    refusal(yaml(`devices:\n  - { name: a, username: a, password: pw, allowRecipients: ["ops@x.org", "${rule}"] }\n`), 'devices[0].allowRecipients[1]');
+    refusal(yaml(`devices:\n  - { name: a, username: a, password: pw-8chars, allowRecipients: ["ops@x.org", "${rule}"] }\n`), 'devices[0].allowRecipients[1]');
   });
 
   it('unknown upstream reference', () => {
@@ -185,8 +185,8 @@ describe('parseConfig refusals name file, key path and problem', () => {
   });
 
   it('duplicate device names and usernames (case-insensitive)', () => {
-    refusal(yaml(`${DEVICE}  - { name: warren-2f-scanner, username: other, password: pw, allowRecipients: ["*@x.org"] }\n`), 'devices[1].name');
-    refusal(yaml(`${DEVICE}  - { name: other, username: WARREN-2F, password: pw, allowRecipients: ["*@x.org"] }\n`), 'devices[1].username');
+    refusal(yaml(`${DEVICE}  - { name: warren-2f-scanner, username: other, password: pw-8chars, allowRecipients: ["*@x.org"] }\n`), 'devices[1].name');
+    refusal(yaml(`${DEVICE}  - { name: other, username: WARREN-2F, password: pw-8chars, allowRecipients: ["*@x.org"] }\n`), 'devices[1].username');
   });
 
   it('YAML syntax error with its line', () => {
@@ -223,9 +223,9 @@ describe('environment and secret files', () => {
       password: 'from-env-pw',
       allowRecipients: ['*@berkeley.edu', 'scans@berkeley.edu'],
     });
-    expect(parse(text, { WARREN_PW: 'x', MAIL_DOMAIN: 'example.org' }).devices[0].allowRecipients).toEqual(['*@example.org', 'scans@example.org']);
+    expect(parse(text, { WARREN_PW: 'x-8chars', MAIL_DOMAIN: 'example.org' }).devices[0].allowRecipients).toEqual(['*@example.org', 'scans@example.org']);
     // an empty variable counts as unset, so the default applies
-    expect(parse(text, { WARREN_PW: 'x', MAIL_DOMAIN: '' }).devices[0].allowRecipients[0]).toBe('*@berkeley.edu');
+    expect(parse(text, { WARREN_PW: 'x-8chars', MAIL_DOMAIN: '' }).devices[0].allowRecipients[0]).toBe('*@berkeley.edu');
   });
 
   it('${VAR} works for number and boolean keys (environment values are strings)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressTrick } from '../../../src/shared/address-rules.js';
+import { addressTrick } from '../../../src/devices/address-patterns.js';
 
 describe('recipient mailbox names', () => {
   it('refuses local parts that are not plain dot-atoms (nodemailer would parse them as address lists)', () => {

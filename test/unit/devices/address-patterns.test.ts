@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addressTrick, parseAddressRule } from '../../../src/shared/address-rules.js';
+import { addressTrick, parseAddressRule } from '../../../src/devices/address-patterns.js';
 
 describe('parseAddressRule', () => {
   it('matches an exact address, case-insensitively', () => {
