@@ -24,7 +24,8 @@
  * - Nothing acknowledged is deleted except by an admin's delete or by logRetention of a finished
  *   message; quarantined messages are never removed by recovery or retention.
  */
-import { mkdir, readdir, rename, rm, stat, unlink, chmod } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { newQueueId, isQueueId } from '../shared/ids.js';
@@ -525,6 +526,8 @@ export class Queue implements ClaimHost {
   /** The spool directory exists and is a directory (readiness). */
   async isWritable(): Promise<boolean> {
     try {
+      // A spool that is there but read-only (a read-only mount) cannot take a body either.
+      await access(this.queueDir, constants.W_OK);
       return (await stat(this.queueDir)).isDirectory();
     } catch {
       return false;
