@@ -169,7 +169,17 @@ class QueueDeliveryWorker implements DeliveryWorker {
     for (const upstream of this.upstreams.values()) upstream.close(false);
   }
 
-  private readonly onDue = () => this.kick();
+  private readonly onDue = (event?: { id?: string; reason?: string }) => {
+    // An operator's release or retry gives refused credentials one new try (holds.ts: `operator` releases
+    // every reason); otherwise the scan would be held again at once, unsent. A new refusal holds it again.
+    if (event?.id && (event.reason === 'release' || event.reason === 'retry')) {
+      const message = this.deps.queue.get(event.id);
+      const device = message && this.deps.devices.get(message.device);
+      const upstream = device?.upstream ? this.upstreams.get(device.upstream) : undefined;
+      if (upstream?.state === 'auth-failed') upstream.reset();
+    }
+    this.kick();
+  };
   private readonly onDeviceChanged = ({ name }: { name: string }) =>
     void this.releaseHolds('device-has-upstream', (_upstream, m) => m.device === name).finally(() => this.kick());
 

@@ -479,12 +479,16 @@ export class Queue implements ClaimHost {
       try {
         const before = this.get(id);
         if (!before) throw new NotFoundError('message', id);
-        if (action === 'retry') await this.retryNow(id);
-        else if (action === 'release') await this.release(id);
-        else if (action === 'hold') await this.hold(id);
+        // Compared with what this change left, not with a later read: the worker may claim a released
+        // message (and even hold it again) before the change's write has landed.
+        let after: QueuedMessage | undefined;
+        if (action === 'retry') after = await this.retryNow(id);
+        else if (action === 'release') after = await this.release(id);
+        else if (action === 'hold') after = await this.hold(id);
         else await this.delete(id);
-        const after = this.get(id);
-        if (action === 'delete' || after?.state !== before.state || after?.nextAttemptAt !== before.nextAttemptAt) result.changed++;
+        const changed =
+          after === undefined || after.state !== before.state || after.nextAttemptAt !== before.nextAttemptAt || after.held?.code !== before.held?.code;
+        if (changed) result.changed++;
         else result.skipped.push({ id, reason: `already ${before.state}` });
       } catch (err) {
         result.skipped.push({ id, reason: (err as Error).message });

@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
-import { startTestGateway, testRawConfig, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { startTestGateway, testRawConfig, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { apiClient, type ApiClient, type Transport } from '../unit/admin/api-client.js';
 import { parsePrometheusText } from '../unit/admin/prometheus-text.js';
 
@@ -377,9 +377,18 @@ describe.each<Transport>(['inject', 'http'])('admin API through %s', (transport)
     expect(['queued', 'delivering']).toContain(retried.json.state);
 
     // A delivered message can be neither released nor retried.
-    // (released and claimed in the same tick, before the worker looks)
-    await gw!.gateway.queue.retryNow(third);
-    const [claim] = gw!.gateway.queue.claimDue(Date.now(), { pick: (m) => m.id === third });
+    // The worker hears message.due too and may claim the message first (it holds it again: its device has
+    // no upstream); so retry until this test holds the claim, waiting while the worker's attempt runs.
+    const queue = gw!.gateway.queue;
+    const claim = await waitFor(
+      async () => {
+        const state = queue.require(third).state;
+        if (state === 'delivering') return undefined;
+        if (state !== 'queued') await queue.retryNow(third);
+        return queue.claimDue(Date.now(), { pick: (m) => m.id === third })[0];
+      },
+      { what: `a claim on ${third}` },
+    );
     await claim.delivered({ upstream: 'gmail-a', reply: '250 2.0.0 OK' });
     for (const action of ['release', 'retry']) {
       const refused = await api.call('POST', `/api/messages/${third}/${action}`);
