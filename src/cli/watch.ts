@@ -131,9 +131,10 @@ export function formatStep(step: WatchStep): string {
 }
 
 export function formatDelivery(d: WatchDelivery): string {
-  const ok = d.outcome === 'delivered';
+  // Queued and deferred are not failures: the scan is safe and waits for its (next) attempt.
+  const mark = d.outcome === 'failed' || d.outcome === 'held' || d.outcome === 'partly-failed' ? 'FAIL' : d.outcome === 'delivered' ? 'ok  ' : 'wait';
   const via = d.upstream ? ` via ${d.upstream}` : '';
-  return `${shortTime(d.at)}  upstream     ${ok ? 'ok  ' : 'FAIL'}  ${d.outcome.padEnd(9)}  message ${d.id}${via}${d.reply ? `: ${d.reply}` : ''}\n`;
+  return `${shortTime(d.at)}  upstream     ${mark}  ${d.outcome.padEnd(9)}  message ${d.id}${via}${d.reply ? `: ${d.reply}` : ''}\n`;
 }
 
 function shortId(sessionId: string): string {

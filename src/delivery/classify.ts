@@ -226,8 +226,10 @@ export function describeUpstreamError(err: UpstreamErrorLike): string {
     const stage = err.command && err.command !== 'CONN' ? `after ${err.command}` : 'while connecting';
     text = `${text}: no answer from the upstream ${stage} (upstreams[].connectionTimeout / socketTimeout)`;
   }
+  // The hint comes first: an admin reads the start of the line, and OpenSSL's own words mean little to them.
   if (/wrong version number|WRONG_VERSION_NUMBER/i.test(`${text} ${err.originalCode ?? ''}`)) {
-    text = `${text} (this port may expect the other security mode: 465 = security: tls, 587 = security: starttls)`;
+    const raw = text.replace(/^TLS handshake failed: /, '');
+    text = `TLS handshake failed: this port expects the other security mode (465 = security: tls, 587 = security: starttls). Details: ${raw}`;
   }
   return text.length > 500 ? `${text.slice(0, 497)}...` : text;
 }

@@ -207,7 +207,7 @@ async function main(): Promise<void> {
     if (!check(started.status === 0, 'podman run --read-only --cap-drop ALL --security-opt no-new-privileges', started.stderr.trim())) return;
 
     const startedAt = Date.now();
-    const up = await waitFor('/healthz', 60_000, async () => (running() ? healthz(adminPort) : 'exited')).catch((err: Error) => err.message);
+    const up = await waitFor('/healthz', 120_000, async () => (running() ? healthz(adminPort) : 'exited')).catch((err: Error) => err.message);
     if (!check(up === 200, `/healthz answers 200 (${Date.now() - startedAt} ms after podman run)`, `${up}\n${podman(['logs', NAME]).stdout}`)) return;
 
     const health = podman(['healthcheck', 'run', NAME]);

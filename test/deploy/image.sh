@@ -112,8 +112,18 @@ SCANRELAY_IMAGE="$IMAGE" SCANRELAY_IMAGE_NODE="$node_version" \
   SCANRELAY_PODMAN_ULIMITS="${ULIMITS[*]}" \
   "$REPO/node_modules/.bin/tsx" "$REPO/test/deploy/image-run.ts" || status=$?
 
-# ---- 4. prune: stopped containers and dangling layers go; the base and the last build stay as the cache ----
+# ---- 4. prune: what this build did not use goes; the base and this build's layers stay as the cache ----
 pod container prune -f >/dev/null || true
-pod image prune -f >/dev/null || true
+keep="$(grep -oE '^--> [0-9a-f]{12}' "$CACHE/build.log" | awk '{ print $2 }' | sort -u)"
+for round in 1 2 3 4 5; do
+  stale=()
+  while read -r id repository; do
+    [ "$repository" = "<none>" ] || continue
+    grep -qx "${id:0:12}" <<<"$keep" || stale+=("$id")
+  done < <(pod images -a --no-trunc --format '{{.ID}} {{.Repository}}' | sed 's/^sha256://')
+  [ "${#stale[@]}" = 0 ] && break
+  # Children first: an image another still builds on is removed in a later round.
+  pod rmi "${stale[@]}" >/dev/null 2>&1 || true
+done
 say "podman storage $(du -sh "$STORE/root" 2>/dev/null | cut -f1) in $STORE"
 exit "$status"

@@ -15,7 +15,9 @@ describe('describeUpstreamError', () => {
       code: 'ESOCKET',
       originalCode: 'ERR_SSL_WRONG_VERSION_NUMBER',
     });
-    expect(text).toMatch(/465 = security: tls, 587 = security: starttls/);
+    // The hint leads; the raw OpenSSL text only follows it.
+    expect(text).toMatch(/^TLS handshake failed: this port expects the other security mode \(465 = security: tls, 587 = security: starttls\)\. Details: /);
+    expect(text.indexOf('465')).toBeLessThan(text.indexOf('wrong version number'));
   });
 
   it('keeps the upstream reply as it is for ordinary refusals', () => {
