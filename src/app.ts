@@ -2,9 +2,10 @@
  * Composition root: builds every part from the config and wires them. The only file that knows all parts.
  *
  * The trip of one scan:
- *   inbound/index.ts onData -> queue.accept (body + record fsynced, then "250 queued as <id>")
- *   -> event message.queued -> delivery worker claims it -> upstream send over TLS with the device's account
- *   -> classify the answer -> queue.markDelivered / markDeferred / markHeld / markFailed
+ *   inbound/index.ts onData -> queue.accept (body fsynced, row group-committed, then "250 queued as <id>")
+ *   -> event message.queued / message.due -> delivery worker: queue.claimDue hands out a claim
+ *   -> upstream send over TLS with the device's account, the body read through the claim
+ *   -> classify the answer -> one outcome call on the claim (delivered / deferred / held / failed)
  *   -> events -> devices/status.ts (printer-style state) and observability/metrics.ts (Prometheus).
  */
 import { mkdir, readFile, access, constants } from 'node:fs/promises';
@@ -13,17 +14,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type GatewayConfig } from './config/index.js';
-import { DeviceRegistry, DeviceStatusTracker } from './devices/index.js';
-import { Queue } from './queue/index.js';
-import {
-  InMemoryAuthStateStore,
-  LockoutState,
-  LoginRecorder,
-  createInboundServer,
-  type AuthStateStore,
-  type InboundServer,
-  type ServerTls,
-} from './inbound/index.js';
+import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './devices/index.js';
+import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
+import { JournalImport } from './queue/import.js';
+import { IntegrityError, StoreDatabase } from './store/database.js';
+import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
+import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
 import { buildAdminApp } from './admin/index.js';
 import { PopGrants, createPop3Server } from './pop3/index.js';
@@ -31,6 +27,7 @@ import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
 import { GatewayError } from './shared/errors.js';
 import { writeFileDurable } from './shared/durable-fs.js';
+import { errorMessage } from './shared/errors.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { PrinterDoctor } from './doctor/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -41,7 +38,10 @@ export interface GatewayOptions {
   defaultMetrics?: boolean;
   /** TLS material for device listeners (otherwise loaded/generated from config). */
   serverTls?: ServerTls;
-  /** Where lock-outs and seen-authenticating addresses persist (the message store's database); default memory. */
+  /** Old file journal import: records per batch and pause between batches (tests slow it down). */
+  importBatchSize?: number;
+  importPauseMs?: number;
+  /** Where lock-outs and seen-authenticating addresses persist; default the message store's database. */
   authState?: AuthStateStore;
 }
 
@@ -64,6 +64,8 @@ export interface Gateway {
   readonly lockout: LockoutState;
   readonly logins: LoginRecorder;
   readonly popGrants: PopGrants;
+  /** Lock-outs and seen addresses of the login guard: the store database unless options.authState is given. */
+  readonly authState: AuthStateStore;
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
   stop(): Promise<void>;
@@ -83,14 +85,23 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       : undefined;
 
   const events = new GatewayEventBus();
+  const database = openStoreDatabase(config.dataDir, logger);
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
   const popGrants = new PopGrants(config.pop3.authWindowMs);
-  const deviceStatus = new DeviceStatusTracker(events);
-  const devices = new DeviceRegistry({ dataDir: config.dataDir, secretKey, configDevices: config.devices, limits: deviceLimits(config) });
+  const deviceStatus = new DeviceStatusTracker(events, Date.now, new DeviceStatusTable<DeviceStatus>(database));
+  const devices = new DeviceRegistry({
+    dataDir: config.dataDir,
+    database,
+    events,
+    secretKey,
+    configDevices: config.devices,
+    limits: deviceLimits(config),
+  });
   await devices.open();
-  const lockout = new LockoutState(config.smtp.authLockout, options.authState ?? new InMemoryAuthStateStore(), (username) =>
-    Boolean(devices.findByUsername(username)),
-  );
+  // Lock-outs and the addresses devices logged in from live in the store database, so a restart neither
+  // forgives a password guesser nor forgets where a printer lives (reserved slots depend on it).
+  const authState = options.authState ?? new SqliteAuthStateStore(database);
+  const lockout = new LockoutState(config.smtp.authLockout, authState, (username) => Boolean(devices.findByUsername(username)));
   const logins = new LoginRecorder({ devices, lockout, events, failureDelayMs: () => config.smtp.authFailureDelayMs });
   const authLogger = logger.child({ part: 'auth' });
   // One fact per login attempt; metrics and the log subscribe (device status subscribes in its constructor).
@@ -110,7 +121,13 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const queueLogger = logger.child({ part: 'queue' });
   const queue = await Queue.open({
     dataDir: config.dataDir,
+    database,
     events,
+    fsyncDirectory: config.store.fsyncDirectory,
+    onQuarantined: (queueId, reason) => {
+      queueLogger.error({ queueId, reason }, 'queue.quarantined: kept with its body; see GET /api/messages?state=quarantined');
+      events.emit('message.quarantined', { id: queueId, reason });
+    },
     onPersistError: (queueId, err) =>
       queueLogger.error(
         { queueId, err: (err as Error).message },
@@ -119,6 +136,23 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     onPersisted: (queueId) => queueLogger.info({ queueId }, 'queue.record-written after earlier failures'),
   });
   metrics.setQueueStatsSource(() => queue.stats());
+  const journalImport = new JournalImport(queue, {
+    batchSize: options.importBatchSize,
+    pauseMs: options.importPauseMs,
+    onProgress: ({ done, total }) => queueLogger.info({ done, total }, `queue.import.progress: imported ${done} of ${total} records of the old file journal`),
+    onQuarantined: (queueId, reason) => {
+      queueLogger.error({ queueId, reason }, 'queue.quarantined: kept with its body; see GET /api/messages?state=quarantined');
+      events.emit('message.quarantined', { id: queueId, reason });
+    },
+  });
+  for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
+  // Every hold is logged once, with what the admin can do about it.
+  events.on('message.held', ({ id, device, code, reason, fix }) =>
+    queueLogger.warn(
+      { queueId: id, device, reason: code, detail: reason, fix: fix ?? (code ? HOLD_RULES[code as keyof typeof HOLD_RULES]?.fix : undefined) },
+      'queue.held',
+    ),
+  );
 
   const delivery = createDeliveryWorker({
     queue,
@@ -129,8 +163,10 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     config: () => config.delivery,
     upstreams: config.upstreams,
     hostname: config.smtp.hostname,
+    upstreamState: new UpstreamStateTable(database),
+    sentSince: (since) => queue.sentSince(since),
+    startOfToday: () => startOfDay(Date.now(), config.timeZone, 0),
   });
-  events.on('message.queued', () => delivery.kick());
 
   const serverTls =
     options.serverTls ?? (deviceTlsWanted(config.smtp) ? await loadServerTls(config.smtp, config.dataDir, logger.child({ part: 'smtp' })) : undefined);
@@ -160,6 +196,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     : undefined;
 
   let smtpAddress: AddressInfo | undefined;
+  let importing: Promise<void> | undefined;
   const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
   const admin = config.admin.enabled
     ? await buildAdminApp({
@@ -181,7 +218,12 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         reload: async () => {
           await gateway.reload(loadConfig(config.file));
         },
-        readiness: async () => ({ smtp: inbound.isListening(), dataDir: await isWritable(config.dataDir), store: await queue.isWritable() }),
+        readiness: async () => ({
+          smtp: inbound.isListening(),
+          dataDir: await isWritable(config.dataDir),
+          store: await queue.isWritable(),
+          importing: journalImport.progress.running ? `importing, ${journalImport.progress.done} of ${journalImport.progress.total}` : undefined,
+        }),
         smtpEndpoint: () => ({
           host: config.admin.publicSmtpHost ?? config.smtp.host,
           port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port,
@@ -203,6 +245,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     lockout,
     logins,
     popGrants,
+    authState,
     admin,
     adminTokens: tokens,
     async start() {
@@ -226,15 +269,26 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         logger.info({ address: addresses.admin }, 'admin.listening');
       }
       delivery.start();
+      // The old file journal (if any) goes into the database in the background: mail is accepted meanwhile.
+      importing = journalImport.run().then(
+        (p) => {
+          if (p.total > 0) logger.info({ imported: p.total }, 'queue.import.done');
+        },
+        (err) => logger.error({ err: errorMessage(err) }, 'queue.import.failed: restart to resume it; nothing was removed'),
+      );
       logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, queued: queue.stats().counts }, 'gateway.started');
       return addresses;
     },
     async stop() {
       logger.info('gateway.stopping');
+      journalImport.stop();
+      await importing;
       await pop3?.close();
       await inbound.close();
       await delivery.stop(config.delivery.shutdownTimeoutMs);
       await queue.flush();
+      deviceStatus.saveNow();
+      database.close();
       if (admin) await admin.close();
       logger.info('gateway.stopped');
     },
@@ -248,12 +302,10 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       devices.setConfigDevices(config.devices, deviceLimits(config));
       lockout.setPolicy(config.smtp.authLockout);
       popGrants.setWindow(config.pop3.authWindowMs);
+      // Also releases what the new config fixed (holds.ts: config-reloaded).
       delivery.setUpstreams(config.upstreams);
       for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
-      // Messages held only because their device had no upstream can go now.
-      const released = await queue.releaseHeld((m) => m.held?.code === 'no-upstream' && Boolean(devices.get(m.device)?.upstream));
-      delivery.kick();
-      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, released }, 'config.reloaded');
+      logger.info({ devices: devices.list().length, upstreams: config.upstreams.length }, 'config.reloaded');
     },
   };
   return gateway;
@@ -287,6 +339,38 @@ function listenFailure(err: unknown, key: string, host: string, port: number): u
     });
   }
   return err;
+}
+
+/**
+ * Opens dataDir/store.db, after PRAGMA quick_check when the last run did not close it (crash, kill -9,
+ * power loss). A database that fails the check, or cannot be read at all, is not used and not changed:
+ * the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
+ */
+function openStoreDatabase(dataDir: string, logger: Logger): StoreDatabase {
+  const path = join(dataDir, 'store.db');
+  try {
+    return StoreDatabase.open(path, { integrityCheck: 'after-crash' });
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    logger.fatal(
+      {
+        err: err.message,
+        recover: [
+          'stop the gateway and keep a copy of the whole data directory',
+          `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
+          'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
+        ],
+      },
+      'store.corrupt: the store database failed its integrity check; no message body was touched',
+    );
+    throw new StoreCorruptError(
+      `${err.message}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
+    );
+  }
+}
+
+export class StoreCorruptError extends Error {
+  readonly code = 'SCANRELAY_STORE_CORRUPT';
 }
 
 function deviceLimits(config: GatewayConfig) {

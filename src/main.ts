@@ -16,7 +16,12 @@ async function main(): Promise<void> {
   const file = values.config ?? defaultConfigPath();
   const config = loadConfig(file);
   const logger = createLogger(config.log.level, undefined, config.log.format);
-  const gateway = await createGateway(config, { logger });
+  // Tuning of the one-time import of an old file journal (records per batch, pause between batches in ms).
+  const gateway = await createGateway(config, {
+    logger,
+    importBatchSize: positive(process.env.SCANRELAY_IMPORT_BATCH),
+    importPauseMs: positive(process.env.SCANRELAY_IMPORT_PAUSE_MS),
+  });
   const addresses = await gateway.start();
   logger.info(
     {
@@ -70,3 +75,8 @@ main().catch((err: unknown) => {
   process.stderr.write(`scanrelay: failed to start: ${errorMessage(err)}\n`);
   process.exit(1);
 });
+
+function positive(value: string | undefined): number | undefined {
+  const n = Number(value);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}

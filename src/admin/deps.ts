@@ -26,7 +26,7 @@ export interface AdminDeps {
   /** Reload the config file (same as SIGHUP). */
   reload: () => Promise<void>;
   /** Readiness facts. */
-  readiness: () => Promise<{ smtp: boolean; dataDir: boolean; store: boolean }>;
+  readiness: () => Promise<{ smtp: boolean; dataDir: boolean; store: boolean; importing?: string }>;
   /** Where printers reach the SMTP listener (for the device setup sheet). */
   smtpEndpoint: () => { host: string; port: number };
 }

@@ -4,7 +4,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GatewayError } from '../shared/errors.js';
+import { GatewayError, ValidationError } from '../shared/errors.js';
 
 export interface ErrorBody {
   error: string;
@@ -54,7 +54,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (error instanceof GatewayError) {
       const status = error.httpStatus;
       if (status >= 500) return sendInternal(request, reply, error, status, error.code);
-      return reply.code(status).send(errorBody(status, error.code, error.message));
+      return reply.code(status).send(errorBody(status, error.code, error.message, error instanceof ValidationError ? error.field : undefined));
     }
     const status = (error as FastifyError).statusCode;
     const code = (error as FastifyError).code;

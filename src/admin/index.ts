@@ -99,7 +99,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     registerMessageRoutes(api, deps);
     registerSystemRoutes(api, deps);
   });
-  await app.ready();
+  // Not made ready here: compiling every route's schemas costs more than the rest of the start-up, and
+  // SMTP must open first (listen and inject make it ready when first used).
   return app;
 }
 

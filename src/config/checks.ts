@@ -18,9 +18,11 @@ export type DeviceConfig = Omit<DecodedDevice, 'maxMessageSize'> & {
 };
 
 /** The whole config as every part reads it: the schema's decoded type, plus the file it came from. */
-export type GatewayConfig = Omit<DecodedConfig, 'devices'> & {
+export type GatewayConfig = Omit<DecodedConfig, 'devices' | 'timeZone'> & {
   /** Absolute path of the file this came from. */
   file: string;
+  /** IANA zone for times of day in message-log queries and daily stats (the system's when not set). */
+  timeZone: string;
   devices: DeviceConfig[];
 };
 
@@ -68,7 +70,20 @@ export function checkConfig(config: DecodedConfig, file: string, problems: Confi
     };
   });
 
-  return { ...config, file, devices };
+  return { ...config, file, timeZone: resolveTimeZone(config.timeZone, fail), devices };
+}
+
+/** The configured zone when Intl knows it, else the system's (so one bad key is reported, not a crash later). */
+function resolveTimeZone(zone: string | undefined, fail: (keyPath: string, problem: string) => void): string {
+  const system = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  if (zone === undefined) return system;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+  } catch {
+    fail('timeZone', `'${zone}' is not a time zone; use an IANA name such as Europe/Berlin or America/New_York`);
+    return system;
+  }
+  return zone;
 }
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);

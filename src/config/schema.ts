@@ -321,6 +321,18 @@ export const ConfigSchema = Section({
     },
     { default: {} },
   ),
+  timeZone: Type.Optional(
+    Type.String({ minLength: 1, description: "IANA time zone for the message log's times of day and daily stats; default the system's" }),
+  ),
+  store: Section(
+    {
+      fsyncDirectory: Type.Boolean({
+        default: false,
+        description: 'fsync the spool directory after each accepted message (filesystems that do not order metadata with data)',
+      }),
+    },
+    { default: {} },
+  ),
   secretKey: Type.Optional(Type.String({ minLength: 32, secret: true, description: 'key that encrypts API-created device secrets' })),
   smtp: SmtpSchema,
   pop3: Pop3Schema,

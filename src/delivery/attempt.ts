@@ -1,26 +1,27 @@
 /**
  * One delivery attempt of one message through one upstream: build the outgoing headers, send the pending
  * recipients in groups of maxRecipientsPerMessage (raw bytes streamed from the spool), classify what came
- * back, and record the outcome in the queue (each mark* is one durable write):
+ * back, and record the outcome through the claim (one outcome call, which also keeps the attempt):
  *
- *   all recipients accepted         -> markDelivered (one write)
- *   some refused for good           -> their results, then delivered (others accepted) or failed (none)
- *   temporary trouble               -> markDeferred with back-off, or failed once maxLifetime has passed
- *   credentials refused             -> markHeld (upstream auth-failed)
- *   quota / rate limit / TLS        -> upstream paused, message deferred to the end of the pause
- *   message refused for good        -> markFailed with the upstream's reply
+ *   all recipients accepted         -> claim.delivered
+ *   some refused for good           -> their results, then delivered (partly-failed) or failed (none accepted)
+ *   temporary trouble               -> claim.deferred with back-off, or failed once maxLifetime has passed
+ *   credentials refused             -> claim.held('upstream-auth-failed')
+ *   quota / rate limit / TLS        -> upstream paused, message deferred to the end of the pause (no attempt counted)
+ *   message refused for good        -> claim.failed with the upstream's reply
  */
 import type { DeliveryConfig } from '../config/index.js';
 import type { Device } from '../devices/index.js';
 import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { nextRetryDelay, type Queue, type QueuedMessage, type RecipientStatus } from '../queue/index.js';
+import type { GatewayEventBus } from '../shared/events.js';
+import { nextRetryDelay, type Claim, type QueuedMessage, type RecipientStatus } from '../queue/index.js';
 import { classifyUpstreamError, type Classification } from './classify.js';
-import { buildOutgoingHeaders, outgoingStream, readHeaderBlock } from './headers.js';
+import { buildOutgoingHeaders, outgoingStream } from './headers.js';
 import type { Upstream, UpstreamSendError } from './upstreams.js';
 
 export interface AttemptContext {
-  queue: Queue;
+  events?: GatewayEventBus;
   metrics: GatewayMetrics;
   logger: Logger;
   hostname: string;
@@ -40,17 +41,16 @@ interface Stop {
   classification: Classification;
 }
 
-export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessage, device: Device, upstream: Upstream): Promise<void> {
-  const { queue } = ctx;
+export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device: Device, upstream: Upstream): Promise<void> {
+  const message = claim.message;
   const log = ctx.logger.child({ queueId: message.id, device: device.name, upstream: upstream.name });
-  const path = queue.bodyPath(message.id);
 
   let block: Buffer | undefined;
   try {
-    block = await readHeaderBlock(path, message.headers.headerBytes);
+    block = await claim.readHead(message.headers.headerBytes ?? 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await fail(ctx, message, upstream, 'the spooled message body is missing', [], log);
+    await fail(ctx, claim, upstream, 'the spooled message body is missing', [], log);
     return;
   }
   const headers = buildOutgoingHeaders(block, message.headers, {
@@ -65,13 +65,13 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
   if (headers.rewriteSkipped) log.warn('delivery.from-rewrite-skipped: header block longer than 64 KiB or without an end; From kept as sent');
   const size = headers.prefix.length + message.size - headers.skipBytes;
   if (size > upstream.config.maxMessageSize) {
-    await fail(ctx, message, upstream, `message is ${size} bytes; upstream '${upstream.name}' accepts at most ${upstream.config.maxMessageSize}`, [], log);
+    await fail(ctx, claim, upstream, `message is ${size} bytes; upstream '${upstream.name}' accepts at most ${upstream.config.maxMessageSize}`, [], log);
     return;
   }
 
   const pending = message.recipients.filter((r) => r.state === 'pending').map((r) => r.address);
   const groups = chunk(pending, upstream.config.maxRecipientsPerMessage);
-  queue.noteAttempt(message.id, upstream.name);
+  ctx.events?.emit('message.attempt', { id: message.id, device: device.name, upstream: upstream.name });
   const startedAt = ctx.now();
 
   const accepted = new Set<string>();
@@ -102,7 +102,7 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
         size,
         use8BitMime: message.has8bit || message.envelope.bodyType === '8bitmime',
         messageId: headers.messageId,
-        raw: () => outgoingStream(path, headers),
+        raw: () => outgoingStream(claim, headers),
       });
       const at = ctx.now();
       upstream.noteSuccess(at);
@@ -126,7 +126,7 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     }
     // Between groups, results are saved so a crash does not re-send to recipients already done.
     if (i < groups.length - 1 && unsaved.length > 0) {
-      await queue.setRecipientResults(message.id, unsaved);
+      await claim.saveRecipients(unsaved);
       unsaved = [];
     }
   }
@@ -138,18 +138,20 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
 
   // Everything accepted in one go is the common case: one durable write (markDelivered).
   const allAccepted = remaining.length === 0 && failed.length === 0;
-  if (unsaved.length > 0 && !allAccepted) await queue.setRecipientResults(message.id, unsaved);
+  if (unsaved.length > 0 && !allAccepted) await claim.saveRecipients(unsaved);
+  const reply = lastReply(stop, response);
 
   if (stop?.classification.action === 'hold-upstream') {
     const reason = `upstream '${upstream.name}' refused its credentials (${stop.classification.reason}); fix them in the config and reload`;
-    await queue.markHeld(message.id, { code: HOLD_UPSTREAM_AUTH, reason });
+    await claim.held(HOLD_UPSTREAM_AUTH, { detail: reason, upstream: upstream.name, reply, error: errorFacts(stop), attempted: true });
     ctx.metrics.recordDeliveryAttempt(upstream.name, 'held');
     log.error({ reason: stop.classification.reason, durationMs }, 'delivery.held');
     return;
   }
   if (stop?.classification.action === 'pause-upstream') {
     const until = upstream.pause(stop.classification.pause ?? 'short', ctx.delivery, ctx.now());
-    await queue.markDeferred(message.id, errorFacts(stop), until);
+    // A pause is the upstream's limit, not this message's failure: no attempt is counted.
+    await claim.deferred({ upstream: upstream.name, error: errorFacts(stop), nextAttemptAt: until, reply, paused: true });
     ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
     log.warn(
       { reason: stop.classification.reason, category: stop.classification.category, pausedUntil: new Date(until).toISOString(), durationMs },
@@ -158,19 +160,19 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     return;
   }
   if (stop?.classification.action === 'fail-message' || stop?.classification.action === 'fail-recipient') {
-    await fail(ctx, message, upstream, stop.classification.reason, failed, log, stop);
+    await fail(ctx, claim, upstream, stop.classification.reason, failed, log, stop);
     return;
   }
 
   if (remaining.length === 0) {
     if (accepted.size > 0 || deliveredBefore) {
-      await queue.markDelivered(message.id, { upstream: upstream.name, response });
+      await claim.delivered({ upstream: upstream.name, reply: response });
       ctx.metrics.recordDeliveryAttempt(upstream.name, 'delivered');
       ctx.metrics.recordDelivered(device.name, upstream.name, (ctx.now() - message.receivedAt) / 1000);
       log.info({ recipients: accepted.size, refused: failed.length, response, durationMs, size }, 'delivery.delivered');
       if (failed.length > 0) ctx.notify(message, 'some recipients were refused by the upstream', failed);
     } else {
-      await fail(ctx, message, upstream, failed.map((f) => `${f.address}: ${f.response}`).join('; '), failed, log);
+      await fail(ctx, claim, upstream, failed.map((f) => `${f.address}: ${f.response}`).join('; '), failed, log);
     }
     return;
   }
@@ -183,7 +185,7 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     const attempts = message.attempts + 1;
     await fail(
       ctx,
-      message,
+      claim,
       upstream,
       `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} over ${formatAge(now - message.receivedAt)}: ${reason}`,
       failed,
@@ -193,7 +195,7 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
     return;
   }
   const nextAttemptAt = Math.min(now + nextRetryDelay(message.attempts + 1, ctx.delivery.retryBaseMs, ctx.delivery.retryMaxMs), expiresAt);
-  await queue.markDeferred(message.id, stop ? errorFacts(stop) : { message: reason }, nextAttemptAt);
+  await claim.deferred({ upstream: upstream.name, error: stop ? errorFacts(stop) : { message: reason }, nextAttemptAt, reply });
   ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
   log.warn(
     { reason, category: stop?.classification.category, nextAttemptAt: new Date(nextAttemptAt).toISOString(), attempts: message.attempts + 1, durationMs },
@@ -203,14 +205,15 @@ export async function attemptDelivery(ctx: AttemptContext, message: QueuedMessag
 
 async function fail(
   ctx: AttemptContext,
-  message: QueuedMessage,
+  claim: Claim,
   upstream: Upstream,
   reason: string,
   failedRecipients: RecipientStatus[],
   log: Logger,
   stop?: Stop,
 ): Promise<void> {
-  await ctx.queue.markFailed(message.id, reason, stop ? errorFacts(stop) : undefined);
+  const message = claim.message;
+  await claim.failed({ reason, upstream: upstream.name, error: stop ? errorFacts(stop) : undefined, reply: stop?.err.response, attempted: stop !== undefined });
   ctx.metrics.recordDeliveryAttempt(upstream.name, 'failed');
   ctx.metrics.recordFailed(message.device);
   log.error({ reason }, 'delivery.failed');
@@ -219,6 +222,11 @@ async function fail(
       ? failedRecipients
       : message.recipients.filter((r) => r.state === 'pending').map((r) => ({ ...r, state: 'failed' as const, response: reason }));
   ctx.notify(message, reason, pendingAsFailed);
+}
+
+/** The upstream's own words: its reply to the failing command, else the last 250. */
+function lastReply(stop: Stop | undefined, response: string | undefined): string | undefined {
+  return stop?.err.response ?? response;
 }
 
 function errorFacts(stop: Stop): { message: string; code?: string; responseCode?: number } {

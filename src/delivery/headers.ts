@@ -9,8 +9,6 @@
  *
  * Header bytes are handled as latin1 so 8-bit header bytes pass through unchanged.
  */
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ClientInfo, SniffedHeaders } from '../queue/index.js';
 
@@ -206,24 +204,16 @@ function safeDomain(value: string): string {
   return value.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 255) || 'scanrelay';
 }
 
-/** Reads the header block of a spooled message (known length, at most 64 KiB). */
-export async function readHeaderBlock(path: string, headerBytes: number | undefined): Promise<Buffer | undefined> {
-  if (headerBytes === undefined || headerBytes <= 0) return undefined;
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(headerBytes);
-    const { bytesRead } = await handle.read(buffer, 0, headerBytes, 0);
-    return bytesRead === headerBytes ? buffer : undefined;
-  } finally {
-    await handle.close();
-  }
+/** Where the outgoing stream reads the spooled body from (a queue claim). */
+export interface BodySource {
+  openBody(start?: number): Readable;
 }
 
-/** The outgoing bytes: the new header bytes, then the spooled file from `skipBytes` (a fresh stream per call). */
-export function outgoingStream(path: string, headers: Pick<OutgoingHeaders, 'prefix' | 'skipBytes'>): Readable {
+/** The outgoing bytes: the new header bytes, then the spooled body from `skipBytes` (a fresh stream per call). */
+export function outgoingStream(body: BodySource, headers: Pick<OutgoingHeaders, 'prefix' | 'skipBytes'>): Readable {
   async function* bytes() {
     yield headers.prefix;
-    yield* createReadStream(path, { start: headers.skipBytes, highWaterMark: 256 * 1024 });
+    yield* body.openBody(headers.skipBytes);
   }
   return Readable.from(bytes(), { objectMode: false });
 }

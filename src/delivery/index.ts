@@ -12,7 +12,7 @@
  */
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { Device, DeviceRegistry } from '../devices/index.js';
-import type { Queue, QueuedMessage, RecipientStatus } from '../queue/index.js';
+import type { Claim, HoldReason, Queue, QueuedMessage, RecipientStatus, ReleaseEvent } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import { UPSTREAM_STATES, type GatewayMetrics, type UpstreamState } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -21,7 +21,7 @@ import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './atte
 import { classifyUpstreamError, describeUpstreamError } from './classify.js';
 import { generatedMessageId, rfc5322Date } from './headers.js';
 import { buildFailureNotice } from './notify.js';
-import { Upstream, type UpstreamSendError } from './upstreams.js';
+import { Upstream, type UpstreamSendError, type UpstreamStatePersistence } from './upstreams.js';
 
 export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
 export { HOLD_UPSTREAM_AUTH } from './attempt.js';
@@ -47,6 +47,14 @@ export interface UpstreamStatus {
   inFlight: number;
   /** Messages held because the credentials were refused. */
   held: number;
+  /** What security `auto` picked (kept across restarts). */
+  securityChosen?: 'tls' | 'starttls';
+  /** A quota pause and its end. */
+  quotaPausedUntil?: number;
+  /** Messages this upstream delivered since midnight in the gateway's time zone. */
+  sentToday: number;
+  /** ratePerDay, or Gmail's documented 2,000 a day for Workspace accounts when unset. */
+  dailyLimit?: number;
 }
 
 export interface DeliveryDeps {
@@ -60,6 +68,12 @@ export interface DeliveryDeps {
   hostname: string;
   /** Clock (tests). */
   now?: () => number;
+  /** Upstream state kept across restarts (what auto chose, a quota pause). */
+  upstreamState?: UpstreamStatePersistence;
+  /** Messages each upstream sent since `since` (epoch ms), for sentToday. */
+  sentSince?: (since: number) => Map<string, number>;
+  /** Start of today in the gateway's time zone (epoch ms). */
+  startOfToday?: () => number;
 }
 
 export interface DeliveryWorker {
@@ -90,12 +104,13 @@ export interface UpstreamCheckResult {
 
 type Plan =
   | { kind: 'send'; device: Device; upstream: Upstream }
-  | { kind: 'hold'; code: string; reason: string }
+  | { kind: 'hold'; code: HoldReason; reason: string }
   | { kind: 'wait'; until: number }
   | { kind: 'busy' };
 
-const OPEN_STATES = ['queued', 'deferred', 'held', 'delivering'] as const;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Google's documented daily sending limit for a Workspace account (FACTS §3). */
+const GMAIL_WORKSPACE_DAILY_LIMIT = 2_000;
 /** After an unexpected error (disk, bug), the message waits this long before the worker looks again. */
 const COOLDOWN_MS = 5_000;
 
@@ -122,13 +137,22 @@ class QueueDeliveryWorker implements DeliveryWorker {
   start(): void {
     if (this.started) return;
     this.started = true;
-    // Held-for-credentials messages from a previous run get one new try: the config may have been fixed.
-    void this.releaseHeldFor(() => true).finally(() => this.kick());
+    this.deps.events.on('message.queued', this.onDue);
+    this.deps.events.on('message.due', this.onDue);
+    this.deps.events.on('device.created', this.onDeviceChanged);
+    this.deps.events.on('device.updated', this.onDeviceChanged);
+    // Held messages from a previous run whose cause is gone go now (a device that has an upstream since;
+    // credentials that may have been fixed get one new try).
+    void this.releaseHolds('start-up').finally(() => this.kick());
     this.scheduleSweep();
   }
 
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    this.deps.events.off('message.queued', this.onDue);
+    this.deps.events.off('message.due', this.onDue);
+    this.deps.events.off('device.created', this.onDeviceChanged);
+    this.deps.events.off('device.updated', this.onDeviceChanged);
     clearTimeout(this.timer);
     clearTimeout(this.sweepTimer);
     const settled = () => Promise.allSettled([...this.inFlight.values()]).then(() => true);
@@ -144,6 +168,20 @@ class QueueDeliveryWorker implements DeliveryWorker {
     }
     for (const upstream of this.upstreams.values()) upstream.close(false);
   }
+
+  private readonly onDue = (event?: { id?: string; reason?: string }) => {
+    // An operator's release or retry gives refused credentials one new try (holds.ts: `operator` releases
+    // every reason); otherwise the scan would be held again at once, unsent. A new refusal holds it again.
+    if (event?.id && (event.reason === 'release' || event.reason === 'retry')) {
+      const message = this.deps.queue.get(event.id);
+      const device = message && this.deps.devices.get(message.device);
+      const upstream = device?.upstream ? this.upstreams.get(device.upstream) : undefined;
+      if (upstream?.state === 'auth-failed') upstream.reset();
+    }
+    this.kick();
+  };
+  private readonly onDeviceChanged = ({ name }: { name: string }) =>
+    void this.releaseHolds('device-has-upstream', (_upstream, m) => m.device === name).finally(() => this.kick());
 
   kick(): void {
     if (!this.started || this.stopping || this.pumpQueued) return;
@@ -173,22 +211,20 @@ class QueueDeliveryWorker implements DeliveryWorker {
     }
     // Messages held for refused credentials go again when their upstream (possibly a newly mapped one)
     // is no longer known to refuse them: changed credentials reset the state to unknown.
-    void this.releaseHeldFor((name) => {
-      const upstream = this.upstreams.get(name);
-      return upstream !== undefined && upstream.state !== 'auth-failed';
-    }).finally(() => this.kick());
+    void this.releaseHolds('config-reloaded').finally(() => this.kick());
   }
 
   upstreamStatus(): UpstreamStatus[] {
     const waiting = new Map<string, number>();
     const held = new Map<string, number>();
-    for (const message of this.deps.queue.list({ state: [...OPEN_STATES], limit: Number.MAX_SAFE_INTEGER }).items) {
+    for (const message of this.deps.queue.openMessages()) {
       const name = this.upstreamNameOf(message);
       if (!name) continue;
       waiting.set(name, (waiting.get(name) ?? 0) + 1);
       if (message.held?.code === HOLD_UPSTREAM_AUTH) held.set(name, (held.get(name) ?? 0) + 1);
     }
     const now = this.now();
+    const sent = this.deps.sentSince?.(this.deps.startOfToday?.() ?? now - 86_400_000) ?? new Map<string, number>();
     return [...this.upstreams.values()].map((u) => ({
       name: u.name,
       host: u.config.host,
@@ -205,6 +241,10 @@ class QueueDeliveryWorker implements DeliveryWorker {
       pausedUntil: u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined,
       inFlight: u.busy,
       held: held.get(u.name) ?? 0,
+      securityChosen: u.config.security === 'auto' ? u.endpoint?.security : undefined,
+      quotaPausedUntil: u.state === 'quota-paused' && u.pausedUntil !== undefined && u.pausedUntil > now ? u.pausedUntil : undefined,
+      sentToday: sent.get(u.name) ?? 0,
+      dailyLimit: u.config.ratePerDay ?? (/(^|\.)gmail\.com$|(^|\.)googlemail\.com$/i.test(u.config.host) ? GMAIL_WORKSPACE_DAILY_LIMIT : undefined),
     }));
   }
 
@@ -216,7 +256,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       const wasHeld = upstream.state === 'auth-failed';
       upstream.noteSuccess(this.now(), { loginOnly: true });
       // Released here too (idempotent) so the answer comes after the held messages are queued again.
-      if (wasHeld) await this.releaseHeldFor((n) => n === name);
+      if (wasHeld) await this.releaseHolds('credentials-proven', (n) => n === name);
       this.kick();
       return { ok: true, port: endpoint.port, security: endpoint.security, response: 'connected, TLS and AUTH accepted', durationMs: this.now() - startedAt };
     } catch (err) {
@@ -250,7 +290,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
   async retryUpstream(name: string): Promise<number> {
     const upstream = this.requireUpstream(name);
     upstream.reset();
-    const released = await this.releaseHeldFor((n) => n === name);
+    const released = await this.deps.queue.releaseHolds('operator', (m) => m.held?.code === HOLD_UPSTREAM_AUTH && this.upstreamNameOf(m) === name);
     this.kick();
     return released;
   }
@@ -264,23 +304,34 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const now = this.now();
     const { concurrency } = this.deps.config();
     let blockedWake: number | undefined;
-    for (const message of this.deps.queue.due(now)) {
-      if (this.inFlight.size >= concurrency) break;
-      if (this.inFlight.has(message.id)) continue;
-      const cooldown = this.cooldown.get(message.id);
-      if (cooldown !== undefined && cooldown > now) {
-        blockedWake = Math.min(blockedWake ?? Infinity, cooldown);
-        continue;
-      }
-      const plan = this.plan(message, now);
-      if (plan.kind === 'busy') continue;
-      if (plan.kind === 'wait') {
-        blockedWake = Math.min(blockedWake ?? Infinity, plan.until);
-        continue;
-      }
-      if (!this.deps.queue.lease(message.id)) continue;
-      this.run(message, plan, now);
-    }
+    const plans = new Map<string, Plan>();
+    // The queue hands out claims for the due messages this worker can start now; a message it cannot
+    // (upstream busy, paused or pacing, cooling down after an error) stays unclaimed.
+    const claims = this.deps.queue.claimDue(now, {
+      limit: Math.max(0, concurrency - this.inFlight.size),
+      pick: (message) => {
+        if (this.inFlight.has(message.id)) return false;
+        const cooldown = this.cooldown.get(message.id);
+        if (cooldown !== undefined && cooldown > now) {
+          blockedWake = Math.min(blockedWake ?? Infinity, cooldown);
+          return false;
+        }
+        const plan = this.plan(message, now);
+        if (plan.kind === 'busy') return false;
+        if (plan.kind === 'wait') {
+          blockedWake = Math.min(blockedWake ?? Infinity, plan.until);
+          return false;
+        }
+        if (plan.kind === 'send') {
+          // Reserved now so the next message's plan sees this slot taken.
+          plan.upstream.busy++;
+          plan.upstream.pacing.record(now);
+        }
+        plans.set(message.id, plan);
+        return true;
+      },
+    });
+    for (const claim of claims) this.run(claim, plans.get(claim.message.id) as Plan);
     this.scheduleWake(now, blockedWake);
   }
 
@@ -304,14 +355,11 @@ class QueueDeliveryWorker implements DeliveryWorker {
     return { kind: 'send', device, upstream };
   }
 
-  private run(message: QueuedMessage, plan: Plan, now: number): void {
+  private run(claim: Claim, plan: Plan): void {
+    const message = claim.message;
     const upstream = plan.kind === 'send' ? plan.upstream : undefined;
-    if (upstream) {
-      upstream.busy++;
-      upstream.pacing.record(now);
-    }
-    // The slot is freed once the upstream has answered, not after the outcome's fsync: the message itself
-    // stays leased until its record is written, so it cannot be picked twice.
+    // The slot is freed once the upstream has answered, not after the outcome is written: the message
+    // itself stays claimed until then, so it cannot be picked twice.
     let holdsSlot = upstream !== undefined;
     const releaseSlot = () => {
       if (!holdsSlot || !upstream) return;
@@ -322,17 +370,16 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const task = (async () => {
       try {
         if (plan.kind === 'hold') {
-          await this.deps.queue.markHeld(message.id, { code: plan.code, reason: plan.reason });
-          this.deps.logger.warn({ queueId: message.id, device: message.device, code: plan.code, reason: plan.reason }, 'delivery.held');
+          await claim.held(plan.code, { detail: plan.reason });
         } else if (plan.kind === 'send') {
-          await attemptDelivery({ ...this.attemptContext(), upstreamDone: releaseSlot }, message, plan.device, plan.upstream);
-        }
+          await attemptDelivery({ ...this.attemptContext(), upstreamDone: releaseSlot }, claim, plan.device, plan.upstream);
+        } else claim.release();
         this.cooldown.delete(message.id);
       } catch (err) {
         // Not an upstream verdict (disk trouble, a bug): leave the message as it was and look again later.
         this.deps.logger.error({ queueId: message.id, err: errorMessage(err) }, 'delivery.error');
         this.cooldown.set(message.id, this.now() + COOLDOWN_MS);
-        this.deps.queue.unlease(message.id);
+        claim.release();
       } finally {
         releaseSlot();
         this.inFlight.delete(message.id);
@@ -357,12 +404,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
   }
 
   private nextFutureDue(now: number): number | undefined {
-    let next: number | undefined;
-    for (const message of this.deps.queue.due(Number.MAX_SAFE_INTEGER)) {
-      const at = message.nextAttemptAt ?? 0;
-      if (at > now && (next === undefined || at < next)) next = at;
-    }
-    return next;
+    return this.deps.queue.nextWakeAt(now);
   }
 
   private scheduleSweep(): void {
@@ -391,9 +433,10 @@ class QueueDeliveryWorker implements DeliveryWorker {
       metrics: this.deps.metrics,
       hostname: this.deps.hostname,
       now: this.now,
+      persistence: this.deps.upstreamState,
       // Whatever proved the credentials good again (a send on another connection, a test, a verify):
       // the messages held for them go now.
-      onCredentialsAccepted: () => void this.releaseHeldFor((n) => n === config.name).finally(() => this.kick()),
+      onCredentialsAccepted: () => void this.releaseHolds('credentials-proven', (n) => n === config.name).finally(() => this.kick()),
     });
   }
 
@@ -407,14 +450,26 @@ class QueueDeliveryWorker implements DeliveryWorker {
     return this.deps.devices.get(message.device)?.upstream ?? message.upstream;
   }
 
-  private async releaseHeldFor(matches: (upstreamName: string) => boolean): Promise<number> {
+  /**
+   * Releases what `event` may release (queue/holds.ts says which reason) once its cause is gone: the
+   * device has a configured upstream (no-upstream), or the upstream no longer refuses (upstream-auth-failed).
+   */
+  private async releaseHolds(event: ReleaseEvent, only?: (upstreamName: string | undefined, message: QueuedMessage) => boolean): Promise<number> {
     try {
-      const released = await this.deps.queue.releaseHeld((m) => {
-        if (m.held?.code !== HOLD_UPSTREAM_AUTH) return false;
+      const released = await this.deps.queue.releaseHolds(event, (m) => {
         const name = this.upstreamNameOf(m);
-        return name !== undefined && matches(name);
+        if (only && !only(name, m)) return false;
+        if (m.held?.code === 'no-upstream') {
+          const device = this.deps.devices.get(m.device);
+          return device?.upstream !== undefined && this.upstreams.has(device.upstream);
+        }
+        if (m.held?.code === HOLD_UPSTREAM_AUTH) {
+          const upstream = name === undefined ? undefined : this.upstreams.get(name);
+          return upstream !== undefined && upstream.state !== 'auth-failed';
+        }
+        return false;
       });
-      if (released > 0) this.deps.logger.info({ released }, 'delivery.released');
+      if (released > 0) this.deps.logger.info({ released, event }, 'delivery.released');
       return released;
     } catch (err) {
       this.deps.logger.error({ err: errorMessage(err) }, 'delivery.release-failed');
@@ -436,7 +491,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
 
   private attemptContext(): AttemptContext {
     return {
-      queue: this.deps.queue,
+      events: this.deps.events,
       metrics: this.deps.metrics,
       logger: this.deps.logger,
       hostname: this.deps.hostname,

@@ -56,6 +56,23 @@ export interface UpstreamDeps {
   now: () => number;
   /** The upstream accepted a login again after refusing its credentials: held messages may go. */
   onCredentialsAccepted?: () => void;
+  /** Keeps what `auto` chose and a quota pause across restarts (the store's upstream_state table). */
+  persistence?: UpstreamStatePersistence;
+}
+
+/** What an upstream keeps across a restart. */
+export interface SavedUpstreamState {
+  securityChosen?: 'tls' | 'starttls';
+  portChosen?: number;
+  pausedUntil?: number;
+  pauseLevel?: number;
+  /** The settings the choice was made with: a changed host or ports start over. */
+  configKey?: string;
+}
+
+export interface UpstreamStatePersistence {
+  load(name: string): SavedUpstreamState | undefined;
+  save(name: string, state: SavedUpstreamState): void;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -88,7 +105,35 @@ export class Upstream {
     this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
     this.tokens = this.createTokenProvider();
     if (config.security !== 'auto') this.endpoint = { port: config.port, security: config.security };
+    this.restore(deps.now());
     deps.metrics.setUpstreamState(config.name, this.state);
+  }
+
+  /** What `auto` chose and a pause still running, from before the restart (same settings only). */
+  private restore(now: number): void {
+    const saved = this.deps.persistence?.load(this.config.name);
+    if (!saved || saved.configKey !== this.configKey()) return;
+    if (this.config.security === 'auto' && saved.securityChosen && saved.portChosen) this.endpoint = { port: saved.portChosen, security: saved.securityChosen };
+    if (saved.pausedUntil !== undefined && saved.pausedUntil > now) {
+      this.pausedUntil = saved.pausedUntil;
+      this.pauseLevel = saved.pauseLevel ?? 1;
+      this.state = 'quota-paused';
+    }
+  }
+
+  private persist(): void {
+    this.deps.persistence?.save(this.config.name, {
+      configKey: this.configKey(),
+      securityChosen: this.config.security === 'auto' ? this.endpoint?.security : undefined,
+      portChosen: this.config.security === 'auto' ? this.endpoint?.port : undefined,
+      pausedUntil: this.pausedUntil,
+      pauseLevel: this.pauseLevel,
+    });
+  }
+
+  private configKey(): string {
+    const c = this.config;
+    return JSON.stringify([c.host, c.security, c.port, c.tlsPort, c.starttlsPort, c.user]);
   }
 
   get name(): string {
@@ -110,8 +155,10 @@ export class Upstream {
 
   /** Clears a pause (admin retry, new config); the state is decided by the next attempt. */
   resume(): void {
+    const wasPaused = this.pausedUntil !== undefined;
     this.pausedUntil = undefined;
     this.pauseLevel = 0;
+    if (wasPaused) this.persist();
   }
 
   /** Forget failure state and pause (admin retry); the next attempt decides the state. */
@@ -135,6 +182,7 @@ export class Upstream {
         ? Math.min(DAY_MS, delivery.retryMaxMs * 2 ** (this.pauseLevel - 1))
         : nextRetryDelay(this.pauseLevel, delivery.retryBaseMs, delivery.retryMaxMs);
     this.pausedUntil = now + duration;
+    this.persist();
     return this.pausedUntil;
   }
 
@@ -320,6 +368,7 @@ export class Upstream {
       try {
         await this.probe(endpoint);
         this.endpoint = endpoint;
+        this.persist();
         this.logger.info(
           { host: this.config.host, port: endpoint.port, security: endpoint.security, tried: failures.map((f) => `${f.endpoint.security}:${f.endpoint.port}`) },
           'upstream.auto.selected',

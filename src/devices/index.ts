@@ -9,10 +9,12 @@ import type { DeviceConfig } from '../config/index.js';
 import { parseAddressRule, type AddressRule } from './address-patterns.js';
 import { checkDevice, deviceSizeLimit, normalizePatterns, passwordProblem } from './rules.js';
 import { DeviceStore, type StoredDevice } from './store.js';
+import type { StoreDatabase } from '../store/database.js';
+import type { GatewayEventBus } from '../shared/events.js';
 import { randomBytes } from 'node:crypto';
 import { SecretBox, generatePassword, generateUsername, safeEqual, verifyPasswordHash, verifyPasswordHashAsync } from './credentials.js';
 
-export { DeviceStatusTracker, type DeviceStatus, type PrinterState } from './status.js';
+export { DeviceStatusTracker, type DeviceStatus, type DeviceStatusPersistence, type PrinterState } from './status.js';
 export { generatePassword, hashPassword } from './credentials.js';
 export { addressTrick, parseAddressRule, type AddressRule } from './address-patterns.js';
 export {
@@ -83,6 +85,10 @@ export interface DeviceLimits {
 
 export interface DeviceRegistryOptions {
   dataDir: string;
+  /** Where API devices live (the store database); absent: dataDir/devices.json. */
+  database?: StoreDatabase;
+  /** device.created / updated / removed go here. */
+  events?: GatewayEventBus;
   secretKey: string;
   configDevices: readonly DeviceConfig[];
   limits: DeviceLimits;
@@ -100,7 +106,7 @@ export class DeviceRegistry {
   private readonly undecryptable = new Set<string>();
 
   constructor(readonly options: DeviceRegistryOptions) {
-    this.store = new DeviceStore(options.dataDir);
+    this.store = new DeviceStore(options.dataDir, options.database);
     this.box = new SecretBox(options.secretKey);
     this.limits = options.limits;
     this.setConfigDevices(options.configDevices, options.limits);
@@ -138,8 +144,15 @@ export class DeviceRegistry {
         passwordHash: config.passwordHash,
       });
     }
+    const before = this.configEntries;
     this.configEntries = entries;
     this.rebuildApiEntries();
+    for (const [name, entry] of entries) {
+      const old = before.get(name);
+      if (!old) this.options.events?.emit('device.created', { name });
+      else if (JSON.stringify(old.device) !== JSON.stringify(entry.device)) this.options.events?.emit('device.updated', { name });
+    }
+    for (const name of before.keys()) if (!entries.has(name)) this.options.events?.emit('device.removed', { name });
   }
 
   list(): Device[] {
@@ -268,6 +281,7 @@ export class DeviceRegistry {
       updatedAt: now,
     };
     await this.mutate((devices) => [...devices, stored]);
+    this.options.events?.emit('device.created', { name: input.name });
     return { device: this.require(input.name), password };
   }
 
@@ -286,6 +300,7 @@ export class DeviceRegistry {
     // The stored password is sealed; the rulebook checked it when it was set.
     this.checkRules({ ...next, password: undefined }, { skipSecret: true });
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
+    this.options.events?.emit('device.updated', { name });
     return this.require(name);
   }
 
@@ -303,6 +318,7 @@ export class DeviceRegistry {
   async remove(name: string): Promise<void> {
     this.requireApiDevice(name);
     await this.mutate((devices) => devices.filter((d) => d.name !== name));
+    this.options.events?.emit('device.removed', { name });
   }
 
   // ---- internals ----

@@ -22,6 +22,17 @@ export interface DeviceStatus {
   counts: { received: number; delivered: number; failed: number };
 }
 
+/** Where statuses are kept across restarts (the store database's device_status table). */
+export interface DeviceStatusPersistence {
+  load(): Array<{ name: string; status: DeviceStatus }>;
+  save(entries: Array<{ name: string; status: DeviceStatus }>): void;
+  remove(name: string): void;
+}
+
+/** Changes are written at most this often (and at shutdown). */
+const SAVE_EVERY_MS = 1_000;
+const ZERO_COUNTS = { received: 0, delivered: 0, failed: 0 };
+
 interface Tracked {
   status: DeviceStatus;
   authFailures: number[];
@@ -34,10 +45,37 @@ const HOUR = 3_600_000;
 export class DeviceStatusTracker {
   private readonly devices = new Map<string, Tracked>();
 
+  private readonly dirty = new Set<string>();
+  private saveTimer?: NodeJS.Timeout;
+
   constructor(
     events: GatewayEventBus,
     private readonly now: () => number = Date.now,
+    private readonly persistence?: DeviceStatusPersistence,
   ) {
+    // Last state, counts and errors survive a restart; "in progress" is rebuilt from what is queued.
+    for (const { name, status } of persistence?.load() ?? []) {
+      this.devices.set(name, {
+        status: { ...status, recentAuthFailures: 0, counts: { ...ZERO_COUNTS, ...status.counts } },
+        authFailures: [],
+        inFlight: new Set(),
+      });
+    }
+    const changed = (device?: string) => {
+      if (device) this.markDirty(device);
+    };
+    for (const name of [
+      'login.attempted',
+      'message.receiving',
+      'message.rejected',
+      'message.queued',
+      'message.delivered',
+      'message.deferred',
+      'message.held',
+      'message.failed',
+    ] as const) {
+      events.on(name, (event: { device?: string }) => changed(event.device));
+    }
     events.on('login.attempted', ({ ok, protocol, device, method, remoteAddress, reason }) => {
       if (!device || reason === 'pop-grant-expired') return;
       if (ok) {
@@ -110,6 +148,34 @@ export class DeviceStatusTracker {
 
   forget(device: string): void {
     this.devices.delete(device);
+    this.dirty.delete(device);
+    this.persistence?.remove(device);
+  }
+
+  /** Messages of `device` still on their way at start-up (queued or deferred): shown as in progress. */
+  restoreInFlight(device: string, id: string): void {
+    this.track(device).inFlight.add(id);
+  }
+
+  /** Writes pending changes now (shutdown). */
+  saveNow(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (!this.persistence || this.dirty.size === 0) return;
+    const entries = [...this.dirty].flatMap((name) => {
+      const tracked = this.devices.get(name);
+      return tracked ? [{ name, status: { ...tracked.status, counts: { ...tracked.status.counts } } }] : [];
+    });
+    this.dirty.clear();
+    this.persistence.save(entries);
+  }
+
+  private markDirty(device: string): void {
+    if (!this.persistence) return;
+    this.dirty.add(device);
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.saveNow(), SAVE_EVERY_MS);
+    this.saveTimer.unref();
   }
 
   private seen(device: string, address?: string): void {

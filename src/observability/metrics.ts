@@ -14,7 +14,9 @@ export type AuthResult = 'success' | 'failure' | 'locked';
 export type DeliveryResultClass = 'delivered' | 'deferred' | 'held' | 'failed';
 export type UpstreamState = 'up' | 'unknown' | 'auth-failed' | 'unreachable' | 'quota-paused' | 'tls-failed';
 export const UPSTREAM_STATES: UpstreamState[] = ['up', 'unknown', 'auth-failed', 'unreachable', 'quota-paused', 'tls-failed'];
-export const MESSAGE_STATES = ['queued', 'deferred', 'held', 'delivering', 'delivered', 'failed'] as const;
+// The one list of message states (queued ... partly-failed, quarantined) lives with the queue.
+export { MESSAGE_STATES } from '../queue/states.js';
+import { MESSAGE_STATES } from '../queue/states.js';
 export const AUTH_RESULTS: AuthResult[] = ['success', 'failure', 'locked'];
 export const DELIVERY_RESULTS: DeliveryResultClass[] = ['delivered', 'deferred', 'held', 'failed'];
 export type Listener = 'smtp' | 'smtps' | 'pop3';

@@ -1,23 +1,52 @@
 /**
- * The durable queue: spooled bodies plus one fsynced JSON record per message (the journal) in
- * dataDir/queue. `accept` resolves only once body and record are on disk, which is when the printer may
- * hear 250. State changes (deferred, held, delivered, failed) are each one durable record write. State is
- * also kept in memory for the worker and the admin API. At start, the directory is reconciled: temp
- * files and bodies without a record (never acknowledged) are removed.
+ * The durable queue and the message log. Bodies are files in dataDir/queue (spool.ts); everything else
+ * is a row in the store database (store/database.ts). Delivery takes work through `claimDue`, which
+ * hands out claims (claim.ts): the claim owns the lease, reads the body and records one outcome.
+ *
+ * Invariants (the accept path):
+ * - Commit point: the row's durable group commit. `accept` resolves, and the printer hears 250, only
+ *   after (1) the body file was fsynced under its temp name `<id>.part` and renamed to `<id>.eml`, and
+ *   (2) the transaction inserting the row committed with synchronous=FULL (one WAL fsync shared by
+ *   every accept of that tick). Two fsyncs per message at most; fewer when accepts share a commit.
+ * - What relies on the filesystem: the directory entries (the create of `<id>.part` and its rename to
+ *   `<id>.eml`) are not fsynced on their own. On journaling filesystems (ext4, XFS, btrfs) the later
+ *   fsync of the WAL commits the journal that holds them. Elsewhere set `store.fsyncDirectory: true`
+ *   (one more fsync per message). Recovery also finishes a rename that did not survive: a row whose
+ *   `<id>.eml` is missing but whose `<id>.part` has the recorded size gets it back.
+ * - A `.part` file without a row is an unfinished transfer (never acknowledged): recovery removes it.
+ *   An `.eml` without a row may have been acknowledged: it is quarantined, never removed.
+ * - Delivered path: no fsync. The outcome row is written in the next non-durable group commit; the
+ *   next durable commit (or checkpoint) makes it durable. At-least-once window: a crash after the
+ *   upstream's 250 and before that makes the message due again (it is sent twice). Memory takes every
+ *   outcome at once, so this process never sends it again; a refused write is retried until it lands.
+ * - Memory holds only open messages (queued, deferred, held, being delivered); finished ones live in the
+ *   database alone, so memory does not grow with history and start-up reads only what is in flight.
+ * - Nothing acknowledged is deleted except by an admin's delete or by logRetention of a finished
+ *   message; quarantined messages are never removed by recovery or retention.
  */
-import { mkdir, readdir, readFile, rename, unlink, stat } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { writeFileDurable, fsyncDirectory } from '../shared/durable-fs.js';
 import { newQueueId, isQueueId } from '../shared/ids.js';
 import { NotFoundError, ConflictError } from '../shared/errors.js';
 import type { GatewayEventBus } from '../shared/events.js';
+import { fsyncDirectory } from '../shared/durable-fs.js';
+import { StoreDatabase } from '../store/database.js';
 import { spoolBody, toSpoolError, type SniffedHeaders } from './spool.js';
+import { MESSAGE_STATES, OPEN_STATES, assertTransition, isOpenState, type MessageState } from './states.js';
+import { HOLD_RULES, makeHold, releasedBy, type Hold, type HoldReason, type ReleaseEvent } from './holds.js';
+import { MessageLog, parseRow, idTime, type ListFilter, type MessageStatsView, type ListResult } from './log.js';
+import { QueueClaim, type ClaimHost } from './claim.js';
 
 export { nextRetryDelay } from './schedule.js';
 export { findHeaderEnd, parseHeaderBlock, type SniffedHeaders } from './spool.js';
+export { MESSAGE_STATES, OPEN_STATES, FINISHED_STATES, assertTransition, canTransition, IllegalTransitionError, type MessageState } from './states.js';
+export { HOLD_REASONS, HOLD_RULES, releasedBy, type Hold, type HoldReason, type ReleaseEvent } from './holds.js';
+export type { Claim, DeferOptions, FailOptions, HoldOptions } from './claim.js';
+export type { ListFilter, ListResult, MessageStatsView } from './log.js';
+export { parseTimeBound, startOfDay, systemTimeZone } from './log.js';
 
-export type MessageState = 'queued' | 'deferred' | 'held' | 'delivering' | 'delivered' | 'failed';
 export type StoredState = Exclude<MessageState, 'delivering'>;
 
 export interface Envelope {
@@ -40,6 +69,18 @@ export interface AttemptError {
   code?: string;
   responseCode?: number;
   at: number;
+}
+
+export type AttemptOutcome = 'delivered' | 'deferred' | 'held' | 'failed' | 'partly-failed' | 'paused';
+
+/** One attempt as the message log keeps it (every one, with the upstream's own reply). */
+export interface AttemptRecord {
+  at: number;
+  upstream?: string;
+  outcome: AttemptOutcome;
+  reply?: string;
+  code?: string;
+  responseCode?: number;
 }
 
 export interface ClientInfo {
@@ -65,16 +106,19 @@ export interface QueuedMessage {
   client: ClientInfo;
   receivedAt: number;
   updatedAt: number;
+  /** Attempts that reached an upstream (a quota pause is not counted). */
   attempts: number;
   nextAttemptAt?: number;
   lastAttemptAt?: number;
   lastError?: AttemptError;
-  held?: { code: string; reason: string };
+  held?: Hold;
   deliveredAt?: number;
   failedAt?: number;
   failReason?: string;
   upstreamResponse?: string;
   bodyRemoved?: boolean;
+  /** Why recovery could not use this message (its row or body); the body is kept. */
+  quarantine?: { reason: string; at: number };
 }
 
 export interface AcceptInput {
@@ -84,16 +128,7 @@ export interface AcceptInput {
   client: ClientInfo;
   maxSize: number;
   /** Set when the message must wait (e.g. the device has no upstream). */
-  hold?: { code: string; reason: string };
-}
-
-export interface ListFilter {
-  state?: MessageState | MessageState[];
-  device?: string;
-  upstream?: string;
-  since?: number;
-  limit?: number;
-  offset?: number;
+  hold?: { code: HoldReason | string; reason: string };
 }
 
 export interface QueueStats {
@@ -104,47 +139,107 @@ export interface QueueStats {
 
 export interface QueueOptions {
   dataDir: string;
+  /** The store database; when absent the queue opens dataDir/store.db itself (and closes it in `close`). */
+  database?: StoreDatabase;
   events: GatewayEventBus;
   now?: () => number;
-  /** The disk refused a record after the upstream accepted the message (kept in memory, retried). */
+  /** fsync the spool directory after each accept's rename (filesystems without ordered metadata). */
+  fsyncDirectory?: boolean;
+  /** The database refused a write (kept in memory, retried). */
   onPersistError?: (id: string, err: unknown) => void;
-  /** Such a record has now been written. */
+  /** Such a write has now landed. */
   onPersisted?: (id: string) => void;
+  /** Recovery quarantined a message. */
+  onQuarantined?: (id: string, reason: string) => void;
 }
 
-const OPEN_STATES: ReadonlySet<MessageState> = new Set(['queued', 'deferred', 'held', 'delivering']);
+export type BulkAction = 'retry' | 'release' | 'hold' | 'delete';
 
-export class Queue {
+export interface BulkResult {
+  matched: number;
+  changed: number;
+  skipped: Array<{ id: string; reason: string }>;
+}
+
+interface OpenEntry {
+  message: QueuedMessage;
+  leased: boolean;
+}
+
+const FINISHED_COUNTED: readonly MessageState[] = ['delivered', 'partly-failed', 'failed', 'quarantined'];
+
+export class Queue implements ClaimHost {
   readonly queueDir: string;
-  readonly tmpDir: string;
-  private readonly messages = new Map<string, QueuedMessage>();
-  private readonly leased = new Set<string>();
-  /** Per-message write chain: record writes for one message never overlap or reorder. */
-  private readonly writes = new Map<string, Promise<void>>();
-  /** Records the disk refused after the upstream accepted the message: retried in the background. */
-  private readonly persistRetries = new Map<string, NodeJS.Timeout>();
-  private readonly persistDelays = new Map<string, number>();
-  private readonly events: GatewayEventBus;
-  private readonly now: () => number;
+  readonly log: MessageLog;
+  private readonly open = new Map<string, OpenEntry>();
+  /** Counts of rows in states not kept in memory (kept up to date on every change). */
+  private readonly finishedCounts = new Map<MessageState, number>();
+  /** Snapshots whose row write the database refused: retried until they land. */
+  private readonly unsaved = new Map<string, { message: QueuedMessage; attempts: AttemptRecord[]; timer?: NodeJS.Timeout; delayMs: number }>();
+  private readonly pendingWrites = new Set<Promise<unknown>>();
+  readonly events: GatewayEventBus;
+  readonly now: () => number;
+  private readonly db: StoreDatabase;
+  private readonly ownsDatabase: boolean;
+  private readonly statements;
 
   private constructor(private readonly options: QueueOptions) {
     this.queueDir = join(options.dataDir, 'queue');
-    this.tmpDir = join(options.dataDir, 'tmp');
     this.events = options.events;
     this.now = options.now ?? Date.now;
+    this.ownsDatabase = options.database === undefined;
+    this.db = options.database ?? StoreDatabase.open(join(options.dataDir, 'store.db'));
+    this.log = new MessageLog(this.db);
+    this.statements = {
+      insert: this.db.prepare(
+        `INSERT INTO messages (id, state, device, upstream, received_at, updated_at, finished_at, next_attempt_at, body_removed, doc)
+         VALUES (@id, @state, @device, @upstream, @receivedAt, @updatedAt, @finishedAt, @nextAttemptAt, @bodyRemoved, @doc)`,
+      ),
+      insertIgnore: this.db.prepare(
+        `INSERT OR IGNORE INTO messages (id, state, device, upstream, received_at, updated_at, finished_at, next_attempt_at, body_removed, doc)
+         VALUES (@id, @state, @device, @upstream, @receivedAt, @updatedAt, @finishedAt, @nextAttemptAt, @bodyRemoved, @doc)`,
+      ),
+      recipient: this.db.prepare('INSERT INTO message_recipients (seq, address) VALUES (?, ?)'),
+      subject: this.db.prepare('INSERT INTO message_subjects (rowid, subject) VALUES (?, ?)'),
+      update: this.db.prepare(
+        `UPDATE messages SET state = @state, device = @device, upstream = @upstream, updated_at = @updatedAt,
+         finished_at = @finishedAt, next_attempt_at = @nextAttemptAt, body_removed = @bodyRemoved, doc = @doc WHERE id = @id`,
+      ),
+      attempt: this.db.prepare(
+        `INSERT INTO attempts (seq, at, upstream, outcome, reply, code, response_code)
+         SELECT seq, @at, @upstream, @outcome, @reply, @code, @responseCode FROM messages WHERE id = @id`,
+      ),
+      seqOf: this.db.prepare('SELECT seq FROM messages WHERE id = ?').pluck(),
+      docOf: this.db.prepare('SELECT doc, state, device FROM messages WHERE id = ?'),
+      remove: [
+        this.db.prepare('DELETE FROM message_recipients WHERE seq = ?'),
+        this.db.prepare('DELETE FROM message_subjects WHERE rowid = ?'),
+        this.db.prepare('DELETE FROM attempts WHERE seq = ?'),
+        this.db.prepare('DELETE FROM messages WHERE seq = ?'),
+      ],
+    };
   }
 
   static async open(options: QueueOptions): Promise<Queue> {
+    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const queue = new Queue(options);
     await queue.recover();
     return queue;
   }
 
-  /** Streams the body to disk, then writes the record; resolves after both are fsynced. */
+  /** Writes what is pending and closes the database when the queue opened it. */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.ownsDatabase) this.db.close();
+  }
+
+  // ---- accept ----
+
+  /** Streams the body to disk, then commits the row durably (group commit); resolves after both. */
   async accept(input: AcceptInput, body: Readable): Promise<QueuedMessage> {
     const id = newQueueId(this.now());
-    const tmpBody = join(this.tmpDir, `${id}.eml`);
-    const spooled = await spoolBody(body, tmpBody, input.maxSize);
+    const part = this.partPath(id);
+    const spooled = await spoolBody(body, part, input.maxSize);
     const at = this.now();
     const message: QueuedMessage = {
       id,
@@ -162,30 +257,40 @@ export class Queue {
       updatedAt: at,
       attempts: 0,
       nextAttemptAt: input.hold ? undefined : at,
-      held: input.hold,
+      held: input.hold ? makeHold(input.hold.code, input.hold.reason, at) : undefined,
     };
     try {
-      await rename(tmpBody, this.bodyPath(id));
-      await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(message)), { tmpDir: this.tmpDir });
+      await rename(part, this.bodyPath(id));
+      if (this.options.fsyncDirectory) await fsyncDirectory(this.queueDir);
+      await this.track(this.db.commit(() => this.insertRow(message, false), { durable: true }));
     } catch (err) {
-      // Nothing of an unacknowledged message may stay: a record whose directory fsync failed would come
-      // back at start-up as a bogus failed message.
-      await unlink(tmpBody).catch(() => undefined);
+      // Never acknowledged: nothing of it may stay (a body without a row would be quarantined).
+      await unlink(part).catch(() => undefined);
       await unlink(this.bodyPath(id)).catch(() => undefined);
-      await unlink(this.recordPath(id)).catch(() => undefined);
-      await fsyncDirectory(this.queueDir).catch(() => undefined);
-      // A full disk at the record write is still "full" (452), not a generic local error.
       throw toSpoolError(err);
     }
-    this.messages.set(id, message);
-    this.events.emit('message.queued', { id, device: message.device, size: message.size, upstream: message.upstream });
-    if (input.hold) this.events.emit('message.held', { id, device: message.device, upstream: message.upstream, reason: input.hold.reason });
-    return { ...message };
+    this.open.set(id, { message, leased: false });
+    this.events.emit('message.queued', {
+      id,
+      device: message.device,
+      size: message.size,
+      upstream: message.upstream,
+      sessionId: message.client.sessionId,
+      subject: message.headers.subject,
+    });
+    if (message.held) this.announceHold(message);
+    return this.copy(message);
   }
 
+  // ---- reading ----
+
   get(id: string): QueuedMessage | undefined {
-    const message = this.messages.get(id);
-    return message && this.view(message);
+    const entry = this.open.get(id);
+    if (entry) return this.view(entry);
+    const unsaved = this.unsaved.get(id);
+    if (unsaved) return this.copy(unsaved.message);
+    const row = this.statements.docOf.get(id) as { doc: string; state: MessageState; device: string } | undefined;
+    return row ? parseRow(id, row) : undefined;
   }
 
   require(id: string): QueuedMessage {
@@ -194,332 +299,550 @@ export class Queue {
     return message;
   }
 
-  /** Newest first. */
-  list(filter: ListFilter = {}): { total: number; items: QueuedMessage[] } {
-    const states = filter.state === undefined ? undefined : new Set(Array.isArray(filter.state) ? filter.state : [filter.state]);
-    const matched: QueuedMessage[] = [];
-    for (const message of this.messages.values()) {
-      const view = this.view(message);
-      if (states && !states.has(view.state)) continue;
-      if (filter.device && view.device !== filter.device) continue;
-      if (filter.upstream && view.upstream !== filter.upstream) continue;
-      if (filter.since && view.receivedAt < filter.since) continue;
-      matched.push(view);
-    }
-    matched.sort((a, b) => b.receivedAt - a.receivedAt || (a.id < b.id ? 1 : -1));
-    const offset = filter.offset ?? 0;
-    return { total: matched.length, items: matched.slice(offset, offset + (filter.limit ?? 50)) };
+  /** Every attempt of a message, oldest first. */
+  attempts(id: string): AttemptRecord[] {
+    const pending = this.unsaved.get(id)?.attempts ?? [];
+    return [...this.log.attempts(id), ...pending];
+  }
+
+  /** The message log, newest first (contract A filters; every filter answers from an index). */
+  list(filter: ListFilter = {}): ListResult {
+    const leased = [...this.open.values()].filter((e) => e.leased).map((e) => e.message.id);
+    const result = this.log.list(filter, leased);
+    // Open messages: memory is the truth (a write may still be in this tick's batch; "delivering").
+    result.items = result.items.map((m) => {
+      const entry = this.open.get(m.id);
+      return entry ? this.view(entry) : m;
+    });
+    return result;
+  }
+
+  /** Open messages (queued, deferred, held, delivering) from memory, any order. */
+  *openMessages(): IterableIterator<QueuedMessage> {
+    for (const entry of this.open.values()) yield this.view(entry);
   }
 
   stats(): QueueStats {
-    const counts: Record<MessageState, number> = { queued: 0, deferred: 0, held: 0, delivering: 0, delivered: 0, failed: 0 };
+    const counts = Object.fromEntries(MESSAGE_STATES.map((s) => [s, this.finishedCounts.get(s) ?? 0])) as Record<MessageState, number>;
+    for (const s of OPEN_STATES) counts[s] = 0;
     let oldest = Infinity;
-    for (const message of this.messages.values()) {
-      const state = this.leased.has(message.id) ? 'delivering' : message.state;
-      counts[state]++;
-      if (OPEN_STATES.has(state) && message.receivedAt < oldest) oldest = message.receivedAt;
+    for (const entry of this.open.values()) {
+      counts[entry.leased ? 'delivering' : entry.message.state]++;
+      if (entry.message.receivedAt < oldest) oldest = entry.message.receivedAt;
     }
     return { counts, oldestPendingAgeSeconds: oldest === Infinity ? 0 : Math.max(0, (this.now() - oldest) / 1000) };
   }
 
-  /** Messages ready for an attempt (queued/deferred, due, not leased), oldest first. */
+  /** /api/stats: per device today and this week, the queue, and 14 days of outcomes in `timeZone`. */
+  statistics(timeZone: string): MessageStatsView {
+    const counts = this.stats().counts;
+    return this.log.statistics(timeZone, this.now(), {
+      queued: counts.queued,
+      deferred: counts.deferred,
+      held: counts.held,
+      delivering: counts.delivering,
+      quarantined: counts.quarantined,
+    });
+  }
+
+  /** Deliveries per upstream since `since` (epoch ms). */
+  sentSince(since: number): Map<string, number> {
+    return this.log.sentSince(since);
+  }
+
+  /** Messages ready for an attempt (queued/deferred, due, not claimed), oldest due first. Read-only. */
   due(now = this.now()): QueuedMessage[] {
     const out: QueuedMessage[] = [];
-    for (const message of this.messages.values()) {
-      if ((message.state === 'queued' || message.state === 'deferred') && !this.leased.has(message.id) && (message.nextAttemptAt ?? 0) <= now) {
-        out.push({ ...message });
-      }
+    for (const entry of this.open.values()) if (isDue(entry, now)) out.push(this.view(entry));
+    return out.sort(byDue);
+  }
+
+  /**
+   * Claims due messages for delivery, oldest due first: each claim owns its message's lease until its
+   * one outcome call. `pick` lets the caller skip messages it cannot start now (busy upstream); at most
+   * `limit` claims.
+   */
+  claimDue(now = this.now(), options: { limit?: number; pick?: (message: QueuedMessage) => boolean } = {}): QueueClaim[] {
+    const due: OpenEntry[] = [];
+    for (const entry of this.open.values()) if (isDue(entry, now)) due.push(entry);
+    due.sort((a, b) => byDue(a.message, b.message));
+    const claims: QueueClaim[] = [];
+    for (const entry of due) {
+      if (claims.length >= (options.limit ?? Infinity)) break;
+      if (options.pick && !options.pick(this.view(entry))) continue;
+      entry.leased = true;
+      claims.push(new QueueClaim(this, this.view(entry), entry.message.state));
     }
-    return out.sort((a, b) => (a.nextAttemptAt ?? 0) - (b.nextAttemptAt ?? 0) || (a.id < b.id ? -1 : 1));
+    return claims;
   }
 
   /** Earliest nextAttemptAt among waiting messages (for the worker's timer). */
-  nextWakeAt(): number | undefined {
+  nextWakeAt(after?: number): number | undefined {
     let next: number | undefined;
-    for (const message of this.messages.values()) {
-      if ((message.state === 'queued' || message.state === 'deferred') && !this.leased.has(message.id)) {
-        const at = message.nextAttemptAt ?? 0;
-        if (next === undefined || at < next) next = at;
-      }
+    for (const entry of this.open.values()) {
+      if (entry.leased || (entry.message.state !== 'queued' && entry.message.state !== 'deferred')) continue;
+      const at = entry.message.nextAttemptAt ?? 0;
+      if (after !== undefined && at <= after) continue;
+      if (next === undefined || at < next) next = at;
     }
     return next;
   }
 
-  /** Claims a message for one delivery attempt (in memory: a crash simply makes it due again). */
-  lease(id: string): boolean {
-    const message = this.messages.get(id);
-    if (!message || this.leased.has(id) || (message.state !== 'queued' && message.state !== 'deferred')) return false;
-    this.leased.add(id);
-    return true;
-  }
-
-  unlease(id: string): void {
-    this.leased.delete(id);
-  }
-
+  /** Where a body lives (tests and tools; delivery reads bodies through its claim). */
   bodyPath(id: string): string {
     return join(this.queueDir, `${id}.eml`);
   }
 
-  /** Counts the attempt; call before sending so a crash mid-send still shows it. Not fsynced (advisory). */
-  noteAttempt(id: string, upstream: string): void {
-    const message = this.messages.get(id);
-    if (!message) return;
-    message.attempts++;
-    message.lastAttemptAt = this.now();
-    message.upstream = upstream;
-    this.events.emit('message.attempt', { id, device: message.device, upstream });
-  }
+  // ---- admin actions ----
 
-  /** Per-recipient results of a partly successful attempt; pending ones stay for the next attempt. */
-  async setRecipientResults(id: string, results: RecipientStatus[]): Promise<void> {
-    await this.update(id, { upstreamAccepted: true }, (message) => {
-      for (const result of results) {
-        const target = message.recipients.find((r) => r.address.toLowerCase() === result.address.toLowerCase());
-        if (target) Object.assign(target, result);
-      }
-    });
-  }
-
-  async markDelivered(id: string, details: { upstream: string; response?: string }): Promise<void> {
-    const at = this.now();
-    const message = await this.update(id, { upstreamAccepted: true }, (m) => {
-      m.state = 'delivered';
-      m.deliveredAt = at;
-      m.upstream = details.upstream;
-      m.upstreamResponse = details.response;
-      m.nextAttemptAt = undefined;
-      m.held = undefined;
-      for (const r of m.recipients) if (r.state === 'pending') Object.assign(r, { state: 'delivered', response: details.response, at });
-    });
-    this.leased.delete(id);
-    this.events.emit('message.delivered', { id, device: message.device, upstream: details.upstream, latencyMs: at - message.receivedAt, size: message.size });
-  }
-
-  async markDeferred(id: string, error: Omit<AttemptError, 'at'>, nextAttemptAt: number): Promise<void> {
-    const message = await this.update(id, {}, (m) => {
-      m.state = 'deferred';
-      m.lastError = { ...error, at: this.now() };
-      m.nextAttemptAt = nextAttemptAt;
-    });
-    this.leased.delete(id);
-    this.events.emit('message.deferred', { id, device: message.device, upstream: message.upstream, reason: error.message, nextAttemptAt });
-  }
-
-  /** Keeps the message queued but out of the worker's way until released (e.g. no upstream). */
-  async markHeld(id: string, held: { code: string; reason: string }): Promise<void> {
-    const message = await this.update(id, {}, (m) => {
-      m.state = 'held';
-      m.held = held;
-      m.nextAttemptAt = undefined;
-    });
-    this.leased.delete(id);
-    this.events.emit('message.held', { id, device: message.device, upstream: message.upstream, reason: held.reason });
-  }
-
-  async markFailed(id: string, reason: string, error?: Omit<AttemptError, 'at'>): Promise<void> {
-    const at = this.now();
-    const message = await this.update(id, {}, (m) => {
-      m.state = 'failed';
-      m.failedAt = at;
-      m.failReason = reason;
-      m.nextAttemptAt = undefined;
-      if (error) m.lastError = { ...error, at };
-      for (const r of m.recipients) if (r.state === 'pending') Object.assign(r, { state: 'failed', response: reason, at });
-    });
-    this.leased.delete(id);
-    this.events.emit('message.failed', { id, device: message.device, upstream: message.upstream, reason });
-  }
-
-  /** Admin: attempt now (deferred, held or failed with its body still on disk). */
+  /** Admin: attempt now (deferred, held, failed, partly-failed, or quarantined with its body on disk). */
   async retryNow(id: string): Promise<QueuedMessage> {
-    const current = this.require(id);
-    if (current.state === 'delivered' || current.state === 'delivering') throw new ConflictError(`message '${id}' is ${current.state}`);
-    if (current.bodyRemoved) throw new ConflictError(`message '${id}' no longer has its body`);
-    await this.update(id, {}, (m) => {
-      m.state = 'queued';
-      m.nextAttemptAt = this.now();
-      m.held = undefined;
-      m.failedAt = undefined;
-      m.failReason = undefined;
-      for (const r of m.recipients) if (r.state === 'failed') Object.assign(r, { state: 'pending', response: undefined, at: undefined });
-    });
-    return this.require(id);
+    const message = this.requireForAction(id);
+    if (message.state === 'queued') return message;
+    assertTransition(id, message.state, 'queued');
+    if (message.bodyRemoved) throw new ConflictError(`message '${id}' no longer has its body (removed after delivery.retention)`);
+    if (!(await exists(this.bodyPath(id)))) throw new ConflictError(`message '${id}' has no body on disk; it cannot be sent again`);
+    const next = this.copy(message);
+    next.state = 'queued';
+    next.nextAttemptAt = this.now();
+    next.held = undefined;
+    next.failedAt = undefined;
+    next.failReason = undefined;
+    next.quarantine = undefined;
+    for (const r of next.recipients) if (r.state === 'failed') Object.assign(r, { state: 'pending', response: undefined, at: undefined });
+    const result = await this.save(message.state, next, []);
+    this.events.emit('message.due', { id, reason: 'retry' });
+    return result;
   }
 
-  /** Re-queues held messages matching the predicate (after a config fix). Returns how many. */
-  async releaseHeld(predicate: (message: QueuedMessage) => boolean): Promise<number> {
-    const targets = [...this.messages.values()].filter((m) => m.state === 'held' && predicate({ ...m }));
-    for (const message of targets) await this.retryNow(message.id);
+  /** Admin: release a held message (any hold reason). */
+  async release(id: string): Promise<QueuedMessage> {
+    const message = this.requireForAction(id);
+    if (message.state !== 'held') throw new ConflictError(`message '${id}' is ${message.state}, not held`);
+    return this.releaseOne(message, 'release');
+  }
+
+  /** Admin: hold a waiting message until an operator releases it. */
+  async hold(id: string, note?: string): Promise<QueuedMessage> {
+    const message = this.requireForAction(id);
+    if (message.state === 'held' && message.held?.code === 'admin') return message;
+    assertTransition(id, message.state, 'held');
+    const next = this.copy(message);
+    next.state = 'held';
+    next.nextAttemptAt = undefined;
+    next.held = makeHold('admin', note ? `held by an administrator: ${note}` : undefined, this.now(), note);
+    const result = await this.save(message.state, next, []);
+    this.announceHold(next);
+    return result;
+  }
+
+  /**
+   * Releases the held messages that `event` may release (holds.ts) and whose cause `causeGone` says is
+   * gone. Returns how many went back to the queue.
+   */
+  async releaseHolds(event: ReleaseEvent, causeGone: (message: QueuedMessage) => boolean): Promise<number> {
+    const targets = [...this.open.values()]
+      .map((e) => e.message)
+      .filter((m) => m.state === 'held' && m.held && releasedBy(m.held.code, event) && causeGone(this.copy(m)));
+    for (const message of targets) await this.releaseOne(message, event === 'start-up' ? 'start' : event === 'config-reloaded' ? 'reload' : 'release');
+    return targets.length;
+  }
+
+  /** Every deferred message becomes due now (like `postqueue -f`). */
+  async flushDeferred(): Promise<number> {
+    const now = this.now();
+    const targets = [...this.open.values()].filter((e) => !e.leased && e.message.state === 'deferred' && (e.message.nextAttemptAt ?? 0) > now);
+    for (const entry of targets) {
+      const next = this.copy(entry.message);
+      next.nextAttemptAt = now;
+      await this.save('deferred', next, []);
+    }
+    if (targets.length > 0) this.events.emit('message.due', { reason: 'flush' });
     return targets.length;
   }
 
   /** Admin: remove a message and its body. A message being delivered cannot be deleted. */
   async delete(id: string): Promise<void> {
     const message = this.require(id);
-    if (this.leased.has(id)) throw new ConflictError(`message '${id}' is being delivered; try again in a moment`);
-    await this.removeFiles(id);
-    this.messages.delete(id);
+    if (this.open.get(id)?.leased) throw new ConflictError(`message '${id}' is being delivered; try again in a moment`);
+    await this.track(this.db.commit(() => this.removeRow(id)));
+    if (this.open.delete(id)) {
+      // open messages are counted from memory
+    } else this.bumpFinished(message.state, -1);
+    await unlink(this.bodyPath(id)).catch(ignoreMissing);
     this.events.emit('message.deleted', { id, device: message.device });
   }
 
-  /** Retention: drop delivered bodies after `bodyMs`, delivered/failed records after `recordMs`. */
+  async bulk(action: BulkAction, ids: string[]): Promise<BulkResult> {
+    const result: BulkResult = { matched: ids.length, changed: 0, skipped: [] };
+    for (const id of ids) {
+      try {
+        const before = this.get(id);
+        if (!before) throw new NotFoundError('message', id);
+        // Compared with what this change left, not with a later read: the worker may claim a released
+        // message (and even hold it again) before the change's write has landed.
+        let after: QueuedMessage | undefined;
+        if (action === 'retry') after = await this.retryNow(id);
+        else if (action === 'release') after = await this.release(id);
+        else if (action === 'hold') after = await this.hold(id);
+        else await this.delete(id);
+        const changed =
+          after === undefined || after.state !== before.state || after.nextAttemptAt !== before.nextAttemptAt || after.held?.code !== before.held?.code;
+        if (changed) result.changed++;
+        else result.skipped.push({ id, reason: `already ${before.state}` });
+      } catch (err) {
+        result.skipped.push({ id, reason: (err as Error).message });
+      }
+    }
+    return result;
+  }
+
+  /** Retention: drop delivered bodies after `bodyMs`, finished rows after `recordMs`. Quarantined rows stay. */
   async sweep(bodyMs: number, recordMs: number): Promise<{ bodiesRemoved: number; recordsRemoved: number }> {
     const now = this.now();
-    let bodiesRemoved = 0;
     let recordsRemoved = 0;
-    for (const message of [...this.messages.values()]) {
-      const finishedAt = message.deliveredAt ?? message.failedAt;
-      if (finishedAt === undefined) continue;
-      if (now - finishedAt >= recordMs) {
-        await this.removeFiles(message.id);
-        this.messages.delete(message.id);
-        recordsRemoved++;
-      } else if (message.state === 'delivered' && !message.bodyRemoved && now - finishedAt >= bodyMs) {
-        await unlink(this.bodyPath(message.id)).catch(() => undefined);
-        await this.update(message.id, {}, (m) => {
-          m.bodyRemoved = true;
-        });
-        bodiesRemoved++;
-      }
+    let bodiesRemoved = 0;
+    for (const { id, state } of this.log.finishedBefore(now - recordMs, 1_000)) {
+      await this.track(this.db.commit(() => this.removeRow(id)));
+      this.bumpFinished(state, -1);
+      await unlink(this.bodyPath(id)).catch(() => undefined);
+      recordsRemoved++;
+    }
+    for (const id of this.log.deliveredWithBodyBefore(now - bodyMs, 1_000)) {
+      await unlink(this.bodyPath(id)).catch(() => undefined);
+      const message = this.get(id);
+      if (!message) continue;
+      await this.save(message.state, { ...message, bodyRemoved: true, updatedAt: now }, []);
+      bodiesRemoved++;
     }
     return { bodiesRemoved, recordsRemoved };
   }
 
-  /** Waits for pending record writes (shutdown). */
-  /** Waits for pending record writes and tries once more the ones the disk refused (shutdown). */
+  /** Waits for pending writes and tries once more the ones the database refused (shutdown). */
   async flush(): Promise<void> {
-    for (const [id, timer] of this.persistRetries) {
-      clearTimeout(timer);
-      this.persistRetries.delete(id);
-      if (this.messages.has(id)) await this.update(id, { upstreamAccepted: true }, () => undefined).catch(() => undefined);
+    for (const [id, entry] of this.unsaved) {
+      clearTimeout(entry.timer);
+      await this.persist(id).catch(() => undefined);
     }
-    for (const timer of this.persistRetries.values()) clearTimeout(timer);
-    this.persistRetries.clear();
-    await Promise.all([...this.writes.values()]);
+    await Promise.allSettled([...this.pendingWrites]);
   }
 
-  // ---- internals ----
-
-  private view(message: QueuedMessage): QueuedMessage {
-    return { ...message, state: this.leased.has(message.id) ? 'delivering' : message.state, recipients: message.recipients.map((r) => ({ ...r })) };
-  }
-
-  private recordPath(id: string): string {
-    return join(this.queueDir, `${id}.json`);
-  }
-
-  /**
-   * Applies a change and persists the record durably, serialised per message: each update changes a copy
-   * of the latest state, and memory takes the copy once the disk has it, so the two agree.
-   *
-   * Exception, `upstreamAccepted`: the upstream has already said 250, so the change must hold even if the
-   * disk refuses the record (full, read-only). Memory takes it at once, so the message is never sent again
-   * by this process, and the record write is retried in the background until it succeeds. Only a crash
-   * before that can re-send it (at-least-once).
-   */
-  private async update(id: string, options: { upstreamAccepted?: boolean }, change: (message: QueuedMessage) => void): Promise<QueuedMessage> {
-    if (!this.messages.has(id)) throw new NotFoundError('message', id);
-    const previous = this.writes.get(id) ?? Promise.resolve();
-    const run = previous
-      .catch(() => undefined)
-      .then(async () => {
-        const current = this.messages.get(id);
-        if (!current) throw new NotFoundError('message', id);
-        const next = structuredClone(current);
-        change(next);
-        next.updatedAt = this.now();
-        try {
-          await writeFileDurable(this.recordPath(id), JSON.stringify(stripState(next)), { tmpDir: this.tmpDir });
-          if (this.persistDelays.delete(id)) this.options.onPersisted?.(id);
-        } catch (err) {
-          if (!options.upstreamAccepted) throw err;
-          this.options.onPersistError?.(id, err);
-          this.schedulePersistRetry(id);
-        }
-        if (this.messages.has(id)) this.messages.set(id, next);
-        return next;
-      });
-    // Kept only to order later updates; its rejection is the caller's (through `run`), never unhandled.
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.writes.set(id, settled);
-    try {
-      return { ...(await run) };
-    } finally {
-      if (this.writes.get(id) === settled) this.writes.delete(id);
-    }
-  }
-
-  /** Retries writing the in-memory record of `id` until the disk takes it, backing off up to a minute. */
-  private schedulePersistRetry(id: string): void {
-    if (this.persistRetries.has(id)) return;
-    const delayMs = Math.min(60_000, (this.persistDelays.get(id) ?? 500) * 2);
-    this.persistDelays.set(id, delayMs);
-    const timer = setTimeout(() => {
-      this.persistRetries.delete(id);
-      if (this.messages.has(id)) void this.update(id, { upstreamAccepted: true }, () => undefined).catch(() => undefined);
-      else this.persistDelays.delete(id);
-    }, delayMs);
-    timer.unref();
-    this.persistRetries.set(id, timer);
-  }
-
-  private async removeFiles(id: string): Promise<void> {
-    await unlink(this.recordPath(id)).catch(ignoreMissing);
-    await unlink(this.bodyPath(id)).catch(ignoreMissing);
-    await fsyncDirectory(this.queueDir);
-  }
-
-  /** Start-up reconciliation of the journal with the spool directory. */
-  private async recover(): Promise<void> {
-    await mkdir(this.queueDir, { recursive: true });
-    await mkdir(this.tmpDir, { recursive: true });
-    // Temp files belong to transfers that never got a 250: the client retries them.
-    for (const name of await readdir(this.tmpDir)) await unlink(join(this.tmpDir, name)).catch(() => undefined);
-    const names = new Set(await readdir(this.queueDir));
-    for (const name of names) {
-      if (!name.endsWith('.json')) continue;
-      const id = name.slice(0, -5);
-      if (!isQueueId(id)) continue;
-      let message: QueuedMessage;
-      try {
-        message = JSON.parse(await readFile(join(this.queueDir, name), 'utf8')) as QueuedMessage;
-      } catch {
-        await rename(join(this.queueDir, name), join(this.queueDir, `${name}.corrupt`)).catch(() => undefined);
-        continue;
-      }
-      if (!names.has(`${id}.eml`) && !message.bodyRemoved && message.state !== 'delivered') {
-        message.state = 'failed';
-        message.failReason = 'spool file missing at start-up';
-        message.failedAt = this.now();
-        await writeFileDurable(this.recordPath(id), JSON.stringify(message), { tmpDir: this.tmpDir });
-      }
-      this.messages.set(id, message);
-    }
-    for (const name of names) {
-      if (!name.endsWith('.eml')) continue;
-      const id = name.slice(0, -4);
-      // A body without its record was never acknowledged (crash between the two writes).
-      if (!this.messages.has(id)) await unlink(join(this.queueDir, name)).catch(() => undefined);
-    }
-    await fsyncDirectory(this.queueDir);
-  }
-
-  /** Free bytes check helper for readiness probes: the queue directory exists and is a directory. */
+  /** The spool directory exists and is a directory (readiness). */
   async isWritable(): Promise<boolean> {
     try {
+      // A spool that is there but read-only (a read-only mount) cannot take a body either.
+      await access(this.queueDir, constants.W_OK);
       return (await stat(this.queueDir)).isDirectory();
     } catch {
       return false;
     }
   }
+
+  // ---- ClaimHost: the one way a claim changes its message ----
+
+  /** @internal A claim's outcome: memory at once, the row in the next group commit (retried if refused). */
+  async settle(next: QueuedMessage, attempt?: AttemptRecord): Promise<void> {
+    const entry = this.open.get(next.id);
+    if (!entry?.leased) throw new ConflictError(`message '${next.id}' is not claimed`);
+    assertTransition(next.id, 'delivering', next.state);
+    entry.leased = false;
+    await this.save(entry.message.state, next, attempt ? [attempt] : []);
+  }
+
+  /** @internal Recipient results between groups (not an outcome; the claim keeps its lease). */
+  async saveProgress(next: QueuedMessage): Promise<void> {
+    const entry = this.open.get(next.id);
+    if (!entry?.leased) throw new ConflictError(`message '${next.id}' is not claimed`);
+    entry.message = this.copy(next);
+    await this.writeRow(next, []);
+  }
+
+  /** @internal The claim gives its message back unchanged. */
+  unclaim(id: string): void {
+    const entry = this.open.get(id);
+    if (entry) entry.leased = false;
+  }
+
+  // ---- internals ----
+
+  private requireForAction(id: string): QueuedMessage {
+    const message = this.require(id);
+    if (this.open.get(id)?.leased) throw new ConflictError(`message '${id}' is being delivered; try again in a moment`);
+    return message;
+  }
+
+  private async releaseOne(message: QueuedMessage, reason: 'release' | 'reload' | 'start'): Promise<QueuedMessage> {
+    assertTransition(message.id, message.state, 'queued');
+    const next = this.copy(message);
+    next.state = 'queued';
+    next.held = undefined;
+    next.nextAttemptAt = this.now();
+    const result = await this.save('held', next, []);
+    this.events.emit('message.due', { id: message.id, reason });
+    return result;
+  }
+
+  /**
+   * Moves a message to its next state in memory at once, then writes its row. Resolves with the message
+   * as this change left it (the worker may already have claimed it by the time the write has landed).
+   */
+  private async save(from: MessageState, next: QueuedMessage, attempts: AttemptRecord[]): Promise<QueuedMessage> {
+    next.updatedAt = this.now();
+    const wasOpen = isOpenState(from);
+    const isOpen = isOpenState(next.state);
+    if (isOpen) {
+      const entry = this.open.get(next.id);
+      if (entry) entry.message = this.copy(next);
+      else this.open.set(next.id, { message: this.copy(next), leased: false });
+    } else this.open.delete(next.id);
+    if (!wasOpen) this.bumpFinished(from, -1);
+    if (!isOpen) this.bumpFinished(next.state, 1);
+    const result = this.copy(next);
+    await this.writeRow(next, attempts);
+    return result;
+  }
+
+  private async writeRow(message: QueuedMessage, attempts: AttemptRecord[]): Promise<void> {
+    const snapshot = this.copy(message);
+    const previous = this.unsaved.get(snapshot.id);
+    const allAttempts = [...(previous?.attempts ?? []), ...attempts];
+    if (previous) {
+      // An earlier write of this message is waiting for a retry: this one replaces it.
+      previous.message = snapshot;
+      previous.attempts = allAttempts;
+      return;
+    }
+    try {
+      await this.track(this.db.commit(() => this.updateRow(snapshot, allAttempts)));
+    } catch (err) {
+      this.unsaved.set(snapshot.id, { message: snapshot, attempts: allAttempts, delayMs: 500 });
+      this.options.onPersistError?.(snapshot.id, err);
+      this.scheduleRetry(snapshot.id);
+    }
+  }
+
+  private scheduleRetry(id: string): void {
+    const entry = this.unsaved.get(id);
+    if (!entry) return;
+    entry.delayMs = Math.min(60_000, entry.delayMs * 2);
+    entry.timer = setTimeout(() => void this.persist(id).catch(() => this.scheduleRetry(id)), entry.delayMs);
+    entry.timer.unref();
+  }
+
+  private async persist(id: string): Promise<void> {
+    const entry = this.unsaved.get(id);
+    if (!entry) return;
+    await this.track(this.db.commit(() => this.updateRow(entry.message, entry.attempts)));
+    if (this.unsaved.get(id) === entry) this.unsaved.delete(id);
+    this.options.onPersisted?.(id);
+  }
+
+  private updateRow(message: QueuedMessage, attempts: AttemptRecord[]): void {
+    const changed = this.statements.update.run(rowParams(message)).changes;
+    if (changed === 0) throw new NotFoundError('message', message.id);
+    for (const a of attempts)
+      this.statements.attempt.run({
+        id: message.id,
+        at: a.at,
+        upstream: a.upstream ?? null,
+        outcome: a.outcome,
+        reply: a.reply ?? null,
+        code: a.code ?? null,
+        responseCode: a.responseCode ?? null,
+      });
+  }
+
+  /** Inserts a message's row, its recipients and its subject; `ignoreExisting` for the import. Returns false when it existed. */
+  insertRow(message: QueuedMessage, ignoreExisting: boolean, attempts: AttemptRecord[] = []): boolean {
+    const info = (ignoreExisting ? this.statements.insertIgnore : this.statements.insert).run(rowParams(message));
+    if (info.changes === 0) return false;
+    const seq = info.lastInsertRowid;
+    for (const address of new Set(message.envelope.rcptTo.map((a) => a.toLowerCase()))) this.statements.recipient.run(seq, address);
+    if (message.headers.subject) this.statements.subject.run(seq, message.headers.subject);
+    if (attempts.length > 0) this.updateRow(message, attempts);
+    return true;
+  }
+
+  private removeRow(id: string): void {
+    const seq = this.statements.seqOf.get(id);
+    if (seq === undefined) return;
+    for (const statement of this.statements.remove) statement.run(seq);
+  }
+
+  /** @internal Import: a finished or open message from the old journal (its row committed by the caller). */
+  adoptImported(message: QueuedMessage): void {
+    if (isOpenState(message.state)) {
+      if (!this.open.has(message.id)) this.open.set(message.id, { message: this.copy(message), leased: false });
+    } else this.bumpFinished(message.state, 1);
+  }
+
+  /** @internal The database, for the import and the auth-state tables. */
+  get database(): StoreDatabase {
+    return this.db;
+  }
+
+  private bumpFinished(state: MessageState, by: number): void {
+    if (!FINISHED_COUNTED.includes(state)) return;
+    this.finishedCounts.set(state, Math.max(0, (this.finishedCounts.get(state) ?? 0) + by));
+  }
+
+  private announceHold(message: QueuedMessage): void {
+    const hold = message.held;
+    if (!hold) return;
+    this.events.emit('message.held', {
+      id: message.id,
+      device: message.device,
+      upstream: message.upstream,
+      reason: hold.reason,
+      code: hold.code,
+      fix: HOLD_RULES[hold.code].fix,
+    });
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.pendingWrites.add(promise);
+    const done = () => this.pendingWrites.delete(promise);
+    promise.then(done, done);
+    return promise;
+  }
+
+  private view(entry: OpenEntry): QueuedMessage {
+    const copy = this.copy(entry.message);
+    if (entry.leased) copy.state = 'delivering';
+    return copy;
+  }
+
+  private copy(message: QueuedMessage): QueuedMessage {
+    return structuredClone(message);
+  }
+
+  partPath(id: string): string {
+    return join(this.queueDir, `${id}.part`);
+  }
+
+  /**
+   * Start-up: read only what is in flight. Unfinished transfers (`.part` without a row) are removed; a
+   * row that cannot be read, or an open message whose body is missing, is quarantined with its reason;
+   * an `.eml` without a row (and without an old-journal record waiting for the import) is quarantined.
+   */
+  private async recover(): Promise<void> {
+    await mkdir(this.options.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.options.dataDir, 0o700);
+    await mkdir(this.queueDir, { recursive: true, mode: 0o700 });
+    await chmod(this.queueDir, 0o700);
+    // The old journal's temp directory: its files never got a 250.
+    await rm(join(this.options.dataDir, 'tmp'), { recursive: true, force: true });
+
+    for (const row of this.log.countsByState()) if (FINISHED_COUNTED.includes(row.state)) this.finishedCounts.set(row.state, row.count);
+    const names = new Set(await readdir(this.queueDir));
+    const quarantine: Array<{ id: string; reason: string; message?: QueuedMessage; device?: string; insert?: boolean }> = [];
+    for (const row of this.log.openRows()) {
+      let message: QueuedMessage;
+      try {
+        message = JSON.parse(row.doc) as QueuedMessage;
+        if (message.id !== row.id || !Array.isArray(message.recipients)) throw new Error('row does not describe its message');
+      } catch (err) {
+        quarantine.push({ id: row.id, device: row.device, reason: `its record in the database cannot be read (${(err as Error).message})` });
+        continue;
+      }
+      message.state = row.state;
+      if (!names.has(`${row.id}.eml`)) {
+        const part = this.partPath(row.id);
+        if (names.has(`${row.id}.part`) && (await stat(part)).size === message.size) {
+          await rename(part, this.bodyPath(row.id));
+          names.delete(`${row.id}.part`);
+        } else {
+          quarantine.push({ id: row.id, reason: 'its body file is missing from the spool', message });
+          continue;
+        }
+      }
+      this.open.set(row.id, { message, leased: false });
+    }
+    for (const name of names) {
+      if (name.endsWith('.part')) {
+        // Unfinished transfer: the client never heard 250 and sends again.
+        await unlink(join(this.queueDir, name)).catch(() => undefined);
+        continue;
+      }
+      if (!name.endsWith('.eml')) continue;
+      const id = name.slice(0, -4);
+      if (!isQueueId(id) || this.open.has(id) || names.has(`${id}.json`)) continue;
+      if (this.statements.seqOf.get(id) === undefined) quarantine.push({ id, reason: 'its body was found without a record', insert: true });
+    }
+    for (const item of quarantine) await this.quarantine(item);
+  }
+
+  private async quarantine(item: { id: string; reason: string; message?: QueuedMessage; device?: string; insert?: boolean }): Promise<void> {
+    const at = this.now();
+    let size = 0;
+    try {
+      size = (await stat(this.bodyPath(item.id))).size;
+    } catch {
+      // the body is what is missing
+    }
+    const message: QueuedMessage = item.message
+      ? { ...item.message }
+      : {
+          id: item.id,
+          state: 'quarantined',
+          device: item.device ?? 'unknown',
+          envelope: { mailFrom: '', rcptTo: [], bodyType: '7bit', smtpUtf8: false },
+          recipients: [],
+          size,
+          sha256: '',
+          has8bit: false,
+          headers: { hasDate: false },
+          client: { address: '', sessionId: '' },
+          receivedAt: idTime(item.id) ?? at,
+          updatedAt: at,
+          attempts: 0,
+        };
+    message.state = 'quarantined';
+    message.nextAttemptAt = undefined;
+    message.quarantine = { reason: item.reason, at };
+    message.updatedAt = at;
+    this.db.transaction(() => {
+      if (item.insert) this.insertRow(message, true);
+      else this.statements.update.run(rowParams(message));
+    });
+    this.bumpFinished('quarantined', 1);
+    this.options.onQuarantined?.(item.id, item.reason);
+  }
 }
 
-function stripState(message: QueuedMessage): QueuedMessage {
-  return message.state === 'delivering' ? { ...message, state: 'queued' } : message;
+function isDue(entry: OpenEntry, now: number): boolean {
+  const m = entry.message;
+  return !entry.leased && (m.state === 'queued' || m.state === 'deferred') && (m.nextAttemptAt ?? 0) <= now;
+}
+
+function byDue(a: QueuedMessage, b: QueuedMessage): number {
+  return (a.nextAttemptAt ?? 0) - (b.nextAttemptAt ?? 0) || (a.id < b.id ? -1 : 1);
+}
+
+export function rowParams(message: QueuedMessage): Record<string, unknown> {
+  const stored = message.state === 'delivering' ? 'queued' : message.state;
+  const finishedAt = message.deliveredAt ?? message.failedAt ?? null;
+  return {
+    id: message.id,
+    state: stored,
+    device: message.device,
+    upstream: message.upstream ?? null,
+    receivedAt: message.receivedAt,
+    updatedAt: message.updatedAt,
+    finishedAt: stored === 'delivered' || stored === 'partly-failed' || stored === 'failed' ? finishedAt : null,
+    nextAttemptAt: message.nextAttemptAt ?? null,
+    bodyRemoved: message.bodyRemoved ? 1 : 0,
+    doc: JSON.stringify({ ...message, state: stored }),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function ignoreMissing(err: unknown): void {

@@ -37,7 +37,7 @@ export async function spoolBody(source: Readable, path: string, maxSize: number)
   source.on('error', () => undefined);
   let handle: FileHandle;
   try {
-    handle = await open(path, 'wx', 0o640);
+    handle = await open(path, 'wx', 0o600);
   } catch (err) {
     drain(source);
     throw toSpoolError(err);
@@ -137,7 +137,8 @@ function drain(source: Readable): void {
 export function toSpoolError(err: unknown): SpoolError {
   if (err instanceof SpoolError) return err;
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new SpoolError('SCANRELAY_SPOOL_DISK_FULL', 'the spool disk is full', err);
+  // SQLITE_FULL: the database commit found the disk full (the row, after the body).
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') return new SpoolError('SCANRELAY_SPOOL_DISK_FULL', 'the spool disk is full', err);
   return new SpoolError('SCANRELAY_SPOOL_WRITE', `cannot write to the spool (${code ?? 'error'})`, err);
 }
 

@@ -19,7 +19,7 @@ export async function fsyncDirectory(dir: string): Promise<void> {
 export async function writeFileDurable(path: string, data: string | Uint8Array, options: { mode?: number; tmpDir?: string } = {}): Promise<void> {
   const dir = dirname(path);
   const tmp = join(options.tmpDir ?? dir, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', options.mode ?? 0o644);
+  const handle = await open(tmp, 'wx', options.mode ?? 0o600);
   try {
     await handle.writeFile(data);
     await handle.sync();

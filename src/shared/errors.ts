@@ -57,8 +57,11 @@ export class ConflictError extends GatewayError {
 }
 
 export class ValidationError extends GatewayError {
-  constructor(message: string) {
+  /** The refused input, when known (e.g. "querystring.since"). */
+  readonly field?: string;
+  constructor(message: string, field?: string) {
     super('SCANRELAY_INVALID_INPUT', message, 400);
+    this.field = field;
   }
 }
 

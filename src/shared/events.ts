@@ -61,13 +61,23 @@ export interface GatewayEvents {
   'message.receiving': [{ device: string; sessionId: string }];
   /** The client's transmission was refused or aborted before it was queued. */
   'message.rejected': [{ device?: string; sessionId: string; code: number; reason: string }];
-  'message.queued': [{ id: string; device: string; size: number; upstream?: string }];
+  'message.queued': [{ id: string; device: string; size: number; upstream?: string; sessionId: string; subject?: string }];
   'message.attempt': [{ id: string; device: string; upstream: string }];
-  'message.delivered': [{ id: string; device: string; upstream: string; latencyMs: number; size: number }];
-  'message.deferred': [{ id: string; device: string; upstream?: string; reason: string; nextAttemptAt: number }];
-  'message.held': [{ id: string; device: string; upstream?: string; reason: string }];
-  'message.failed': [{ id: string; device: string; upstream?: string; reason: string }];
+  /** `partly`: some recipients were refused for good (state partly-failed). */
+  'message.delivered': [{ id: string; device: string; upstream: string; latencyMs: number; size: number; reply?: string; attempt?: number; partly?: boolean }];
+  'message.deferred': [{ id: string; device: string; upstream?: string; reason: string; nextAttemptAt: number; reply?: string; attempt?: number }];
+  /** `code`: the hold reason (queue/holds.ts); `fix`: what the admin can do. */
+  'message.held': [{ id: string; device: string; upstream?: string; reason: string; code?: string; fix?: string; reply?: string; attempt?: number }];
+  'message.failed': [{ id: string; device: string; upstream?: string; reason: string; reply?: string; attempt?: number }];
   'message.deleted': [{ id: string; device: string }];
+  /** A message (or, without id, several) became due again: delivery looks now instead of being kicked. */
+  'message.due': [{ id?: string; reason: 'retry' | 'release' | 'reload' | 'flush' | 'start' }];
+  /** Recovery found a message it cannot use (unreadable row, missing body, body without a row); kept. */
+  'message.quarantined': [{ id: string; reason: string }];
+  /** The device registry changed (API create/update/delete, or a reload changed a file device). */
+  'device.created': [{ name: string }];
+  'device.updated': [{ name: string }];
+  'device.removed': [{ name: string }];
 }
 
 export class GatewayEventBus extends EventEmitter<GatewayEvents> {}

@@ -127,12 +127,14 @@ describe('the guides against the code', () => {
   });
 
   it('give a CLI command for every admin API route (docs/cli.md names each route it calls)', () => {
+    // Routes registered in a loop over actions: devices enable/disable, messages retry/release.
+    const actionsOf = (path: string) => (path.startsWith('/api/messages/') ? ['retry', 'release'] : ['enable', 'disable']);
     // "`/api/devices/:name` (GET)" in docs/cli.md, against every /api route in src/admin.
     const documented = new Set([...guides['cli.md'].matchAll(/`(\/api\/[A-Za-z0-9/_.:-]+)` \((GET|POST|PATCH|DELETE|PUT)\b/g)].map((m) => `${m[2]} ${m[1]}`));
     const routes = sources
       .filter((s) => s.file.includes(join('src', 'admin')))
       .flatMap((s) => [...s.text.matchAll(/app\.(get|post|patch|delete|put)\(\s*[`'](\/api\/[^`']+)[`']/g)])
-      .flatMap((m) => (m[2].includes('${action}') ? ['enable', 'disable'].map((a) => [m[1], m[2].replace('${action}', a)]) : [[m[1], m[2]]]))
+      .flatMap((m) => (m[2].includes('${action}') ? actionsOf(m[2]).map((a) => [m[1], m[2].replace('${action}', a)]) : [[m[1], m[2]]]))
       .map(([method, path]) => `${method.toUpperCase()} ${path.replace(/:\w+/g, (p) => p)}`);
     expect(routes.length).toBeGreaterThan(15);
     for (const route of routes) expect(documented, route).toContain(route);

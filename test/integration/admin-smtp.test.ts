@@ -83,7 +83,7 @@ describe('admin API with SMTP traffic', () => {
 
     // Deleting a message takes it out of the queued count; disabling shows "Stop" and refuses the device.
     const [newest] = (await api.call('GET', '/api/messages?device=copier-2f')).json.items;
-    expect((await api.call('DELETE', `/api/messages/${newest.id}`)).status).toBe(204);
+    expect((await api.call('DELETE', `/api/messages/${newest.id}`)).status).toBe(200);
     expect((await status()).counts.queued).toBe(1);
     expect((await api.call('POST', '/api/devices/copier-2f/disable')).json.status.state).toBe('Stop');
     await expect(sendScan(gw.smtpPort, username, password)).rejects.toBeDefined();
@@ -222,7 +222,13 @@ describe('admin API with SMTP traffic', () => {
     expect(delivered).toMatchObject({ state: 'Operating', counts: { received: 1, delivered: 1, failed: 0, queued: 0 } });
     expect(upstream.received).toHaveLength(1);
     const log = (await api.call('GET', `/api/messages/${first}`)).json;
-    expect(log).toMatchObject({ state: 'delivered', upstream: 'gmail-a', attempts: 1, recipients: [{ address: 'desk@example.org', state: 'delivered' }] });
+    expect(log).toMatchObject({
+      state: 'delivered',
+      upstream: 'gmail-a',
+      attemptCount: 1,
+      attempts: [expect.objectContaining({ upstream: 'gmail-a', outcome: 'delivered', reply: expect.stringContaining('upstream-accepted') })],
+      recipients: [{ address: 'desk@example.org', state: 'delivered' }],
+    });
     expect(log.upstreamResponse).toContain('upstream-accepted');
     const up = (await api.call('GET', '/api/upstreams/gmail-a')).json;
     expect(up).toMatchObject({ name: 'gmail-a', state: 'up', waiting: 0, user: UPSTREAM_USER });

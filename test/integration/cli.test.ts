@@ -356,7 +356,13 @@ describe('scanrelay CLI with a real TLS upstream', () => {
     expect((await json<{ total: number }>(['log', '--since', '2h'])).total).toBe(2);
     expect((await json<{ total: number }>(['log', '--since', '1s', '--until', '2020-01-01'])).total).toBe(0);
     const paged = await cli(['log', '--limit', '1', ...base]);
-    expect(paged.stdout).toContain('1 of 2 shown (offset 0); next page: --offset 1');
+    // The message log pages with a cursor (stable while new scans arrive); following it gives the older one.
+    const next = /next page: --cursor (\S+)/.exec(paged.stdout);
+    expect(paged.stdout).toContain('1 of 2 shown (offset 0); next page: --cursor ');
+    expect(paged.stdout).toContain(delivered);
+    const older = await cli(['log', '--limit', '1', '--cursor', next![1], ...base]);
+    expect(older.stdout).toContain(held);
+    expect(older.stdout).not.toContain(delivered);
     const badTime = await cli(['log', '--since', 'last tuesday', ...base]);
     expect(badTime.code).toBe(EXIT.usage);
     expect(badTime.stderr).toContain('--since: "last tuesday" is not a time');

@@ -117,7 +117,7 @@ describe('gateway process killed with SIGKILL after 250', () => {
     await halfway.command('RCPT TO:<ops@example.org>');
     expect((await halfway.command('DATA')).code).toBe(354);
     halfway.write(`Subject: never acknowledged\r\n\r\n${`${'C'.repeat(76)}\r\n`.repeat(5000)}`);
-    await waitFor(async () => (await spoolEntries(spoolDir)).tmp.length > 0, { what: 'half-written temp body' });
+    await waitFor(async () => (await spoolEntries(spoolDir)).part.length > 0, { what: 'half-written temp body' });
 
     // Acknowledged messages: 3 printers sending 5 scans each.
     const acknowledged = new Map<string, string>();
@@ -138,7 +138,7 @@ describe('gateway process killed with SIGKILL after 250', () => {
     first.child.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
     expect(acknowledged.size).toBe(15);
-    expect((await spoolEntries(spoolDir)).tmp.length).toBeGreaterThan(0); // the leftover recovery must clean
+    expect((await spoolEntries(spoolDir)).part.length).toBeGreaterThan(0); // the leftover recovery must clean
 
     const second = spawnGateway(configFile);
     children.push(second);
@@ -158,6 +158,6 @@ describe('gateway process killed with SIGKILL after 250', () => {
       expect(message.sha256).toBe(acknowledged.get(message.id));
       expect(message).toMatchObject({ device: 'warren-2f-scanner', state: 'held', envelope: { rcptTo: ['ops@example.org'] } });
     }
-    expect(await spoolEntries(spoolDir)).toEqual({ queue: [...acknowledged.keys()].flatMap((id) => [`${id}.eml`, `${id}.json`]).sort(), tmp: [] });
+    expect(await spoolEntries(spoolDir)).toEqual({ queue: [...acknowledged.keys()].map((id) => `${id}.eml`).sort(), part: [] });
   });
 });

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { Queue } from '../../src/queue/index.js';
+import { GatewayEventBus } from '../../src/shared/events.js';
 import { join } from 'node:path';
 import { makeTempDir, waitFor } from '../kit/gateway.js';
 import { writeCaFile } from '../kit/certs.js';
@@ -41,8 +43,15 @@ describe('crash safety and shutdown (the gateway as a child process)', () => {
     return p;
   }
 
-  const record = async (dataDir: string, id: string) =>
-    JSON.parse(await readFile(join(dataDir, 'queue', `${id}.json`), 'utf8')) as { state: string; upstreamResponse?: string };
+  /** The message as the store database holds it, read through a queue opened once the gateway has exited. */
+  const record = async (dataDir: string, id: string) => {
+    const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
+    try {
+      return queue.require(id);
+    } finally {
+      await queue.close();
+    }
+  };
 
   it('kill -9 while the upstream holds back its reply to DATA: after a restart the message is delivered, nothing lost', async () => {
     const { file, dataDir, up } = await setup();
@@ -61,6 +70,7 @@ describe('crash safety and shutdown (the gateway as a child process)', () => {
     await second.waitForLog((e) => e.msg === 'delivery.delivered' && e.queueId === id);
     expect(up.received).toHaveLength(1);
     expect(bodyOf(up.received[0].raw).toString()).toBe('scan bytes\r\n');
+    expect(await second.stop()).toBe(0);
     expect(await record(dataDir, id)).toMatchObject({ state: 'delivered', upstreamResponse: expect.stringMatching(/^250 /) });
   });
 

@@ -79,11 +79,11 @@ describe('delivery when the upstream refuses or fails', () => {
     expect(headersOf(notice.raw)).toContain('Subject: [scanrelay] delivery failed: Invoice scan');
   });
 
-  it('partial recipient rejection: delivered to the accepted one, the refused one fails with its reason', async () => {
+  it('partial recipient rejection: delivered to the accepted one, the refused one fails with its reason (partly-failed)', async () => {
     const { g, up } = await scenario();
     up.failNext('rcpt', 550, '5.1.1 no such user', 1, 'gone@example.org');
     const id = await sendToGateway(g.smtpPort, { to: ['alice@example.org', 'gone@example.org'] });
-    await waitFor(() => stateOf(g, id) === 'delivered', { what: 'delivered' });
+    await waitFor(() => stateOf(g, id) === 'partly-failed', { what: 'partly-failed' });
     const message = g.gateway.queue.require(id);
     expect(message.recipients).toEqual([
       expect.objectContaining({ address: 'alice@example.org', state: 'delivered' }),
@@ -123,6 +123,10 @@ describe('delivery when the upstream refuses or fails', () => {
     expect(stateOf(g, second)).toBe('queued');
     await waitFor(() => stateOf(g, first) === 'delivered' && stateOf(g, second) === 'delivered', { what: 'both delivered', timeoutMs: 15_000 });
     expect(g.gateway.queue.require(second).attempts).toBe(1);
+    // The pause is the upstream's limit, not an attempt of the message: kept as "paused", not counted.
+    expect(g.gateway.queue.require(first).attempts).toBe(1);
+    expect(g.gateway.queue.attempts(first).map((a) => a.outcome)).toEqual(['paused', 'delivered']);
+    expect(g.gateway.queue.attempts(first)[0].reply).toContain('5.4.5');
     expect(up.connections).toBeGreaterThan(connectionsDuringPause);
     expect(g.gateway.delivery.upstreamStatus()[0].state).toBe('up');
   });
@@ -164,7 +168,7 @@ describe('delivery when the upstream refuses or fails', () => {
     await g.gateway.queue.retryNow(id);
     g.gateway.delivery.kick();
     await waitFor(() => stateOf(g, id) === 'held', { what: 'held' });
-    expect(g.gateway.queue.require(id).held).toEqual({ code: 'no-upstream', reason: "device 'scanner-2f' has no upstream configured" });
+    expect(g.gateway.queue.require(id).held).toMatchObject({ code: 'no-upstream', owner: 'system', reason: "device 'scanner-2f' has no upstream configured" });
     await up.resume();
     await g.gateway.reload(buildTestConfig(g.dataDir, raw));
     await waitFor(() => stateOf(g, id) === 'delivered', { what: 'delivered after the mapping came back' });

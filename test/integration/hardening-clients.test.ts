@@ -140,7 +140,7 @@ describe('hostile and broken clients', () => {
     expect(stalled.closedByServer).toBe(true);
     expect(parseReplies(stalled.text)).toMatchObject({ codes: [220, 250, 235, 250, 250, 354, 421], malformed: [] });
     // The half-written temp body goes once the aborted DATA stream has unwound.
-    await waitFor(async () => JSON.stringify(await spoolEntries(g.dataDir)) === JSON.stringify({ queue: [], tmp: [] }), { what: 'an empty spool' });
+    await waitFor(async () => JSON.stringify(await spoolEntries(g.dataDir)) === JSON.stringify({ queue: [], part: [] }), { what: 'an empty spool' });
     expect(g.gateway.queue.list().total).toBe(0);
     await normalClientServed();
   });
@@ -165,7 +165,7 @@ describe('hostile and broken clients', () => {
     } finally {
       clearInterval(drip);
     }
-    await waitFor(async () => JSON.stringify(await spoolEntries(g.dataDir)) === JSON.stringify({ queue: [], tmp: [] }), { what: 'an empty spool' });
+    await waitFor(async () => JSON.stringify(await spoolEntries(g.dataDir)) === JSON.stringify({ queue: [], part: [] }), { what: 'an empty spool' });
     expect(g.gateway.queue.list().total).toBe(0);
     await normalClientServed();
   });
@@ -252,7 +252,7 @@ describe('hostile and broken clients', () => {
       expect(talk.closedByServer, `${name}: still open after 10 s`).toBe(true);
     }
     expect(g.gateway.queue.stats().counts.queued).toBe(0);
-    expect(await spoolEntries(g.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(await spoolEntries(g.dataDir)).toEqual({ queue: [], part: [] });
     await normalClientServed();
   });
 

@@ -103,7 +103,7 @@ describe('recipient and size policy of an authenticated device', () => {
     const reply = await client.read();
     expect(reply.code).toBe(552);
     expect(reply.text).toMatch(/exceeds/);
-    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], part: [] });
     expect(scope.gw.gateway.queue.list().total).toBe(0);
 
     // The same session can still send a message within the limit.
@@ -114,7 +114,8 @@ describe('recipient and size policy of an authenticated device', () => {
     const ok = await client.read();
     expect(ok.code).toBe(250);
     const id = queueIdOf(ok.text);
-    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [`${id}.eml`, `${id}.json`], tmp: [] });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [`${id}.eml`], part: [] });
+    expect(scope.gw.gateway.queue.list().items.map((m) => m.id)).toEqual([id]);
   });
 
   it('answers 552 for a body over the limit when nodemailer sends it without SIZE', async () => {
@@ -123,7 +124,7 @@ describe('recipient and size policy of an authenticated device', () => {
     await expect(transport.sendMail({ from: 'a@berkeley.edu', to: 'b@berkeley.edu', text: 'x'.repeat(40_000) })).rejects.toMatchObject({ responseCode: 552 });
     transport.close();
     await waitFor(() => scope.gw.logs.some((l) => l.includes('smtp.data.refused')), { what: 'refusal logged' });
-    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], part: [] });
   });
 
   it('refuses connections over smtp.maxConnectionsPerIp with 421 and frees the slot when one closes', async () => {

@@ -105,7 +105,8 @@ describe('spooled bodies and records', () => {
     client.write(dataPayload(body));
     const id = queueIdOf((await client.read()).text);
 
-    const onDisk = JSON.parse(await readFile(join(scope.gw.dataDir, 'queue', `${id}.json`), 'utf8'));
+    // The record is the message's row in the store database, read back through the queue.
+    const onDisk = scope.gw.gateway.queue.require(id);
     expect(onDisk).toMatchObject({
       id,
       device: 'warren-2f-scanner',
@@ -136,10 +137,10 @@ describe('spooled bodies and records', () => {
     expect((await client.command('DATA')).code).toBe(354);
     client.write(Buffer.from(`Subject: aborted\r\n\r\n${'B'.repeat(76)}\r\n`.repeat(20_000)));
     // The transfer is under way once the temp body exists; then the printer loses power.
-    await waitFor(async () => (await spoolEntries(scope.gw.dataDir)).tmp.length > 0, { what: 'temp body file' });
+    await waitFor(async () => (await spoolEntries(scope.gw.dataDir)).part.length > 0, { what: 'temp body file' });
     client.close();
     await waitFor(() => rejected.length > 0, { what: 'message.rejected event' });
-    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], tmp: [] });
+    expect(await spoolEntries(scope.gw.dataDir)).toEqual({ queue: [], part: [] });
     expect(scope.gw.gateway.queue.list().total).toBe(0);
     expect(scope.gw.logs.some((line) => line.includes('smtp.data.refused'))).toBe(true);
   });
@@ -157,7 +158,7 @@ describe('spooled bodies and records', () => {
     await waitFor(
       async () => {
         const entries = await spoolEntries(scope.gw.dataDir);
-        return entries.queue.length === 0 && entries.tmp.length === 0;
+        return entries.queue.length === 0 && entries.part.length === 0;
       },
       { what: 'empty spool' },
     );
@@ -182,7 +183,13 @@ describe('spooled bodies and records', () => {
       expect(sha256(await readFile(scope.gw.gateway.queue.bodyPath(id)))).toBe(sha256(bodies[i]));
     }
     const names = await readdir(join(scope.gw.dataDir, 'queue'));
-    expect(names.sort()).toEqual(ids.flatMap((id) => [`${id}.eml`, `${id}.json`]).sort());
-    expect((await spoolEntries(scope.gw.dataDir)).tmp).toEqual([]);
+    expect(names.sort()).toEqual(ids.map((id) => `${id}.eml`).sort());
+    expect(
+      scope.gw.gateway.queue
+        .list({ limit: 100 })
+        .items.map((m) => m.id)
+        .sort(),
+    ).toEqual([...ids].sort());
+    expect((await spoolEntries(scope.gw.dataDir)).part).toEqual([]);
   });
 });

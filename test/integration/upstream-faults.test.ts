@@ -228,7 +228,8 @@ describe('upstream faults: delivered later or failed with the reason, never lost
 
     up.clearFailures();
     const delivered = await apiState(api, id, 'delivered', 'delivered after the outage', 20_000);
-    expect(delivered.attempts).toBeGreaterThanOrEqual(3);
+    expect(delivered.attemptCount).toBeGreaterThanOrEqual(3);
+    expect(delivered.attempts.at(-1)).toMatchObject({ outcome: 'delivered' });
     expect(up.received).toHaveLength(1);
     expect((await upstreamView(api)).state).toBe('up');
   });
@@ -325,7 +326,8 @@ describe('upstream faults: delivered later or failed with the reason, never lost
     expect((await upstreamView(api)).lastError.message).toBeTruthy();
 
     const delivered = await apiState(api, id, 'delivered', 'delivered on a later connection');
-    expect(delivered.attempts).toBe(3);
+    expect(delivered.attemptCount).toBe(3);
+    expect(delivered.attempts.map((a: { outcome: string }) => a.outcome)).toEqual(['deferred', 'deferred', 'delivered']);
     expect(scripted.mailCommands).toBe(3);
     expect(scripted.received).toHaveLength(1);
     expect(scripted.received[0].rcptTo).toEqual(['alice@example.org']);

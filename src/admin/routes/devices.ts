@@ -102,10 +102,8 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
         maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
       });
       afterEnabledChange(deps, device);
-      // Scans held only because the device had no upstream can go now (as on a config reload).
-      const released = device.upstream ? await deps.queue.releaseHeld((m) => m.device === device.name && m.held?.code === 'no-upstream') : 0;
-      if (released > 0) deps.delivery.kick();
-      request.log.info({ device: device.name, changed: Object.keys(body), released }, 'admin.device.updated');
+      // Scans held for lack of an upstream go by themselves: delivery listens to device.updated.
+      request.log.info({ device: device.name, changed: Object.keys(body) }, 'admin.device.updated');
       return view(device);
     },
   );
@@ -230,7 +228,7 @@ function printerSetup(deps: AdminDeps, device: Device, password: string | undefi
 
 function queuedByDevice(deps: AdminDeps): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const message of deps.queue.list({ state: OPEN_STATES, limit: Number.MAX_SAFE_INTEGER }).items) {
+  for (const message of deps.queue.openMessages()) {
     counts.set(message.device, (counts.get(message.device) ?? 0) + 1);
   }
   return counts;

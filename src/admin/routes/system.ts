@@ -37,9 +37,9 @@ export function registerPublicRoutes(app: AdminApp, deps: AdminDeps): void {
       },
     },
     async (_request, reply) => {
-      const checks = await deps.readiness();
+      const { importing, ...checks } = await deps.readiness();
       const ready = checks.smtp && checks.dataDir && checks.store;
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', checks });
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', checks, ...(importing ? { importing } : {}) });
     },
   );
 

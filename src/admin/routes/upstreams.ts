@@ -121,5 +121,9 @@ export function upstreamView(status: UpstreamStatus): UpstreamViewT {
     pausedUntil: iso(status.pausedUntil),
     inFlight: status.inFlight,
     held: status.held,
+    securityChosen: status.securityChosen,
+    quotaPausedUntil: iso(status.quotaPausedUntil),
+    sentToday: status.sentToday,
+    dailyLimit: status.dailyLimit,
   };
 }

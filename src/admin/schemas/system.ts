@@ -11,6 +11,9 @@ export const Readiness = Type.Object({
     dataDir: Type.Boolean({ description: 'the data directory is writable' }),
     store: Type.Boolean({ description: 'the queue store is open' }),
   }),
+  importing: Type.Optional(
+    Type.String({ description: 'the old file journal is being imported in the background ("importing, N of M"); mail is accepted meanwhile' }),
+  ),
 });
 
 export const LockoutList = Type.Object({

@@ -35,6 +35,12 @@ export const UpstreamView = Type.Object(
     pausedUntil: Type.Optional(IsoTime('paused (quota, rate limit, TLS failure) until')),
     inFlight: Type.Optional(Type.Integer({ description: 'deliveries running now' })),
     held: Type.Optional(Type.Integer({ description: 'messages held because the credentials were refused' })),
+    securityChosen: Type.Optional(
+      Type.Union([Type.Literal('tls'), Type.Literal('starttls')], { description: 'what security auto picked (kept across restarts)' }),
+    ),
+    quotaPausedUntil: Type.Optional(IsoTime('a quota pause ends at')),
+    sentToday: Type.Integer({ description: "messages delivered since midnight in the gateway's timeZone" }),
+    dailyLimit: Type.Optional(Type.Integer({ description: "ratePerDay, or Gmail's documented 2,000 for Workspace when unset" })),
   },
   { title: 'Upstream' },
 );

@@ -1,7 +1,8 @@
 /**
  * Disk trouble at the queue level, with real filesystem conditions a test can create without privileges
- * (no fs mocks): a file-size limit on a child process (RLIMIT_FSIZE: a short write, then EFBIG), a spool
- * directory replaced by a file (ENOTDIR), a record path that is a directory (EISDIR on rename). Each must
+ * (no fs mocks): a file-size limit on a child process (RLIMIT_FSIZE: a short write, then EFBIG), the spool
+ * directory replaced by a file (ENOTDIR), a body path that is a directory (EISDIR on the rename of
+ * `queue/<id>.part` to `queue/<id>.eml`). Each must
  * end in a SpoolError (the printer hears 4xx), never in an acknowledged, truncated body, and leave no
  * partial file behind. The privileged variants (a full tmpfs, a read-only remount) are in
  * test/integration/hardening-disk.test.ts.
@@ -48,10 +49,23 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  const entries = async () => ({
-    queue: (await readdir(join(dataDir, 'queue')).catch(() => [] as string[])).sort(),
-    tmp: (await readdir(join(dataDir, 'tmp')).catch(() => [] as string[])).sort(),
-  });
+  /** Bodies in the spool (`<id>.eml`) and bodies still being written (`<id>.part`). */
+  const entries = async () => {
+    const names = (await readdir(join(dataDir, 'queue')).catch(() => [] as string[])).sort();
+    return { queue: names.filter((n) => !n.endsWith('.part')), part: names.filter((n) => n.endsWith('.part')) };
+  };
+  /** The message ids the store database holds, as a restarted gateway would see them. */
+  const storedIds = async () => {
+    const reopened = await Queue.open({ dataDir, events: new GatewayEventBus() });
+    try {
+      return reopened
+        .list()
+        .items.map((m) => m.id)
+        .sort();
+    } finally {
+      await reopened.close();
+    }
+  };
 
   it.skipIf(prlimitMissing !== undefined)(
     `file-size limit hit mid-body (RLIMIT_FSIZE): refused with a SpoolError, nothing truncated is kept, smaller bodies still go${prlimitMissing ? ` (skipped: prlimit unavailable: ${prlimitMissing})` : ''}`,
@@ -81,19 +95,20 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
       for (const refused of results.slice(1, 4)) expect(refused).toMatchObject({ ok: false, code: 'SCANRELAY_SPOOL_WRITE', cause: 'EFBIG' });
       expect(results[4]).toMatchObject({ ok: true, size: 100_000 });
 
-      // Exactly the two acknowledged messages are on disk, complete; no temp file is left.
+      // Exactly the two acknowledged messages are on disk, complete, and in the database; no part is left.
       const acknowledged = [results[0].id!, results[4].id!];
-      expect(await entries()).toEqual({ queue: acknowledged.flatMap((id) => [`${id}.eml`, `${id}.json`]).sort(), tmp: [] });
+      expect(await entries()).toEqual({ queue: acknowledged.map((id) => `${id}.eml`).sort(), part: [] });
+      expect(await storedIds()).toEqual([...acknowledged].sort());
       for (const [index, id] of acknowledged.entries()) {
         expect((await stat(join(dataDir, 'queue', `${id}.eml`))).size).toBe(index === 0 ? 200_000 : 100_000);
       }
     },
   );
 
-  it('spool temp directory replaced by a file (ENOTDIR): SpoolError, the DATA stream is drained, nothing kept', async () => {
+  it('spool directory replaced by a file (ENOTDIR at the part file): SpoolError, the DATA stream is drained, nothing kept', async () => {
     const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
-    await rm(join(dataDir, 'tmp'), { recursive: true });
-    await writeFile(join(dataDir, 'tmp'), 'not a directory');
+    await rm(join(dataDir, 'queue'), { recursive: true });
+    await writeFile(join(dataDir, 'queue'), 'not a directory');
     const body = new PassThrough();
     const accepted = queue.accept(input(), body);
     body.end(Buffer.alloc(100_000, 'x'));
@@ -105,19 +120,21 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     expect(err).toMatchObject({ code: 'SCANRELAY_SPOOL_WRITE', cause: { code: 'ENOTDIR' } });
     // The client's data must still be read to its end, so the session can answer 451 and go on.
     await waitFor(() => body.readableEnded, { what: 'DATA stream drained' });
-    expect(await readdir(join(dataDir, 'queue'))).toEqual([]);
     expect(queue.stats().counts.queued).toBe(0);
+    await queue.close();
+    await rm(join(dataDir, 'queue'));
+    expect(await storedIds()).toEqual([]);
   });
 
-  it('record path is a directory (EISDIR on rename): refused, the body already moved into the queue is removed', async () => {
+  it('body path is a directory (EISDIR on rename of the part): refused, the part is removed, no row is written', async () => {
     const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
     const body = new PassThrough();
     const accepted = queue.accept(input(), body);
     body.write(Buffer.alloc(10_000, 'y'));
-    // The temp body names the id; occupy that id's record path with a directory before the body ends.
-    const tmpName = await waitFor(async () => (await readdir(join(dataDir, 'tmp'))).find((n) => n.endsWith('.eml')), { what: 'temp body' });
-    const id = tmpName.slice(0, -4);
-    await mkdir(join(dataDir, 'queue', `${id}.json`));
+    // The part file names the id; occupy that id's body path with a directory before the body ends.
+    const partName = await waitFor(async () => (await readdir(join(dataDir, 'queue'))).find((n) => n.endsWith('.part')), { what: 'part file' });
+    const id = partName.slice(0, -'.part'.length);
+    await mkdir(join(dataDir, 'queue', `${id}.eml`));
     body.end(Buffer.alloc(10_000, 'z'));
     const err = await accepted.then(
       () => undefined,
@@ -125,11 +142,11 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     );
     expect(err).toBeInstanceOf(SpoolError);
     expect((err as SpoolError).code).toMatch(/^SCANRELAY_SPOOL_/);
-    expect(await entries()).toEqual({ queue: [`${id}.json`], tmp: [] });
+    expect(await entries()).toEqual({ queue: [`${id}.eml`], part: [] });
     expect(queue.get(id)).toBeUndefined();
 
     // Once the obstacle is gone the same queue accepts again, and a restart finds only that message.
-    await rm(join(dataDir, 'queue', `${id}.json`), { recursive: true });
+    await rm(join(dataDir, 'queue', `${id}.eml`), { recursive: true });
     const ok = new PassThrough();
     const next = queue.accept(input(), ok);
     ok.end('Subject: after\r\n\r\nfine\r\n');
@@ -139,19 +156,24 @@ describe('queue.accept under disk trouble (real filesystem conditions, no privil
     expect(await readFile(reopened.bodyPath(message.id), 'utf8')).toBe('Subject: after\r\n\r\nfine\r\n');
   });
 
-  it('queue directory replaced by a file (rename fails ENOTDIR): refused, the temp body is removed', async () => {
+  it('queue directory replaced by a file mid-body (rename fails ENOTDIR): refused, nothing kept', async () => {
     const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
-    await rm(join(dataDir, 'queue'), { recursive: true });
-    await writeFile(join(dataDir, 'queue'), 'not a directory');
     const body = new PassThrough();
     const accepted = queue.accept(input(), body);
-    body.end(Buffer.alloc(50_000, 'q'));
+    body.write(Buffer.alloc(10_000, 'q'));
+    await waitFor(async () => (await readdir(join(dataDir, 'queue'))).find((n) => n.endsWith('.part')), { what: 'part file' });
+    await rm(join(dataDir, 'queue'), { recursive: true });
+    await writeFile(join(dataDir, 'queue'), 'not a directory');
+    body.end(Buffer.alloc(40_000, 'q'));
     const err = await accepted.then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(SpoolError);
     expect(err).toMatchObject({ code: 'SCANRELAY_SPOOL_WRITE', cause: { code: 'ENOTDIR' } });
-    expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
+    expect(queue.list().items).toEqual([]);
+    await queue.close();
+    await rm(join(dataDir, 'queue'));
+    expect(await storedIds()).toEqual([]);
   });
 });

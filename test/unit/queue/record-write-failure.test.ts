@@ -1,9 +1,10 @@
 /**
- * A record write the disk refuses (here: the temp directory is gone, as on a disk that went read-only or
- * full) must neither crash the process nor make a message the upstream already accepted due again.
+ * A row write the database refuses (here: a temp trigger raises, as a full or read-only disk would) must
+ * neither crash the process nor make a message the upstream already accepted due again. Memory takes
+ * the outcome at once; the write is retried until it lands.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,47 +20,54 @@ const INPUT: AcceptInput = {
   client: { address: '127.0.0.1', sessionId: 's1' },
 };
 
-describe('queue record writes refused by the disk', () => {
+const REFUSE = "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON messages BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END";
+const ALLOW = 'DROP TRIGGER temp.refuse';
+
+describe('queue row writes refused by the database', () => {
   let dataDir: string | undefined;
+  let queue: Queue | undefined;
   afterEach(async () => {
+    await queue?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('keeps "delivered" in memory, retries the record write, and never makes the message due again', async () => {
+  const rowState = (q: Queue, id: string) => q.database.get<{ state: string }>('SELECT state FROM messages WHERE id = ?', id)?.state;
+
+  it('keeps "delivered" in memory, retries the write, and never makes the message due again', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'scanrelay-record-'));
     const failures: string[] = [];
     const persisted: string[] = [];
-    const queue = await Queue.open({
-      dataDir,
-      events: new GatewayEventBus(),
-      onPersistError: (id) => failures.push(id),
-      onPersisted: (id) => persisted.push(id),
-    });
+    queue = await Queue.open({ dataDir, events: new GatewayEventBus(), onPersistError: (id) => failures.push(id), onPersisted: (id) => persisted.push(id) });
     const message = await queue.accept(INPUT, Readable.from([Buffer.from('Subject: x\r\n\r\nbody\r\n')]));
-    expect(queue.lease(message.id)).toBe(true);
+    const [claim] = queue.claimDue();
+    expect(claim.message.id).toBe(message.id);
 
-    await rm(join(dataDir, 'tmp'), { recursive: true });
-    await queue.markDelivered(message.id, { upstream: 'gmail', response: '250 OK' });
+    queue.database.exec(REFUSE);
+    await claim.delivered({ upstream: 'gmail', reply: '250 OK' });
     expect(failures).toEqual([message.id]);
     expect(queue.get(message.id)?.state).toBe('delivered');
+    expect(rowState(queue, message.id)).toBe('queued');
     expect(queue.due(Date.now() + 86_400_000)).toEqual([]);
+    expect(queue.claimDue(Date.now() + 86_400_000)).toEqual([]);
 
-    await mkdir(join(dataDir, 'tmp'));
-    await waitFor(() => persisted.includes(message.id), { timeoutMs: 10_000, what: 'the record to be written after the disk recovered' });
-    const onDisk = JSON.parse(await readFile(join(dataDir, 'queue', `${message.id}.json`), 'utf8'));
-    expect(onDisk.state).toBe('delivered');
+    queue.database.exec(ALLOW);
+    await waitFor(() => persisted.includes(message.id), { timeoutMs: 10_000, what: 'the row to be written after the disk recovered' });
+    expect(rowState(queue, message.id)).toBe('delivered');
+    expect(queue.attempts(message.id).map((a) => a.outcome)).toEqual(['delivered']);
   });
 
-  it('reports other refused writes to the caller only: no unhandled rejection, memory unchanged', async () => {
+  it('keeps any other refused outcome in memory too, with no unhandled rejection, and writes it at shutdown', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'scanrelay-record-'));
-    const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
+    queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
     const message = await queue.accept(INPUT, Readable.from([Buffer.from('Subject: x\r\n\r\nbody\r\n')]));
-    queue.lease(message.id);
-    await rm(join(dataDir, 'tmp'), { recursive: true });
-    await expect(queue.markDeferred(message.id, { message: '421 try later' }, Date.now() + 60_000)).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(queue.get(message.id)?.state).not.toBe('deferred');
-    // Give a stray rejection the chance to surface; vitest fails the run on an unhandled one.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const [claim] = queue.claimDue();
+    queue.database.exec(REFUSE);
+    const later = Date.now() + 60_000;
+    await claim.deferred({ upstream: 'gmail', error: { message: '421 try later' }, nextAttemptAt: later });
+    expect(queue.get(message.id)).toMatchObject({ state: 'deferred', nextAttemptAt: later });
+    expect(queue.due()).toEqual([]);
+    queue.database.exec(ALLOW);
     await queue.flush();
+    expect(rowState(queue, message.id)).toBe('deferred');
   });
 });

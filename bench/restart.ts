@@ -1,0 +1,206 @@
+/**
+ * npm run bench:restart: how long a restart keeps SMTP closed, and the memory after it, with a month of
+ * history. Seeds a data directory with 100,000 finished message-log rows (delivered, failed, with their
+ * attempts and recipients) and 10,000 waiting messages (rows + body files), then starts the compiled
+ * gateway (dist/, as in production) and measures the time from the process start to the SMTP port
+ * accepting a connection, and its RSS once started. Prints figures, asserts nothing.
+ *
+ *   npm run bench:restart                       (builds first)
+ *   BENCH_FINISHED=20000 BENCH_QUEUED=2000 npx tsx bench/restart.ts   smaller
+ *   BENCH_DATA_DIR=/tmp/restart npx tsx bench/restart.ts   seed once into that directory, reuse it on later runs
+ *
+ * `runRestartBench` is exported for `npm run bench` to call.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { Queue, type QueuedMessage } from '../src/queue/index.js';
+import { GatewayEventBus } from '../src/shared/events.js';
+import { newQueueId } from '../src/shared/ids.js';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+export interface RestartBenchResult {
+  finished: number;
+  queued: number;
+  seedSeconds: number;
+  dbBytes: number;
+  /** Process start to SMTP accepting a TCP connection. */
+  smtpOpenMs: number;
+  /** CPU (user + system) the gateway used until then: the load-independent part of the wait. */
+  cpuToOpenMs: number;
+  /** RSS right after SMTP opened, and 2 s later (start-up work settled). */
+  rssAtOpenMiB: number;
+  rssSettledMiB: number;
+  nodeVersion: string;
+}
+
+export async function runRestartBench(
+  options: { finished?: number; queued?: number; nodeArgs?: string[]; dataDir?: string } = {},
+): Promise<RestartBenchResult> {
+  const finished = options.finished ?? 100_000;
+  const queued = options.queued ?? 10_000;
+  // A given dataDir that already has a store is reused as it is (and kept): repeat runs skip the seeding.
+  const reuse = options.dataDir !== undefined && (await import('node:fs').then((fs) => fs.existsSync(join(options.dataDir as string, 'store.db'))));
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'scanrelay-restart-')));
+  try {
+    const seedStart = Date.now();
+    if (!reuse) await seed(dataDir, finished, queued);
+    const seedSeconds = (Date.now() - seedStart) / 1000;
+    const { size: dbBytes } = await import('node:fs/promises').then((fs) => fs.stat(join(dataDir, 'store.db')));
+    const port = await freePort();
+    const file = join(dataDir, 'gateway.yaml');
+    await writeFile(
+      file,
+      stringify({
+        dataDir,
+        log: { level: 'warn' },
+        smtp: { host: '127.0.0.1', port },
+        admin: { enabled: true, host: '127.0.0.1', port: 0, tokens: ['bench-admin-token-0123456789'] },
+        devices: [{ name: 'bench-scanner', username: 'bench', password: 'bench-password-123', allowRecipients: ['*@example.org'] }],
+        upstreams: [],
+      }),
+    );
+    const started = process.hrtime.bigint();
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(ROOT, 'dist/src/main.js'), '--config', file], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    try {
+      await waitForPort(port, 60_000);
+      const smtpOpenMs = Number(process.hrtime.bigint() - started) / 1e6;
+      const cpuToOpenMs = await cpuMs(child.pid as number);
+      const rssAtOpenMiB = await rssMiB(child.pid as number);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const rssSettledMiB = await rssMiB(child.pid as number);
+      return { finished, queued, seedSeconds, dbBytes, smtpOpenMs, cpuToOpenMs, rssAtOpenMiB, rssSettledMiB, nodeVersion: process.version };
+    } finally {
+      // SIGTERM: a clean stop, so a reused directory starts like a normal restart next time.
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+  } finally {
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Rows as the gateway writes them, in large transactions (seeding is not what is measured). */
+export async function seed(dataDir: string, finished: number, queued: number): Promise<void> {
+  const queue = await Queue.open({ dataDir, events: new GatewayEventBus() });
+  const now = Date.now();
+  const month = 30 * 86_400_000;
+  const devices = Array.from({ length: 20 }, (_, i) => `scanner-${i}`);
+  const make = (i: number, at: number, state: QueuedMessage['state']): QueuedMessage => {
+    const device = devices[i % devices.length];
+    const done = state === 'delivered' || state === 'failed';
+    return {
+      id: newQueueId(at),
+      state,
+      device,
+      upstream: 'gmail-office',
+      envelope: { mailFrom: `${device}@example.org`, rcptTo: [`desk${i % 50}@example.org`], bodyType: '7bit', smtpUtf8: false },
+      recipients: [
+        { address: `desk${i % 50}@example.org`, state: done ? (state === 'delivered' ? 'delivered' : 'failed') : 'pending', at: done ? at + 900 : undefined },
+      ],
+      size: 1_200,
+      sha256: '0'.repeat(64),
+      has8bit: false,
+      headers: { from: `${device}@example.org`, subject: `Scan ${i} from ${device}`, hasDate: true, headerBytes: 80 },
+      client: { address: `10.0.${i % 20}.5`, sessionId: `s${i}`, authMethod: 'PLAIN' },
+      receivedAt: at,
+      updatedAt: at + 900,
+      attempts: done ? 1 : 0,
+      nextAttemptAt: done ? undefined : now + 3_600_000,
+      deliveredAt: state === 'delivered' ? at + 900 : undefined,
+      failedAt: state === 'failed' ? at + 900 : undefined,
+      upstreamResponse: state === 'delivered' ? '250 2.0.0 OK gsmtp' : undefined,
+      failReason: state === 'failed' ? '552 5.3.4 message too large' : undefined,
+      bodyRemoved: done,
+    };
+  };
+  const BATCH = 5_000;
+  for (let start = 0; start < finished; start += BATCH) {
+    queue.database.transaction(() => {
+      for (let i = start; i < Math.min(finished, start + BATCH); i++) {
+        const at = now - month + Math.floor((i / finished) * month);
+        const message = make(i, at, i % 50 === 0 ? 'failed' : 'delivered');
+        queue.insertRow(message, false, [
+          {
+            at: at + 900,
+            upstream: 'gmail-office',
+            outcome: message.state === 'failed' ? 'failed' : 'delivered',
+            reply: message.upstreamResponse ?? message.failReason,
+          },
+        ]);
+      }
+    });
+  }
+  const body = Buffer.from(`From: x@example.org\r\nSubject: waiting scan\r\n\r\n${'x'.repeat(1_100)}\r\n`);
+  for (let start = 0; start < queued; start += BATCH) {
+    const batch: QueuedMessage[] = [];
+    for (let i = start; i < Math.min(queued, start + BATCH); i++) batch.push(make(i, now - 3_600_000 + i, 'queued'));
+    await Promise.all(batch.map((m) => writeFile(queue.bodyPath(m.id), body, { mode: 0o600 })));
+    queue.database.transaction(() => {
+      for (const message of batch) queue.insertRow(message, false);
+    });
+  }
+  await queue.close();
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`SMTP did not open within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** utime + stime of a process from /proc (clock ticks of 10 ms on Linux). */
+async function cpuMs(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return Math.round((kib / 1024) * 10) / 10;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const result = await runRestartBench({
+    finished: process.env.BENCH_FINISHED ? Number(process.env.BENCH_FINISHED) : undefined,
+    queued: process.env.BENCH_QUEUED ? Number(process.env.BENCH_QUEUED) : undefined,
+    nodeArgs: process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : undefined,
+    dataDir: process.env.BENCH_DATA_DIR,
+  });
+  console.log(`node ${result.nodeVersion}`);
+  console.log(
+    `seeded ${result.finished} finished + ${result.queued} waiting in ${result.seedSeconds.toFixed(1)} s; store.db ${(result.dbBytes / 1048576).toFixed(1)} MiB`,
+  );
+  console.log(`process start -> SMTP open: ${Math.round(result.smtpOpenMs)} ms wall, ${result.cpuToOpenMs} ms CPU   (target <= 1000 ms)`);
+  console.log(`RSS at SMTP open: ${result.rssAtOpenMiB} MiB; 2 s later: ${result.rssSettledMiB} MiB   (target <= 130 MB)`);
+}

@@ -1,0 +1,83 @@
+/**
+ * What the store keeps across a restart of the real gateway on the same data directory: device status
+ * and counters, holds released at start-up once their cause is gone, and the upstream's count of the day.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { open, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { writeCaFile } from '../kit/certs.js';
+import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../kit/upstream.js';
+
+describe('the gateway restarted on the same data directory', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function setup() {
+    const dataDir = await makeTempDir();
+    const caDir = await makeTempDir('scanrelay-ca-');
+    const up = await TestUpstream.start({ mode: 'tls' });
+    cleanups.push(async () => {
+      await up.close();
+      await rm(caDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    });
+    const upstreams = [upstreamEntry(up, await writeCaFile(caDir))];
+    let current: TestGateway | undefined;
+    cleanups.push(async () => current?.stop());
+    const start = async (raw: RawConfig) => {
+      await current?.stop();
+      current = await startTestGateway({ upstreams, delivery: { retryBase: '200ms', retryMax: '2s' }, ...raw }, { dataDir });
+      return current;
+    };
+    return { up, start };
+  }
+
+  it('releases a no-upstream hold at start-up once the device has an upstream', async () => {
+    const { up, start } = await setup();
+    const first = await start({ devices: [TEST_DEVICE] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'held over a restart' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held for lack of an upstream' });
+    expect(first.gateway.queue.require(id).held).toMatchObject({ code: 'no-upstream' });
+
+    const second = await start({ devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }] });
+    await waitFor(() => second.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered after the restart' });
+    expect(up.received).toHaveLength(1);
+  });
+
+  it('keeps device status and counters', async () => {
+    const { up, start } = await setup();
+    const first = await start({ devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered' });
+    await waitFor(() => first.gateway.deviceStatus.get(TEST_DEVICE.name).counts.delivered === 1, { what: 'counted' });
+    const before = first.gateway.deviceStatus.get(TEST_DEVICE.name);
+    expect(before).toMatchObject({ state: 'Operating', counts: { received: 1, delivered: 1, failed: 0 } });
+
+    const second = await start({ devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }] });
+    const after = second.gateway.deviceStatus.get(TEST_DEVICE.name);
+    expect(after).toMatchObject({ state: 'Operating', counts: { received: 1, delivered: 1, failed: 0 }, lastDeliveredAt: before.lastDeliveredAt });
+    expect(up.received).toHaveLength(1);
+    // the upstream's count of the day comes from the kept attempts
+    expect(second.gateway.delivery.upstreamStatus()[0]).toMatchObject({ name: 'gmail-test', sentToday: 1 });
+  });
+
+  it('refuses a store database that fails its check, keeps every body and says how to recover', async () => {
+    const { start } = await setup();
+    const first = await start({ devices: [TEST_DEVICE] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'kept through corruption' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
+    const dataDir = first.dataDir;
+    await first.stop();
+    const file = await open(join(dataDir, 'store.db'), 'r+');
+    await file.write(Buffer.alloc(4096, 0x5a), 0, 4096, 0);
+    await file.close();
+
+    await expect(startTestGateway({ devices: [TEST_DEVICE] }, { dataDir })).rejects.toThrow(
+      /No message body was touched\. To recover: .*\.recover.*quarantines every body/s,
+    );
+    expect(await readdir(join(dataDir, 'queue'))).toContain(`${id}.eml`);
+  });
+});
