@@ -278,7 +278,9 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.keyboard.type(TOKEN);
     await page.keyboard.press('Enter');
     await page.locator('#nav').waitFor();
-    await page.waitForFunction(`document.activeElement?.id === 'main'`);
+    // Polled through page.evaluate (the devtools protocol): waitForFunction compiles its predicate inside the
+    // page, which the console's CSP (no eval) may refuse.
+    await expect.poll(() => page.evaluate<string | undefined>('document.activeElement?.id'), { timeout: 10_000 }).toBe('main');
     // The focus moved to the page's content, so the next Tab is the page's first control, not the menu.
     await page.keyboard.press('Tab');
     expect(await page.evaluate<string>('document.activeElement.textContent')).toBe('Refresh');
