@@ -14,6 +14,7 @@
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
+import type { SavedUpstreamState } from '../store/tables.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { GatewayMetrics, UpstreamState } from '../observability/metrics.js';
@@ -60,15 +61,8 @@ export interface UpstreamDeps {
   persistence?: UpstreamStatePersistence;
 }
 
-/** What an upstream keeps across a restart. */
-export interface SavedUpstreamState {
-  securityChosen?: 'tls' | 'starttls';
-  portChosen?: number;
-  pausedUntil?: number;
-  pauseLevel?: number;
-  /** The settings the choice was made with: a changed host or ports start over. */
-  configKey?: string;
-}
+/** What an upstream keeps across a restart (the store owns its shape). */
+export type { SavedUpstreamState };
 
 export interface UpstreamStatePersistence {
   load(name: string): SavedUpstreamState | undefined;

@@ -17,6 +17,7 @@ import { isQueueId } from '../shared/ids.js';
 import { makeHold } from './holds.js';
 import type { AttemptRecord, Queue, QueuedMessage } from './index.js';
 import type { MessageState } from './states.js';
+import { quarantinedPlaceholder } from './log.js';
 
 export interface ImportProgress {
   done: number;
@@ -90,7 +91,7 @@ export class JournalImport {
           (s) => s.size,
           () => 0,
         );
-        const base = message ?? placeholder(id, size);
+        const base = message ?? quarantinedPlaceholder(id, size, Date.now());
         parsed.push({
           file,
           message: { ...base, state: 'quarantined', nextAttemptAt: undefined, quarantine: { reason, at: Date.now() } },
@@ -161,25 +162,6 @@ function attemptsOf(message: QueuedMessage): AttemptRecord[] {
       },
     ];
   return [];
-}
-
-function placeholder(id: string, size: number): QueuedMessage {
-  const at = Number.parseInt(id.slice(0, 9), 36);
-  return {
-    id,
-    state: 'quarantined',
-    device: 'unknown',
-    envelope: { mailFrom: '', rcptTo: [], bodyType: '7bit', smtpUtf8: false },
-    recipients: [],
-    size,
-    sha256: '',
-    has8bit: false,
-    headers: { hasDate: false },
-    client: { address: '', sessionId: '' },
-    receivedAt: Number.isFinite(at) ? at : Date.now(),
-    updatedAt: Date.now(),
-    attempts: 0,
-  };
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -36,7 +36,7 @@ import { StoreDatabase } from '../store/database.js';
 import { spoolBody, toSpoolError, type SniffedHeaders } from './spool.js';
 import { MESSAGE_STATES, OPEN_STATES, assertTransition, isOpenState, type MessageState } from './states.js';
 import { HOLD_RULES, makeHold, releasedBy, type Hold, type HoldReason, type ReleaseEvent } from './holds.js';
-import { MessageLog, parseRow, idTime, type ListFilter, type MessageStatsView, type ListResult } from './log.js';
+import { MessageLog, parseRow, quarantinedPlaceholder, type ListFilter, type MessageStatsView, type ListResult } from './log.js';
 import { QueueClaim, type ClaimHost } from './claim.js';
 
 export { nextRetryDelay } from './schedule.js';
@@ -780,23 +780,7 @@ export class Queue implements ClaimHost {
     } catch {
       // the body is what is missing
     }
-    const message: QueuedMessage = item.message
-      ? { ...item.message }
-      : {
-          id: item.id,
-          state: 'quarantined',
-          device: item.device ?? 'unknown',
-          envelope: { mailFrom: '', rcptTo: [], bodyType: '7bit', smtpUtf8: false },
-          recipients: [],
-          size,
-          sha256: '',
-          has8bit: false,
-          headers: { hasDate: false },
-          client: { address: '', sessionId: '' },
-          receivedAt: idTime(item.id) ?? at,
-          updatedAt: at,
-          attempts: 0,
-        };
+    const message: QueuedMessage = item.message ? { ...item.message } : quarantinedPlaceholder(item.id, size, at, item.device);
     message.state = 'quarantined';
     message.nextAttemptAt = undefined;
     message.quarantine = { reason: item.reason, at };

@@ -348,6 +348,25 @@ export function parseRow(id: string, row: { doc: string; state: MessageState; de
   }
 }
 
+/** The stand-in row for a body whose record is lost: kept, quarantined, never sent or deleted. */
+export function quarantinedPlaceholder(id: string, size: number, at: number, device = 'unknown'): QueuedMessage {
+  return {
+    id,
+    state: 'quarantined',
+    device,
+    envelope: { mailFrom: '', rcptTo: [], bodyType: '7bit', smtpUtf8: false },
+    recipients: [],
+    size,
+    sha256: '',
+    has8bit: false,
+    headers: { hasDate: false },
+    client: { address: '', sessionId: '' },
+    receivedAt: idTime(id) ?? at,
+    updatedAt: at,
+    attempts: 0,
+  };
+}
+
 /** Queue ids start with the accept time in base36 milliseconds. */
 export function idTime(id: string): number | undefined {
   const ms = Number.parseInt(id.slice(0, 9), 36);
