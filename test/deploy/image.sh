@@ -113,17 +113,26 @@ SCANRELAY_IMAGE="$IMAGE" SCANRELAY_IMAGE_NODE="$node_version" \
   "$REPO/node_modules/.bin/tsx" "$REPO/test/deploy/image-run.ts" || status=$?
 
 # ---- 4. prune: what this build did not use goes; the base and this build's layers stay as the cache ----
-pod container prune -f >/dev/null || true
-keep="$(grep -oE '^--> [0-9a-f]{12}' "$CACHE/build.log" | awk '{ print $2 }' | sort -u)"
-for round in 1 2 3 4 5; do
-  stale=()
-  while read -r id repository; do
-    [ "$repository" = "<none>" ] || continue
-    grep -qx "${id:0:12}" <<<"$keep" || stale+=("$id")
-  done < <(pod images -a --no-trunc --format '{{.ID}} {{.Repository}}' | sed 's/^sha256://')
-  [ "${#stale[@]}" = 0 ] && break
-  # Children first: an image another still builds on is removed in a later round.
-  pod rmi "${stale[@]}" >/dev/null 2>&1 || true
-done
+# podman prints each layer as "--> <11 or 12 hex digits>" or "--> Using cache <full id>": an image is kept
+# when one of those is a prefix of its id. A failed prune only costs disk, never the verdict.
+prune_storage() {
+  pod container prune -f >/dev/null || true
+  local keep round id repository kept stale
+  keep="$(grep -oE '^--> (Using cache )?[0-9a-f]{11,}' "$CACHE/build.log" | awk '{ print $NF }' | sort -u || true)"
+  [ -n "$keep" ] || { say "prune skipped: no layer ids in $CACHE/build.log"; return 0; }
+  for round in 1 2 3 4 5; do
+    stale=()
+    while read -r id repository; do
+      [ "$repository" = "<none>" ] || continue
+      kept=no
+      while read -r prefix; do [[ "$id" == "$prefix"* ]] && { kept=yes; break; }; done <<<"$keep"
+      [ "$kept" = yes ] || stale+=("$id")
+    done < <(pod images -a --no-trunc --format '{{.ID}} {{.Repository}}' | sed 's/^sha256://')
+    [ "${#stale[@]}" != 0 ] || break
+    # Children first: an image another still builds on is removed in a later round.
+    pod rmi "${stale[@]}" >/dev/null 2>&1 || true
+  done
+}
+prune_storage || say "WARN pruning podman's storage failed (only disk space is lost)"
 say "podman storage $(du -sh "$STORE/root" 2>/dev/null | cut -f1) in $STORE"
 exit "$status"
