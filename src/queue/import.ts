@@ -102,7 +102,7 @@ export class JournalImport {
       }
       if (message) parsed.push({ file, message, attempts: attemptsOf(message) });
     }
-    // One durable transaction per batch (synchronous=FULL), then the record files go.
+    // One durable transaction per batch (its WAL fdatasynced before it returns), then the record files go.
     const inserted = this.queue.database.transaction(() => parsed.map((p) => this.queue.insertRow(p.message, true, p.attempts)));
     let open = 0;
     parsed.forEach((p, i) => {

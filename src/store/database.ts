@@ -8,17 +8,23 @@
  *
  * Invariants:
  * - Every write goes through `commit(work, { durable })`. Calls made in the same tick share ONE
- *   transaction (group commit). A batch with a durable write commits with `synchronous=FULL` (the WAL
- *   is fsynced before the promise resolves: the accept path's commit point); a batch of only non-durable
- *   writes commits with `synchronous=NORMAL` (no fsync; made durable by the next FULL commit or
- *   checkpoint, since the WAL is sequential).
+ *   transaction (group commit), committed with `synchronous=NORMAL`: SQLite writes the WAL frames and
+ *   does not fsync, so the event loop never waits for the disk.
+ * - Durability is an fdatasync of the WAL file run on libuv's thread pool, off the event loop. A
+ *   durable write's promise resolves only after an fdatasync that STARTED after its transaction
+ *   committed has completed: that is the accept path's commit point, the same guarantee as
+ *   synchronous=FULL (which fsyncs the WAL inside every commit, on the caller's thread). While one
+ *   fdatasync runs, the batches committed meanwhile wait for the next one, so one fsync covers many
+ *   accepts (group commit across ticks). Non-durable writes resolve at commit; the next WAL fdatasync or
+ *   checkpoint makes them durable, in order, since the WAL is sequential.
+ * - Why an fd of our own is enough: fdatasync flushes the file (inode), whichever descriptor wrote it.
+ *   The WAL keeps its inode while the database is open (a checkpoint rewinds it, it is not replaced);
+ *   frames a checkpoint already copied were synced into the database file by that checkpoint.
  * - Each write runs in its own savepoint: one failing write rejects only its caller.
  * - Schema changes are forward migrations, applied in order at open; `schema_version` says how far.
- * - better-sqlite3 is synchronous: the event loop waits for each batch's one commit (~0.3 ms fsync on
- *   this disk) instead of one per message.
  */
 import Sqlite from 'better-sqlite3';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 
 export type Statement = Sqlite.Statement;
 type Row = Record<string, unknown>;
@@ -87,6 +93,11 @@ export class IntegrityError extends Error {
   readonly code = 'SCANRELAY_STORE_CORRUPT';
 }
 
+interface SyncWaiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 interface PendingWrite {
   work: () => unknown;
   durable: boolean;
@@ -100,10 +111,14 @@ export class StoreDatabase {
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
   private closed = false;
-  /** The synchronous level the last durable batch committed with (asserted by tests). */
-  lastDurableSynchronous?: number;
-  /** Batches and writes committed (figures for the bench and tests). */
-  readonly commitStats = { batches: 0, durableBatches: 0, writes: 0 };
+  /** Read-only descriptor of the WAL file, for the off-thread fdatasync (opened at the first one). */
+  private walFd?: number;
+  /** Durable writes committed and waiting for the next WAL fdatasync to start. */
+  private syncWaiters: SyncWaiter[] = [];
+  /** Those covered by the fdatasync running now. */
+  private syncing?: SyncWaiter[];
+  /** Batches, writes and WAL fdatasyncs (figures for the bench and tests). */
+  readonly commitStats = { batches: 0, durableBatches: 0, writes: 0, walSyncs: 0 };
 
   private constructor(path: string) {
     this.path = path;
@@ -112,7 +127,8 @@ export class StoreDatabase {
     // SQLite creates -wal and -shm with the database file's mode, so 0600 here covers them too.
     if (fresh) chmodSync(path, 0o600);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    // Commits never fsync on this thread: durable writes are synced by syncWal(), off the event loop.
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma(`cache_size = -${CACHE_KIB}`);
     this.db.pragma('foreign_keys = OFF');
     this.db.pragma('temp_store = MEMORY');
@@ -198,9 +214,15 @@ export class StoreDatabase {
     });
   }
 
-  /** Runs `work` in its own transaction now (start-up, import, tests). */
+  /**
+   * Runs `work` in its own transaction now and makes it durable before returning (start-up, import,
+   * tests): the WAL is fdatasynced on this thread, so keep it to batches, not single messages.
+   */
   transaction<T>(work: () => T): T {
-    return this.db.transaction(work)();
+    const result = this.db.transaction(work)();
+    fdatasyncSync(this.openWal());
+    this.commitStats.walSyncs++;
+    return result;
   }
 
   /** Writes everything pending now (shutdown). */
@@ -212,7 +234,19 @@ export class StoreDatabase {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    // Writes still waiting for their fdatasync get it now, on this thread, before the file is closed.
+    const waiting = [...(this.syncing ?? []), ...this.syncWaiters];
+    this.syncing = undefined;
+    this.syncWaiters = [];
+    try {
+      if (waiting.length > 0) fdatasyncSync(this.openWal());
+      for (const waiter of waiting) waiter.resolve();
+    } catch (err) {
+      for (const waiter of waiting) waiter.reject(err);
+    }
     this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
   }
 
   private flush(): void {
@@ -226,7 +260,6 @@ export class StoreDatabase {
     const durable = batch.some((w) => w.durable);
     const results: Array<{ ok: boolean; value: unknown }> = [];
     try {
-      this.db.pragma(`synchronous = ${durable ? 'FULL' : 'NORMAL'}`);
       this.db.transaction(() => {
         for (const write of batch) {
           try {
@@ -235,18 +268,53 @@ export class StoreDatabase {
             results.push({ ok: false, value: err });
           }
         }
-        if (durable) this.lastDurableSynchronous = this.synchronous();
       })();
     } catch (err) {
       for (const write of batch) write.reject(err);
       return;
-    } finally {
-      if (!durable) this.db.pragma('synchronous = FULL');
     }
     this.commitStats.batches++;
     if (durable) this.commitStats.durableBatches++;
     this.commitStats.writes += batch.length;
-    batch.forEach((write, i) => (results[i].ok ? write.resolve(results[i].value) : write.reject(results[i].value)));
+    batch.forEach((write, i) => {
+      const { ok, value } = results[i];
+      if (!ok) write.reject(value);
+      else if (!write.durable) write.resolve(value);
+      else this.syncWaiters.push({ resolve: () => write.resolve(value), reject: write.reject });
+    });
+    if (durable) this.syncWal();
+  }
+
+  /** Starts the WAL fdatasync for the waiting durable writes, unless one is running (it chains on). */
+  private syncWal(): void {
+    if (this.syncing || this.syncWaiters.length === 0 || this.closed) return;
+    const covered = this.syncWaiters;
+    this.syncWaiters = [];
+    this.syncing = covered;
+    let fd: number;
+    try {
+      fd = this.openWal();
+    } catch (err) {
+      this.finishSync(covered, err);
+      return;
+    }
+    fdatasync(fd, (err) => this.finishSync(covered, err));
+  }
+
+  private finishSync(covered: SyncWaiter[], err: unknown): void {
+    if (this.syncing !== covered) return; // close() already synced and settled them
+    this.syncing = undefined;
+    this.commitStats.walSyncs++;
+    for (const waiter of covered) {
+      if (err) waiter.reject(new Error(`the database log could not be written to disk: ${(err as Error).message}`));
+      else waiter.resolve();
+    }
+    this.syncWal();
+  }
+
+  private openWal(): number {
+    this.walFd ??= openSync(`${this.path}-wal`, 'r');
+    return this.walFd;
   }
 
   private migrate(): void {
