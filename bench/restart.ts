@@ -2,8 +2,8 @@
  * npm run bench:restart: how long a restart keeps SMTP closed, and the memory after it, with a month of
  * history. Seeds a data directory with 100,000 finished message-log rows (delivered, failed, with their
  * attempts and recipients) and 10,000 waiting messages (rows + body files), then starts the compiled
- * gateway (dist/, as in production) and measures the time from the process start to the SMTP port
- * accepting a connection, and its RSS once started. Prints figures, asserts nothing.
+ * gateway (dist/, as in production) and measures the time from the process start to a connection
+ * getting the SMTP greeting, and its RSS once started. Prints figures, asserts nothing.
  *
  *   npm run bench:restart                       (builds first)
  *   BENCH_FINISHED=20000 BENCH_QUEUED=2000 npx tsx bench/restart.ts   smaller
@@ -28,7 +28,7 @@ export interface RestartBenchResult {
   queued: number;
   seedSeconds: number;
   dbBytes: number;
-  /** Process start to SMTP accepting a TCP connection. */
+  /** Process start to a connection getting the SMTP greeting (220). */
   smtpOpenMs: number;
   /** CPU (user + system) the gateway used until then: the load-independent part of the wait. */
   cpuToOpenMs: number;
@@ -70,7 +70,7 @@ export async function runRestartBench(
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     try {
-      await waitForPort(port, 60_000);
+      await waitForGreeting(port, 60_000);
       const smtpOpenMs = Number(process.hrtime.bigint() - started) / 1e6;
       const cpuToOpenMs = await cpuMs(child.pid as number);
       const rssAtOpenMiB = await rssMiB(child.pid as number);
@@ -161,19 +161,24 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+/** Until a connection gets the SMTP greeting (220): what a printer needs, not only a listening socket. */
+async function waitForGreeting(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
+    const greeted = await new Promise<boolean>((resolve) => {
       const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
+      socket.setTimeout(Math.max(1, deadline - Date.now()), () => {
         socket.destroy();
-        resolve(true);
+        resolve(false);
+      });
+      socket.once('data', (data) => {
+        socket.destroy();
+        resolve(data.toString('latin1').startsWith('220'));
       });
       socket.once('error', () => resolve(false));
     });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`SMTP did not open within ${timeoutMs} ms`);
+    if (greeted) return;
+    if (Date.now() > deadline) throw new Error(`SMTP did not greet within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }

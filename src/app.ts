@@ -21,7 +21,6 @@ import { IntegrityError, StoreDatabase } from './store/database.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
-import { buildAdminApp } from './admin/index.js';
 import { PopGrants, createPop3Server } from './pop3/index.js';
 import { deviceTlsWanted, loadServerTls } from './inbound/tls.js';
 import { GatewayEventBus } from './shared/events.js';
@@ -29,7 +28,6 @@ import { GatewayError } from './shared/errors.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { errorMessage } from './shared/errors.js';
 import { GatewayMetrics } from './observability/metrics.js';
-import { PrinterDoctor } from './doctor/index.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
 export interface GatewayOptions {
@@ -66,6 +64,7 @@ export interface Gateway {
   readonly popGrants: PopGrants;
   /** Lock-outs and seen addresses of the login guard: the store database unless options.authState is given. */
   readonly authState: AuthStateStore;
+  /** The admin API, built by start() once SMTP listens (undefined before, or when disabled). */
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
   stop(): Promise<void>;
@@ -198,38 +197,42 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   let smtpAddress: AddressInfo | undefined;
   let importing: Promise<void> | undefined;
   const tokens = () => (config.admin.tokens.length > 0 ? config.admin.tokens : generatedToken ? [generatedToken] : []);
-  const admin = config.admin.enabled
-    ? await buildAdminApp({
-        config: () => config,
-        devices,
-        deviceStatus,
-        queue,
-        delivery,
-        metrics,
-        lockout,
-        popGrants,
-        doctor: new PrinterDoctor({
-          events,
-          device: (name) => devices.get(name),
-          lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
-        }),
-        logger: logger.child({ part: 'admin' }),
-        tokens,
-        reload: async () => {
-          await gateway.reload(loadConfig(config.file));
-        },
-        readiness: async () => ({
-          smtp: inbound.isListening(),
-          dataDir: await isWritable(config.dataDir),
-          store: await queue.isWritable(),
-          importing: journalImport.progress.running ? `importing, ${journalImport.progress.done} of ${journalImport.progress.total}` : undefined,
-        }),
-        smtpEndpoint: () => ({
-          host: config.admin.publicSmtpHost ?? config.smtp.host,
-          port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port,
-        }),
-      })
-    : undefined;
+  // The admin API (fastify, its schemas, the console, the doctor) is loaded and built only after SMTP
+  // listens: it is most of the start-up's module loading, and printers must not wait for it.
+  let admin: FastifyInstance | undefined;
+  const buildAdmin = async (): Promise<FastifyInstance> => {
+    const [{ buildAdminApp }, { PrinterDoctor }] = await Promise.all([import('./admin/index.js'), import('./doctor/index.js')]);
+    return buildAdminApp({
+      config: () => config,
+      devices,
+      deviceStatus,
+      queue,
+      delivery,
+      metrics,
+      lockout,
+      popGrants,
+      doctor: new PrinterDoctor({
+        events,
+        device: (name) => devices.get(name),
+        lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
+      }),
+      logger: logger.child({ part: 'admin' }),
+      tokens,
+      reload: async () => {
+        await gateway.reload(loadConfig(config.file));
+      },
+      readiness: async () => ({
+        smtp: inbound.isListening(),
+        dataDir: await isWritable(config.dataDir),
+        store: await queue.isWritable(),
+        importing: journalImport.progress.running ? `importing, ${journalImport.progress.done} of ${journalImport.progress.total}` : undefined,
+      }),
+      smtpEndpoint: () => ({
+        host: config.admin.publicSmtpHost ?? config.smtp.host,
+        port: config.admin.publicSmtpPort ?? smtpAddress?.port ?? config.smtp.port,
+      }),
+    });
+  };
 
   for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
 
@@ -246,7 +249,9 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     logins,
     popGrants,
     authState,
-    admin,
+    get admin() {
+      return admin;
+    },
     adminTokens: tokens,
     async start() {
       const addresses: GatewayAddresses = {
@@ -261,14 +266,15 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
           throw listenFailure(err, 'pop3.port', config.pop3.host, config.pop3.port);
         });
       }
-      if (admin) {
+      delivery.start();
+      if (config.admin.enabled) {
+        admin = await buildAdmin();
         await admin.listen({ host: config.admin.host, port: config.admin.port }).catch((err) => {
           throw listenFailure(err, 'admin.port', config.admin.host, config.admin.port);
         });
         addresses.admin = admin.server.address() as AddressInfo;
         logger.info({ address: addresses.admin }, 'admin.listening');
       }
-      delivery.start();
       // The old file journal (if any) goes into the database in the background: mail is accepted meanwhile.
       importing = journalImport.run().then(
         (p) => {

@@ -221,7 +221,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       const name = this.upstreamNameOf(message);
       if (!name) continue;
       waiting.set(name, (waiting.get(name) ?? 0) + 1);
-      if (message.held?.code === HOLD_UPSTREAM_AUTH) held.set(name, (held.get(name) ?? 0) + 1);
+      if (message.holdCode === HOLD_UPSTREAM_AUTH) held.set(name, (held.get(name) ?? 0) + 1);
     }
     const now = this.now();
     const sent = this.deps.sentSince?.(this.deps.startOfToday?.() ?? now - 86_400_000) ?? new Map<string, number>();
@@ -446,7 +446,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
     return upstream;
   }
 
-  private upstreamNameOf(message: QueuedMessage): string | undefined {
+  private upstreamNameOf(message: Pick<QueuedMessage, 'device' | 'upstream'>): string | undefined {
     return this.deps.devices.get(message.device)?.upstream ?? message.upstream;
   }
 

@@ -82,11 +82,27 @@ export function safeEqual(a: string, b: string): boolean {
 }
 
 /** Encrypts device secrets at rest. Format: v1:<iv b64>:<tag b64>:<ciphertext b64>. */
+const SECRET_BOX_SALT = 'scanrelay-device-secrets';
+
 export class SecretBox {
-  private readonly key: Buffer;
-  constructor(secretKey: string) {
-    this.key = scryptSync(secretKey, 'scanrelay-device-secrets', 32);
+  /** Derived on first use (scrypt costs ~90 ms): a start with no sealed secrets never pays it. */
+  private derived?: Buffer;
+  constructor(private readonly secretKey: string) {}
+
+  /** Derives the key off the event loop, for a caller that knows it will seal or open soon (start-up). */
+  async prepare(): Promise<void> {
+    if (this.derived) return;
+    const key = await new Promise<Buffer>((resolve, reject) =>
+      scrypt(this.secretKey, SECRET_BOX_SALT, 32, (err, derived) => (err ? reject(err) : resolve(derived))),
+    );
+    this.derived ??= key;
   }
+
+  private get key(): Buffer {
+    this.derived ??= scryptSync(this.secretKey, SECRET_BOX_SALT, 32);
+    return this.derived;
+  }
+
   seal(plaintext: string): string {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);

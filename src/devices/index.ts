@@ -114,6 +114,7 @@ export class DeviceRegistry {
 
   async open(): Promise<void> {
     this.apiDevices = await this.store.load();
+    if (this.apiDevices.some((d) => d.sealedPassword)) await this.box.prepare();
     this.rebuildApiEntries();
   }
 

@@ -9,7 +9,6 @@ import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import type { LegacyTls, SmtpConfig } from '../config/index.js';
 import type { Logger } from '../observability/logger.js';
 import { GatewayError, errorMessage } from '../shared/errors.js';
@@ -85,6 +84,8 @@ async function loadOrGenerate(dir: string, smtp: SmtpConfig, logger: Logger): Pr
   const notBefore = new Date(Date.now() - DAY_MS); // a device with a slightly slow clock must not see "not yet valid"
   const altNames: Array<{ type: 2; value: string } | { type: 7; ip: string }> = [{ type: 2, value: smtp.hostname }];
   if (isIP(smtp.host) && smtp.host !== '0.0.0.0' && smtp.host !== '::') altNames.push({ type: 7, ip: smtp.host });
+  // Loaded only here: selfsigned brings ~200 modules (an X.509 stack) that a start with a kept certificate never needs.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: smtp.hostname }], {
     keyType: 'rsa',
     keySize: GENERATED_KEY_BITS,

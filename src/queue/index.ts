@@ -49,6 +49,15 @@ export { parseTimeBound, startOfDay, systemTimeZone } from './log.js';
 
 export type StoredState = Exclude<MessageState, 'delivering'>;
 
+/** An open message as `openMessages()` yields it. */
+export interface OpenMessageSummary {
+  readonly id: string;
+  readonly device: string;
+  readonly upstream?: string;
+  readonly state: MessageState;
+  readonly holdCode?: HoldReason;
+}
+
 export interface Envelope {
   mailFrom: string;
   rcptTo: string[];
@@ -317,9 +326,13 @@ export class Queue implements ClaimHost {
     return result;
   }
 
-  /** Open messages (queued, deferred, held, delivering) from memory, any order. */
-  *openMessages(): IterableIterator<QueuedMessage> {
-    for (const entry of this.open.values()) yield this.view(entry);
+  /**
+   * What counting needs of each open message (queued, deferred, held, delivering), from memory, any
+   * order: no copies, so a count over 10,000 waiting scans costs no clone of each.
+   */
+  *openMessages(): IterableIterator<OpenMessageSummary> {
+    for (const { message, leased } of this.open.values())
+      yield { id: message.id, device: message.device, upstream: message.upstream, state: leased ? 'delivering' : message.state, holdCode: message.held?.code };
   }
 
   stats(): QueueStats {
