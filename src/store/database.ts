@@ -8,8 +8,9 @@
  *
  * Invariants:
  * - Every write goes through `commit(work, { durable })`. Calls made in the same tick share ONE
- *   transaction (group commit), committed with `synchronous=NORMAL`: SQLite writes the WAL frames and
- *   does not fsync, so the event loop never waits for the disk.
+ *   transaction (group commit). SQLite runs with `synchronous=OFF` and no automatic checkpoints: it
+ *   writes WAL frames and never fsyncs, so the event loop never waits for the disk. This module does
+ *   every sync itself, off the event loop (libuv's thread pool), as below.
  * - Durability is an fdatasync of the WAL file run on libuv's thread pool, off the event loop. A
  *   durable write's promise resolves only after an fdatasync that STARTED after its transaction
  *   committed has completed: that is the accept path's commit point, the same guarantee as
@@ -20,6 +21,14 @@
  * - Why an fd of our own is enough: fdatasync flushes the file (inode), whichever descriptor wrote it.
  *   The WAL keeps its inode while the database is open (a checkpoint rewinds it, it is not replaced);
  *   frames a checkpoint already copied were synced into the database file by that checkpoint.
+ * - Checkpoints (WAL frames copied into store.db) are this module's too, every CHECKPOINT_BATCHES
+ *   batches or CHECKPOINT_MS: (1) fdatasync the WAL, so every frame about to be copied is on disk;
+ *   (2) `wal_checkpoint(PASSIVE)` on this thread, page writes only; (3) fdatasync store.db, so the
+ *   copied pages are on disk before the next write may rewind the WAL over their frames. New writes
+ *   wait in `pending` from (1) to (3) (only commits wait; sessions go on). What SQLite does with
+ *   synchronous=NORMAL, without the two fsyncs on the event loop.
+ * - close() sets synchronous=FULL first: the checkpoint SQLite makes when it closes syncs both files
+ *   before it deletes the WAL.
  * - Each write runs in its own savepoint: one failing write rejects only its caller.
  * - Schema changes are forward migrations, applied in order at open; `schema_version` says how far.
  */
@@ -28,6 +37,10 @@ import { chmodSync, closeSync, existsSync, fdatasync, fdatasyncSync, openSync } 
 
 export type Statement = Sqlite.Statement;
 type Row = Record<string, unknown>;
+
+/** A checkpoint after this many write batches, or CHECKPOINT_MS after the last one if anything was written. */
+const CHECKPOINT_BATCHES = 200;
+const CHECKPOINT_MS = 2_000;
 
 /** Page cache: 8 MiB keeps the hot index pages of ~100k log rows in memory within the 130 MB target. */
 const CACHE_KIB = 8 * 1024;
@@ -89,6 +102,10 @@ export interface CommitOptions {
   durable?: boolean;
 }
 
+function datasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
 export class IntegrityError extends Error {
   readonly code = 'SCANRELAY_STORE_CORRUPT';
 }
@@ -117,8 +134,15 @@ export class StoreDatabase {
   private syncWaiters: SyncWaiter[] = [];
   /** Those covered by the fdatasync running now. */
   private syncing?: SyncWaiter[];
-  /** Batches, writes and WAL fdatasyncs (figures for the bench and tests). */
-  readonly commitStats = { batches: 0, durableBatches: 0, writes: 0, walSyncs: 0 };
+  /** Read-only descriptor of store.db, for the checkpoint's fdatasync. */
+  private dbFd?: number;
+  /** The checkpoint cycle running now (writes wait for it). */
+  private checkpointing?: Promise<void>;
+  private batchesSinceCheckpoint = 0;
+  private lastCheckpointAt = Date.now();
+  private checkpointTimer?: NodeJS.Timeout;
+  /** Batches, writes, WAL fdatasyncs and checkpoints (figures for the bench and tests). */
+  readonly commitStats = { batches: 0, durableBatches: 0, writes: 0, walSyncs: 0, checkpoints: 0 };
 
   private constructor(path: string) {
     this.path = path;
@@ -127,8 +151,10 @@ export class StoreDatabase {
     // SQLite creates -wal and -shm with the database file's mode, so 0600 here covers them too.
     if (fresh) chmodSync(path, 0o600);
     this.db.pragma('journal_mode = WAL');
-    // Commits never fsync on this thread: durable writes are synced by syncWal(), off the event loop.
-    this.db.pragma('synchronous = NORMAL');
+    // SQLite never fsyncs on this thread: durable writes are synced by syncWal(), checkpoints by
+    // checkpoint(), both off the event loop (see the invariants above).
+    this.db.pragma('synchronous = OFF');
+    this.db.pragma('wal_autocheckpoint = 0');
     this.db.pragma(`cache_size = -${CACHE_KIB}`);
     this.db.pragma('foreign_keys = OFF');
     this.db.pragma('temp_store = MEMORY');
@@ -171,7 +197,7 @@ export class StoreDatabase {
     return (this.db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number | null }).v ?? 0;
   }
 
-  /** Current `PRAGMA synchronous` (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA). */
+  /** Current `PRAGMA synchronous` (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA): OFF, this module syncs itself. */
   synchronous(): number {
     return this.db.pragma('synchronous', { simple: true }) as number;
   }
@@ -224,6 +250,12 @@ export class StoreDatabase {
    * tests): the WAL is fdatasynced on this thread, so keep it to batches, not single messages.
    */
   transaction<T>(work: () => T): T {
+    // A checkpoint cycle between its copy and its store.db sync must not see the WAL rewound under it:
+    // finish its syncs here first (rare: start-up and the import write this way).
+    if (this.checkpointing) {
+      fdatasyncSync(this.openWal());
+      fdatasyncSync(this.openDb());
+    }
     const result = this.db.transaction(work)();
     fdatasyncSync(this.openWal());
     this.commitStats.walSyncs++;
@@ -237,6 +269,13 @@ export class StoreDatabase {
 
   close(): void {
     if (this.closed) return;
+    clearTimeout(this.checkpointTimer);
+    // A checkpoint cycle may be half way: finish its syncs here, then write what waited for it.
+    if (this.checkpointing) {
+      fdatasyncSync(this.openWal());
+      fdatasyncSync(this.openDb());
+      this.checkpointing = undefined;
+    }
     this.flush();
     this.closed = true;
     // Writes still waiting for their fdatasync get it now, on this thread, before the file is closed.
@@ -249,13 +288,18 @@ export class StoreDatabase {
     } catch (err) {
       for (const waiter of waiting) waiter.reject(err);
     }
+    // The checkpoint SQLite makes on close must sync store.db before it deletes the WAL.
+    this.db.pragma('synchronous = FULL');
     this.db.close();
-    if (this.walFd !== undefined) closeSync(this.walFd);
+    for (const fd of [this.walFd, this.dbFd]) if (fd !== undefined) closeSync(fd);
     this.walFd = undefined;
+    this.dbFd = undefined;
   }
 
   private flush(): void {
     this.flushScheduled = false;
+    // Writes wait while a checkpoint cycle runs; it flushes them when it ends.
+    if (this.checkpointing && !this.closed) return;
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0 || this.closed) {
@@ -288,7 +332,55 @@ export class StoreDatabase {
       else this.syncWaiters.push({ resolve: () => write.resolve(value), reject: write.reject });
     });
     if (durable) this.syncWal();
+    this.batchesSinceCheckpoint++;
+    this.maybeCheckpoint();
   }
+
+  private maybeCheckpoint(): void {
+    if (this.checkpointing || this.closed || this.batchesSinceCheckpoint === 0) return;
+    const due = this.batchesSinceCheckpoint >= CHECKPOINT_BATCHES || Date.now() - this.lastCheckpointAt >= CHECKPOINT_MS;
+    if (!due) {
+      // Writes that stop still get checkpointed (a quiet gateway keeps a short WAL).
+      if (!this.checkpointTimer) {
+        this.checkpointTimer = setTimeout(() => {
+          this.checkpointTimer = undefined;
+          this.maybeCheckpoint();
+        }, CHECKPOINT_MS);
+        this.checkpointTimer.unref();
+      }
+      return;
+    }
+    this.checkpointing = this.checkpoint().finally(() => {
+      this.checkpointing = undefined;
+      this.batchesSinceCheckpoint = 0;
+      this.lastCheckpointAt = Date.now();
+      if (this.pending.length > 0 && !this.flushScheduled && !this.closed) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** The cycle of the invariants: sync the WAL, copy its frames, sync store.db. A failed sync is retried (writes wait). */
+  private async checkpoint(): Promise<void> {
+    for (let delayMs = 100; ; delayMs = Math.min(5_000, delayMs * 2)) {
+      try {
+        await datasync(this.openWal());
+        if (this.closed) return;
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+        await datasync(this.openDb());
+        this.commitStats.checkpoints++;
+        return;
+      } catch (err) {
+        if (this.closed) return;
+        this.checkpointError = err;
+        await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
+      }
+    }
+  }
+
+  /** The last error of a checkpoint cycle (a disk that refuses fsync), for readiness checks and tests. */
+  checkpointError?: unknown;
 
   /** Starts the WAL fdatasync for the waiting durable writes, unless one is running (it chains on). */
   private syncWal(): void {
@@ -320,6 +412,11 @@ export class StoreDatabase {
   private openWal(): number {
     this.walFd ??= openSync(`${this.path}-wal`, 'r');
     return this.walFd;
+  }
+
+  private openDb(): number {
+    this.dbFd ??= openSync(this.path, 'r');
+    return this.dbFd;
   }
 
   private migrate(): void {

@@ -71,8 +71,8 @@ describe('Queue', () => {
       const syncsBefore = queue.database.commitStats.walSyncs;
       const message = await queue.accept(input(), chunked(data));
 
-      // The commit itself does not fsync (NORMAL, on the event loop); the accept waited for a WAL fdatasync.
-      expect(queue.database.synchronous()).toBe(1);
+      // The commit itself does not fsync (SQLite's synchronous=OFF); the accept waited for a WAL fdatasync.
+      expect(queue.database.synchronous()).toBe(0);
       expect(queue.database.commitStats.walSyncs).toBe(syncsBefore + 1);
       expect(queued).toEqual([
         { id: message.id, device: 'warren-2f-scanner', size: data.length, upstream: 'gmail-warren', sessionId: 'a1b2c3d4e5f6', subject: 'Scan' },

@@ -18,8 +18,9 @@ describe('StoreDatabase group commit', () => {
   });
   const insert = (v: number) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes;
 
-  it('commits with synchronous=NORMAL and resolves a durable write only after a WAL fdatasync', async () => {
-    expect(db.synchronous()).toBe(1);
+  it('leaves syncing to itself (synchronous=OFF, no automatic checkpoints) and resolves a durable write only after a WAL fdatasync', async () => {
+    expect(db.synchronous()).toBe(0);
+    expect(db.get<{ wal_autocheckpoint: number }>('PRAGMA wal_autocheckpoint')?.wal_autocheckpoint).toBe(0);
     const before = db.commitStats.walSyncs;
     let syncsWhenResolved = -1;
     await db.commit(insert(1), { durable: true }).then(() => {
@@ -60,5 +61,25 @@ describe('StoreDatabase group commit', () => {
     await expect(pending).resolves.toBe(1);
     db = StoreDatabase.open(join(dir, 'store.db'));
     expect(db.get<{ n: number }>('SELECT count(*) AS n FROM t')?.n).toBe(1);
+  });
+
+  it('checkpoints off the event loop after enough batches, holding the writes that come meanwhile, and loses none', async () => {
+    const before = db.commitStats.checkpoints;
+    // 200 batches (one per tick) make a checkpoint due; the writes of the next ticks wait for it.
+    for (let i = 0; i < 200; i++) await db.commit(insert(i));
+    const during = Array.from({ length: 5 }, (_, i) => db.commit(insert(1000 + i), { durable: i % 2 === 0 }));
+    await Promise.all(during);
+    expect(db.commitStats.checkpoints).toBe(before + 1);
+    // Every frame was copied into store.db: a passive checkpoint now finds nothing left but what came after.
+    expect(db.get<{ n: number }>('SELECT count(*) AS n FROM t')?.n).toBe(205);
+    db.close();
+    db = StoreDatabase.open(join(dir, 'store.db'));
+    expect(db.get<{ n: number }>('SELECT count(*) AS n FROM t')?.n).toBe(205);
+  });
+
+  it('checkpoints a quiet database after a pause in writes, without another write', async () => {
+    const before = db.commitStats.checkpoints;
+    await db.commit(insert(1));
+    await expect.poll(() => db.commitStats.checkpoints, { timeout: 10_000, interval: 100 }).toBe(before + 1);
   });
 });
