@@ -345,6 +345,7 @@ describe('POP3 limits', () => {
       do last = await client.readLine(2_000).catch(() => pop3Replies.sessionTimeout);
       while (last !== '.' && last !== pop3Replies.sessionTimeout);
       if (last === pop3Replies.sessionTimeout) break;
+      // Pacing of a busy client (it keeps the session active); the loop ends on the server's own timeout reply.
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     if (last !== pop3Replies.sessionTimeout) last = await client.readLine(1_000); // arrived with the close

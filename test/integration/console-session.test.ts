@@ -116,6 +116,7 @@ describe('console login through inject', () => {
     const cookies = { scanrelay_session: id };
     expect((await admin.inject({ method: 'GET', url: '/api/session', cookies })).statusCode).toBe(200);
     // Waiting (without requests, which would keep it alive) is the point: the session must end by itself.
+    // Not a "nothing happened" sleep: it outlasts a real 300 ms idle timer by a bounded margin, then asserts the end.
     await new Promise((resolve) => setTimeout(resolve, 450));
     expect((await admin.inject({ method: 'GET', url: '/api/session', cookies })).statusCode).toBe(401);
   });

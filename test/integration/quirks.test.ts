@@ -229,6 +229,7 @@ describe('printer SMTP quirks (docs/quirks.md)', () => {
     const body = `Subject: slow\r\n\r\n${'slowly scanned line\r\n'.repeat(8)}`;
     const started = Date.now();
     // 8 pieces, each followed by a 400 ms pause: the whole DATA outlasts the idle timeout, no pause comes close.
+    // The pauses are the slow sender itself (pacing), not a wait before asserting that nothing happened.
     const piece = Math.ceil(body.length / 8);
     for (let offset = 0; offset < body.length; offset += piece) {
       client.write(body.slice(offset, offset + piece));
