@@ -17,7 +17,7 @@ import { SlotAccountant } from './slots.js';
 
 export { replies, type SmtpReply } from './replies.js';
 export { InMemoryAuthStateStore, type AuthStateStore } from './auth-state.js';
-export { LockoutState, MAX_KEYS, addressKey, type LockoutPolicy, type Lock } from './lockout.js';
+export { LockoutState, MAX_KEYS, addressKey, type LockoutPolicy, type Lock, type LoginAdmission, type LoginReservation } from './lockout.js';
 export { LoginRecorder, type LoginOutcome, type LoginProof, type LoginRequest } from './login-recorder.js';
 export { SlotAccountant, type SlotHolder, type SlotLimits } from './slots.js';
 

@@ -154,6 +154,40 @@ describe('lock-out bypasses', () => {
   });
 });
 
+describe('lock-out under parallel guessing', () => {
+  const PARALLEL = 20;
+  // Room for every guesser at once: only the lock-out may stop them.
+  const smtp = { authFailureDelay: '10ms', maxConnectionsPerIp: PARALLEL + 5, maxUnauthenticatedClients: PARALLEL + 10 };
+  // A real scrypt hash: each check runs on the thread pool, so the guesses overlap while they are verified.
+  const devices = [scannerDevice({ password: undefined, passwordHash: hashPassword(HASHED_PASSWORD) })];
+
+  /** One connection each, past EHLO; then every AUTH line goes out at once and every reply is read. */
+  async function authAtOnce(passwords: string[]): Promise<number[]> {
+    const guessers = await Promise.all(passwords.map(() => ehlo()));
+    guessers.forEach((client, i) => client.write(`AUTH PLAIN ${plainAuth('warren-2f', passwords[i])}\r\n`));
+    return (await Promise.all(guessers.map((client) => client.read()))).map((reply) => reply.code);
+  }
+
+  it(`checks at most maxFailures wrong passwords for one login from one address, even from ${PARALLEL} connections at once`, async () => {
+    await start({ smtp, devices });
+    const reasons: string[] = [];
+    gw!.gateway.events.on('login.attempted', (attempt) => reasons.push(attempt.reason));
+    const codes = await authAtOnce(Array.from({ length: PARALLEL }, (_, i) => `wrong-guess-${i}`));
+    // Every password that was really checked is a bad-password attempt; the rest met the lock-out first.
+    expect(reasons.filter((r) => r === 'bad-password')).toHaveLength(5); // smtp.authLockout.maxFailures
+    expect(reasons.filter((r) => r === 'locked-out')).toHaveLength(PARALLEL - 5);
+    expect(codes.filter((c) => c === 535)).toHaveLength(5);
+    expect(codes.filter((c) => c === 454)).toHaveLength(PARALLEL - 5);
+    expect(gw!.gateway.lockout.locked()).toEqual([expect.objectContaining({ scope: 'pair', address: '127.0.0.1', username: 'warren-2f' })]);
+  });
+
+  it('still lets the right password in from many connections at once', async () => {
+    await start({ smtp, devices });
+    expect(await authAtOnce(Array.from({ length: PARALLEL }, () => HASHED_PASSWORD))).toEqual(Array.from({ length: PARALLEL }, () => 235));
+    expect(gw!.gateway.lockout.locked()).toEqual([]);
+  });
+});
+
 describe('reply and timing equality', () => {
   const devices = [scannerDevice({ password: undefined, passwordHash: lighterHash(HASHED_PASSWORD) }), { ...OTHER, allowFrom: ['10.9.9.0/24'] }];
 

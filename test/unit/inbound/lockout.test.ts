@@ -95,6 +95,41 @@ describe('LockoutState', () => {
     expect(lockoutOn(c, store).seenFrom('warren-2f-scanner', '10.20.5.17')).toBe(false);
   });
 
+  it('admits attempts in flight only up to the limit: the next waits for a verdict, then meets the lock', async () => {
+    const c = clock();
+    const state = lockoutOn(c);
+    const admitted = Array.from({ length: 8 }, () => state.admit('10.0.0.9', 'scanner-2f', false));
+    expect(admitted.map((a) => a.kind)).toEqual(['admitted', 'admitted', 'admitted', 'admitted', 'admitted', 'wait', 'wait', 'wait']);
+    const reservations = admitted.flatMap((a) => (a.kind === 'admitted' ? [a.reservation] : []));
+    const woken = admitted[5].kind === 'wait' ? admitted[5].settled : undefined;
+    reservations[0].failed();
+    await woken; // a settled attempt wakes the waiters
+    // One failure counted and four still in flight: the budget of five is still spent.
+    expect(state.admit('10.0.0.9', 'scanner-2f', false).kind).toBe('wait');
+    expect(state.admit('10.0.0.10', 'scanner-2f', false).kind).toBe('admitted'); // another address has its own budget
+    for (const reservation of reservations.slice(1)) reservation.failed();
+    const after = state.admit('10.0.0.9', 'scanner-2f', false);
+    expect(after.kind === 'locked' && after.lock.scope).toBe('pair');
+    expect(() => reservations[0].failed()).toThrow(/settled twice/);
+  });
+
+  it('admits the waiting attempt once one in flight succeeds or is cancelled, and never waits with nothing in flight', () => {
+    const c = clock();
+    const state = lockoutOn(c);
+    for (let i = 0; i < 4; i++) state.recordFailure('10.0.0.9', 'scanner-2f');
+    const first = state.admit('10.0.0.9', 'scanner-2f', false);
+    expect(state.admit('10.0.0.9', 'scanner-2f', false).kind).toBe('wait');
+    if (first.kind !== 'admitted') throw new Error('first attempt not admitted');
+    first.reservation.succeeded(); // forgives the four failures
+    const second = state.admit('10.0.0.9', 'scanner-2f', false);
+    if (second.kind !== 'admitted') throw new Error('second attempt not admitted');
+    second.reservation.cancel();
+    expect(state.sizes().inFlight).toBe(0);
+    // A home address is held to the pair limit only, but its attempts still count against the others.
+    const home = Array.from({ length: 5 }, () => state.admit('10.0.0.20', 'printer-home', true));
+    expect(home.every((a) => a.kind === 'admitted')).toBe(true);
+  });
+
   it('limits guesses per hour: figures for one address and for 150 addresses (printed)', () => {
     // The attacker holds 10 connections per address and each failure costs the 1 s failure delay, so it can
     // try 10 guesses per address per second whenever no lock stops it. Simulated over 3 hours.
