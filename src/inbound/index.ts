@@ -8,22 +8,16 @@
  */
 import type { SMTPServer, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import type { AddressInfo } from 'node:net';
-import type { LegacyTls, SmtpConfig } from '../config/index.js';
-import type { DeviceRegistry } from '../devices/index.js';
-import type { Queue } from '../queue/index.js';
-import type { GatewayEventBus } from '../shared/events.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
-import type { Logger } from '../observability/logger.js';
+import type { LegacyTls } from '../config/index.js';
 import { errorMessage } from '../shared/errors.js';
-import type { LoginRecorder } from './login-recorder.js';
-import { InboundSession, type Listener, type SessionContext } from './session.js';
+import { InboundSession, type Listener, type SessionContext, type SessionParts } from './session.js';
 import { replyError } from './replies.js';
 import { QuirkTolerantSmtpServer } from './quirks.js';
 import { SlotAccountant } from './slots.js';
 
 export { replies, type SmtpReply } from './replies.js';
 export { InMemoryAuthStateStore, type AuthStateStore } from './auth-state.js';
-export { LockoutState, MAX_KEYS, addressKey, type LockoutPolicy, type Lock } from './lockout.js';
+export { LockoutState, MAX_KEYS, addressKey, type LockoutPolicy, type Lock, type LoginAdmission, type LoginReservation } from './lockout.js';
 export { LoginRecorder, type LoginOutcome, type LoginProof, type LoginRequest } from './login-recorder.js';
 export { SlotAccountant, type SlotHolder, type SlotLimits } from './slots.js';
 
@@ -35,21 +29,7 @@ export interface ServerTls {
   legacyTls: LegacyTls;
 }
 
-export interface InboundDeps {
-  /** Read at each use, so a config reload applies to new sessions. */
-  config: () => SmtpConfig;
-  devices: DeviceRegistry;
-  queue: Queue;
-  events: GatewayEventBus;
-  metrics: GatewayMetrics;
-  logger: Logger;
-  logins: LoginRecorder;
-  /** POP-before-SMTP: the device a POP3 login authorised for this address, if any. */
-  popGrant?: (address: string) => string | undefined;
-  /** The device whose POP3 grant for this address expired recently (for a reply that says so). */
-  expiredPopGrant?: (address: string) => string | undefined;
-  /** fromMode of an upstream by name. */
-  fromModeOf?: (upstream: string) => 'keep' | 'rewrite' | undefined;
+export interface InboundDeps extends SessionParts {
   tls?: ServerTls;
 }
 

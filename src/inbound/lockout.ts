@@ -12,6 +12,12 @@
  *
  * Invariants: every map is bounded (MAX_KEYS) whatever usernames or addresses an attacker invents; lock-outs
  * and seen addresses are written through to the AuthStateStore and read back at start.
+ *
+ * Check and count are one step: admit() counts an attempt as in flight from its lock-out check until its
+ * password verdict settles it, and admits a new one only while the failures counted plus the attempts in
+ * flight stay below each limit. Without that, N connections guessing at once would all pass the check
+ * before the first wrong password was counted, and get N guesses. An attempt over the budget waits for
+ * one in flight to settle and asks again; in-flight counts live in memory only (they end with the process).
  */
 import ipaddr from 'ipaddr.js';
 import { normalizeAddress } from '../shared/cidr.js';
@@ -62,6 +68,19 @@ export function usernameKey(username: string): string {
 
 type Failure = { at: number; address: string; username: string };
 
+/** A login attempt counted in flight from its lock-out check to its password verdict; settle it exactly once. */
+export interface LoginReservation {
+  /** Counts the failure (a wrong password, or a right one refused all the same); returns the lock it started. */
+  failed(): Lock | undefined;
+  /** A success: forgives the failures of this (address, username) only. */
+  succeeded(): void;
+  /** No verdict (the check itself failed): the attempt counts for nothing. */
+  cancel(): void;
+}
+
+/** What admit() decides: refused by a lock, admitted (verify, then settle), or wait for an attempt in flight. */
+export type LoginAdmission = { kind: 'locked'; lock: Lock } | { kind: 'admitted'; reservation: LoginReservation } | { kind: 'wait'; settled: Promise<void> };
+
 export class LockoutState {
   private readonly pairFailures = new Map<string, Failure[]>();
   private readonly addressFailures = new Map<string, Failure[]>();
@@ -71,6 +90,9 @@ export class LockoutState {
   private readonly seen = new Map<string, Map<string, number>>();
   private readonly seenSavedAt = new Map<string, number>();
   private lastSeenPrune = 0;
+  /** Counter key -> attempts admitted and not yet settled (bounded by the open connections). */
+  private readonly inFlight = new Map<string, number>();
+  private settleWaiters: Array<() => void> = [];
 
   constructor(
     private policy: LockoutPolicy,
@@ -96,6 +118,68 @@ export class LockoutState {
     const a = addressKey(address);
     const u = usernameKey(username);
     return this.live(pairKey(a, u)) ?? (home ? undefined : (this.live(`addr:${a}`) ?? this.live(`user:${u}`)));
+  }
+
+  /**
+   * The lock-out check and the reservation in one synchronous step (see the header). `home` as for
+   * blockFor: the address and username limits do not apply, but the attempt is counted against them.
+   */
+  admit(address: string, username: string, home: boolean): LoginAdmission {
+    const lock = this.blockFor(address, username, home);
+    if (lock) return { kind: 'locked', lock };
+    const a = addressKey(address);
+    const u = usernameKey(username);
+    const p = this.policy;
+    const at = this.now();
+    const counters: Array<[Map<string, Failure[]>, string, number, number]> = [[this.pairFailures, pairKey(a, u), p.maxFailures, p.windowMs]];
+    if (!home) {
+      counters.push([this.addressFailures, `addr:${a}`, p.maxFailuresPerAddress, p.windowMs]);
+      counters.push([this.usernameFailures, `user:${u}`, p.maxFailuresPerUsername, p.usernameWindowMs]);
+    }
+    for (const [table, key, max, windowMs] of counters) {
+      const pending = this.inFlight.get(key) ?? 0;
+      // Only attempts in flight make one wait (their settling wakes it); with none, the count alone decides.
+      if (pending > 0 && (table.get(key) ?? []).filter((f) => at - f.at < windowMs).length + pending >= max) {
+        return { kind: 'wait', settled: new Promise<void>((resolve) => this.settleWaiters.push(resolve)) };
+      }
+    }
+    const keys = [pairKey(a, u), `addr:${a}`, `user:${u}`];
+    for (const key of keys) this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    let settled = false;
+    const settle = () => {
+      if (settled) throw new Error('login reservation settled twice');
+      settled = true;
+      for (const key of keys) {
+        const left = (this.inFlight.get(key) ?? 1) - 1;
+        if (left > 0) this.inFlight.set(key, left);
+        else this.inFlight.delete(key);
+      }
+    };
+    const wake = () => {
+      const waiters = this.settleWaiters;
+      this.settleWaiters = [];
+      for (const resolve of waiters) resolve();
+    };
+    return {
+      kind: 'admitted',
+      reservation: {
+        failed: () => {
+          settle();
+          const started = this.recordFailure(address, username);
+          wake();
+          return started;
+        },
+        succeeded: () => {
+          settle();
+          this.forgive(address, username);
+          wake();
+        },
+        cancel: () => {
+          settle();
+          wake();
+        },
+      },
+    };
   }
 
   /** Counts one failed login; returns the lock it started, if any. */
@@ -211,8 +295,14 @@ export class LockoutState {
   }
 
   /** Table sizes (tests check the bound). */
-  sizes(): { pairs: number; addresses: number; usernames: number; locks: number } {
-    return { pairs: this.pairFailures.size, addresses: this.addressFailures.size, usernames: this.usernameFailures.size, locks: this.locks.size };
+  sizes(): { pairs: number; addresses: number; usernames: number; locks: number; inFlight: number } {
+    return {
+      pairs: this.pairFailures.size,
+      addresses: this.addressFailures.size,
+      usernames: this.usernameFailures.size,
+      locks: this.locks.size,
+      inFlight: this.inFlight.size,
+    };
   }
 
   private live(key: string): Lock | undefined {

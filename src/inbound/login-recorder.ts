@@ -1,7 +1,9 @@
 /**
  * The one place a login is decided and recorded, for SMTP AUTH and POP3 alike:
- *   lock-out check -> at most one real password check (off the event loop) -> lock-out accounting
- *   -> one `login.attempted` event with the true reason (metrics, device status, the doctor listen).
+ *   lock-out check and reservation (one step) -> at most one real password check (off the event loop)
+ *   -> the reservation settled with the verdict -> one `login.attempted` event with the true reason
+ *   (metrics, device status, the doctor listen). The reservation is what keeps parallel guesses within the
+ *   limit: an attempt is counted from its check on, not only once its password has been found wrong.
  *
  * What a guesser can learn is nothing: every failure (unknown login, wrong password, a method the device
  * cannot do, a lock-out) gets the same refusal, is counted the same way and is answered after the same
@@ -11,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Device, DeviceRegistry } from '../devices/index.js';
 import type { GatewayEventBus, LoginAttempt, LoginReason } from '../shared/events.js';
-import type { LockoutState } from './lockout.js';
+import type { LockoutState, LoginReservation } from './lockout.js';
 
 export type LoginProof =
   | { kind: 'password'; password: string }
@@ -90,33 +92,44 @@ export class LoginRecorder {
     const { devices, lockout } = this.options;
     const found = request.username ? devices.findByUsername(request.username) : undefined;
     const device = found?.auth === 'password' ? found : undefined;
-    const home = device !== undefined && this.isHome(device, request.remoteAddress);
 
-    const lock = lockout.blockFor(request.remoteAddress, request.username, home);
-    if (lock) return { ok: false, refusal: 'locked', reason: 'locked-out', device, lockedUntil: lock.until };
+    const admit = () => lockout.admit(request.remoteAddress, request.username, device !== undefined && this.isHome(device, request.remoteAddress));
+    let admission = admit();
+    // Bounded: a wait ends when an attempt in flight on the same counter settles, and its check is bounded.
+    while (admission.kind === 'wait') {
+      await admission.settled;
+      admission = admit();
+    }
+    if (admission.kind === 'locked') return { ok: false, refusal: 'locked', reason: 'locked-out', device, lockedUntil: admission.lock.until };
+    const { reservation } = admission;
 
     let verdict: boolean | 'unavailable';
-    if (request.proof.kind === 'password') {
-      verdict = await devices.verifyPasswordAsync(device, request.proof.password);
-    } else {
-      const secret = device && devices.challengeSecret(device);
-      verdict = device === undefined ? false : secret === undefined ? 'unavailable' : request.proof.matches(secret);
+    try {
+      if (request.proof.kind === 'password') {
+        verdict = await devices.verifyPasswordAsync(device, request.proof.password);
+      } else {
+        const secret = device && devices.challengeSecret(device);
+        verdict = device === undefined ? false : secret === undefined ? 'unavailable' : request.proof.matches(secret);
+      }
+    } catch (err) {
+      reservation.cancel();
+      throw err;
     }
 
     if (verdict === true && device) {
       // Verified: from here on the reply may be specific. Not a success either way, so nothing is forgiven.
       const refusal = !device.enabled ? 'disabled' : !devices.isAllowedFrom(device, request.remoteAddress) ? 'wrong-address' : undefined;
-      if (refusal) return this.fail(request, refusal, refusal, device);
-      lockout.forgive(request.remoteAddress, request.username);
+      if (refusal) return this.fail(reservation, refusal, refusal, device);
+      reservation.succeeded();
       lockout.markSeen(device.name, request.remoteAddress);
       return { ok: true, device };
     }
     const reason: LoginReason = !device ? 'unknown-user' : verdict === 'unavailable' ? 'method-unavailable' : 'bad-password';
-    return this.fail(request, 'invalid', reason, device);
+    return this.fail(reservation, 'invalid', reason, device);
   }
 
-  private fail(request: LoginRequest, refusal: LoginRefusal, reason: LoginReason, device: Device | undefined): LoginOutcome {
-    const started = this.options.lockout.recordFailure(request.remoteAddress, request.username);
+  private fail(reservation: LoginReservation, refusal: LoginRefusal, reason: LoginReason, device: Device | undefined): LoginOutcome {
+    const started = reservation.failed();
     return { ok: false, refusal, reason, device, ...(started ? { lockedUntil: started.until, lockStarted: true } : {}) };
   }
 }

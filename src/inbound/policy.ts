@@ -3,8 +3,7 @@
  * session.ts calls them from its stage methods.
  */
 import type { SMTPServerAddress } from 'smtp-server';
-import { addressTrick } from '../shared/address-rules.js';
-import type { Device, DeviceRegistry } from '../devices/index.js';
+import { addressTrick, type Device, type DeviceRegistry } from '../devices/index.js';
 import { replies, type SmtpReply } from './replies.js';
 
 export interface SessionIdentity {

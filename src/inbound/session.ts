@@ -31,9 +31,9 @@ import type { SlotAccountant, SlotHolder } from './slots.js';
 
 export type Listener = 'smtp' | 'smtps';
 
-/** What every session of one listener shares. */
-export interface SessionContext {
-  listener: Listener;
+/** The parts a session works with, as the composition root hands them to createInboundServer (InboundDeps). */
+export interface SessionParts {
+  /** Read at each use, so a config reload applies to new sessions. */
   config: () => SmtpConfig;
   devices: DeviceRegistry;
   queue: Queue;
@@ -41,12 +41,18 @@ export interface SessionContext {
   metrics: GatewayMetrics;
   logger: Logger;
   logins: LoginRecorder;
+  /** POP-before-SMTP: the device a POP3 login authorised for this address, if any. */
+  popGrant?: (address: string) => string | undefined;
+  /** The device whose POP3 grant for this address ran out recently, if any (for a reply that says so). */
+  expiredPopGrant?: (address: string) => string | undefined;
+  /** fromMode of an upstream by name: with `keep` the printer's header From goes out as written. */
+  fromModeOf?: (upstream: string) => 'keep' | 'rewrite' | undefined;
+}
+
+/** What every session of one listener shares: the parts (every lookup present) and the listener's slots. */
+export interface SessionContext extends Required<SessionParts> {
+  listener: Listener;
   slots: SlotAccountant;
-  popGrant: (address: string) => string | undefined;
-  /** The device whose POP3 grant for this address ran out recently, if any. */
-  expiredPopGrant: (address: string) => string | undefined;
-  /** fromMode of an upstream: with `keep` the printer's header From goes out as written. */
-  fromModeOf: (upstream: string) => 'keep' | 'rewrite' | undefined;
 }
 
 type LogLevel = 'debug' | 'info' | 'warn' | 'error';

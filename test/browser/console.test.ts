@@ -9,7 +9,6 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionStep } from '../../src/shared/events.js';
 import {
   TEST_DEVICE,
   TestUpstream,
@@ -17,6 +16,7 @@ import {
   launchBrowser,
   makeTempDir,
   sendToGateway,
+  sessionSteps,
   startTestGateway,
   upstreamEntry,
   waitFor,
@@ -213,17 +213,7 @@ describe.skipIf(skipReason !== undefined)('web console in chromium', () => {
     await page.getByText(`Watching ${TEST_DEVICE.name}`).waitFor();
     await waitFor(() => g.gateway.events.listenerCount('session.step') > 0, { what: 'the watcher' });
     // The login recorder's events, as the inbound server emits them.
-    let at = Date.now();
-    const step = (name: SessionStep['step'], extra: Partial<SessionStep> = {}): SessionStep => ({
-      sessionId: 'browser-s1',
-      protocol: 'smtp',
-      remoteAddress: '127.0.0.1',
-      step: name,
-      ok: true,
-      detail: name,
-      at: at++,
-      ...extra,
-    });
+    const step = sessionSteps('browser-s1');
     const events = g.gateway.events;
     events.emit('session.step', step('connect', { detail: 'connection from 127.0.0.1' }));
     events.emit('session.step', step('helo', { detail: 'EHLO workcentre-6505' }));

@@ -4,13 +4,13 @@
  * slot starvation with a real printer that must still be served, POP3 limits, and the log bound.
  * Every wait is bounded; timing is compared as distributions and only gross differences fail.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createHmac, randomBytes, scryptSync } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { RawSmtpClient, plainAuth, type SmtpResponse } from '../kit/raw-smtp.js';
 import { RawPop3Client } from '../kit/raw-pop3.js';
-import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
-import { SCANNER_PASSWORD, legacyCopier, scannerDevice } from '../kit/inbound-scope.js';
+import { waitFor } from '../kit/gateway.js';
+import { SCANNER_PASSWORD, legacyCopier, scannerDevice, useGatewayScope } from '../kit/inbound-scope.js';
 import { DeviceRegistry, hashPassword } from '../../src/devices/index.js';
 import { InMemoryAuthStateStore } from '../../src/inbound/index.js';
 import { replies } from '../../src/inbound/replies.js';
@@ -26,23 +26,13 @@ function lighterHash(password: string): string {
 }
 const OTHER = { name: 'other-printer', username: 'other-3f', password: 'Other-secret-0123', allowRecipients: ['*@berkeley.edu'] };
 
-let gw: TestGateway | undefined;
-const clients: Array<{ close(): void }> = [];
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.close();
-  await gw?.stop();
-  gw = undefined;
-});
-
-async function start(raw: RawConfig, options: Parameters<typeof startTestGateway>[1] = {}): Promise<TestGateway> {
-  gw = await startTestGateway({ admin: { enabled: false }, ...raw }, options);
-  return gw;
-}
+const scope = useGatewayScope();
+const start = scope.start;
 
 /** A raw client from `from` (a 127.x.y.z address), greeting read. */
 async function open(from = '127.0.0.1'): Promise<{ client: RawSmtpClient; greeting: SmtpResponse }> {
-  const opened = await RawSmtpClient.open(gw!.smtpPort, '127.0.0.1', from);
-  clients.push(opened.client);
+  const opened = await RawSmtpClient.open(scope.gw.smtpPort, '127.0.0.1', from);
+  scope.track(opened.client);
   return opened;
 }
 
@@ -90,8 +80,8 @@ describe('lock-out bypasses', () => {
     }
     expect(locked).toBe(true);
     expect(answered535).toBe(5); // smtp.authLockout.maxFailures
-    expect(gw!.gateway.lockout.locked()).toEqual([expect.objectContaining({ scope: 'pair', address: '127.0.0.1', username: 'other-3f' })]);
-    const metric = await gw!.gateway.metrics.registry.getSingleMetricAsString('scanrelay_auth_lockouts_total');
+    expect(scope.gw.gateway.lockout.locked()).toEqual([expect.objectContaining({ scope: 'pair', address: '127.0.0.1', username: 'other-3f' })]);
+    const metric = await scope.gw.gateway.metrics.registry.getSingleMetricAsString('scanrelay_auth_lockouts_total');
     expect(metric).toMatch(/^scanrelay_auth_lockouts_total 1$/m);
     // The device that logged in is not locked out by the other login's failures.
     expect((await scan(await ehlo())).code).toBe(250);
@@ -125,7 +115,7 @@ describe('lock-out bypasses', () => {
     await start({ smtp: { authFailureDelay: '10ms' }, devices: [scannerDevice(), legacyCopier()] });
     const guesser = await ehlo();
     for (let i = 0; i < 30; i++) await guesser.command(`AUTH PLAIN ${plainAuth(`invented-${i}`, 'guess')}`);
-    expect(gw!.gateway.lockout.lockedUntilFor('127.0.0.1')).toBeDefined(); // 30 failures > maxFailuresPerAddress
+    expect(scope.gw.gateway.lockout.lockedUntilFor('127.0.0.1')).toBeDefined(); // 30 failures > maxFailuresPerAddress
     const { client: copier, greeting } = await open();
     expect(greeting.code).toBe(220);
     await copier.command('EHLO copier');
@@ -146,11 +136,44 @@ describe('lock-out bypasses', () => {
     const client = await ehlo('127.0.4.1');
     for (let i = 0; i < 5; i++) await client.command(`AUTH PLAIN ${plainAuth('warren-2f', `guess-${i}`)}`);
     expect((await scan(await ehlo('127.0.4.2'))).code).toBe(250); // seen authenticating from 127.0.4.2
-    await gw!.stop();
-    gw = undefined;
+    await scope.stop();
     await start(raw, { authState });
     expect((await (await ehlo('127.0.4.1')).command(`AUTH PLAIN ${plainAuth('warren-2f', SCANNER_PASSWORD)}`)).code).toBe(454);
-    expect(gw!.gateway.lockout.seenFrom('warren-2f-scanner', '127.0.4.2')).toBe(true);
+    expect(scope.gw.gateway.lockout.seenFrom('warren-2f-scanner', '127.0.4.2')).toBe(true);
+  });
+});
+
+describe('lock-out under parallel guessing', () => {
+  const PARALLEL = 20;
+  // Room for every guesser at once: only the lock-out may stop them.
+  const smtp = { authFailureDelay: '10ms', maxConnectionsPerIp: PARALLEL + 5, maxUnauthenticatedClients: PARALLEL + 10 };
+  // A real scrypt hash: each check runs on the thread pool, so the guesses overlap while they are verified.
+  const devices = [scannerDevice({ password: undefined, passwordHash: hashPassword(HASHED_PASSWORD) })];
+
+  /** One connection each, past EHLO; then every AUTH line goes out at once and every reply is read. */
+  async function authAtOnce(passwords: string[]): Promise<number[]> {
+    const guessers = await Promise.all(passwords.map(() => ehlo()));
+    guessers.forEach((client, i) => client.write(`AUTH PLAIN ${plainAuth('warren-2f', passwords[i])}\r\n`));
+    return (await Promise.all(guessers.map((client) => client.read()))).map((reply) => reply.code);
+  }
+
+  it(`checks at most maxFailures wrong passwords for one login from one address, even from ${PARALLEL} connections at once`, async () => {
+    await start({ smtp, devices });
+    const reasons: string[] = [];
+    scope.gw.gateway.events.on('login.attempted', (attempt) => reasons.push(attempt.reason));
+    const codes = await authAtOnce(Array.from({ length: PARALLEL }, (_, i) => `wrong-guess-${i}`));
+    // Every password that was really checked is a bad-password attempt; the rest met the lock-out first.
+    expect(reasons.filter((r) => r === 'bad-password')).toHaveLength(5); // smtp.authLockout.maxFailures
+    expect(reasons.filter((r) => r === 'locked-out')).toHaveLength(PARALLEL - 5);
+    expect(codes.filter((c) => c === 535)).toHaveLength(5);
+    expect(codes.filter((c) => c === 454)).toHaveLength(PARALLEL - 5);
+    expect(scope.gw.gateway.lockout.locked()).toEqual([expect.objectContaining({ scope: 'pair', address: '127.0.0.1', username: 'warren-2f' })]);
+  });
+
+  it('still lets the right password in from many connections at once', async () => {
+    await start({ smtp, devices });
+    expect(await authAtOnce(Array.from({ length: PARALLEL }, () => HASHED_PASSWORD))).toEqual(Array.from({ length: PARALLEL }, () => 235));
+    expect(scope.gw.gateway.lockout.locked()).toEqual([]);
   });
 });
 
@@ -171,7 +194,7 @@ describe('reply and timing equality', () => {
     await client.command(b64('nobody-at-all'));
     answers.push(await client.command(b64('guess')));
     for (const answer of answers) expect(answer).toEqual({ code: 535, lines: [`535 ${replies.authFailed.text}`], text: replies.authFailed.text });
-    const metric = await gw!.gateway.metrics.registry.getSingleMetricAsString('scanrelay_smtp_auth_attempts_total');
+    const metric = await scope.gw.gateway.metrics.registry.getSingleMetricAsString('scanrelay_smtp_auth_attempts_total');
     const counted = [...metric.matchAll(/result="(\w+)"} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const).filter(([, n]) => n > 0);
     expect(counted.map(([result]) => result)).toEqual(counted.map(() => 'failure')); // all counted alike
     expect(counted.reduce((sum, [, n]) => sum + n, 0)).toBe(5);
@@ -276,7 +299,7 @@ describe('slot starvation', () => {
         `${evictedOrRefused()} closed; printer from a never-seen address, connection ${attempts}: ${reply.code} ${reply.text}`,
     );
     expect(reply.code).toBe(250);
-    expect(gw!.gateway.queue.stats().counts.queued ?? 0).toBeGreaterThanOrEqual(0);
+    expect(scope.gw.gateway.queue.stats().counts.queued ?? 0).toBeGreaterThanOrEqual(0);
   });
 
   it('closes a session that does not log in within smtp.preAuthTimeout', async () => {
@@ -297,7 +320,7 @@ describe('slot starvation', () => {
     const refusals: string[] = [];
     const loop = async () => {
       for (let round = 0; round < 6; round++) {
-        const { client, greeting } = await RawSmtpClient.openLingering(gw!.smtpPort);
+        const { client, greeting } = await RawSmtpClient.openLingering(scope.gw.smtpPort);
         if (greeting.code !== 220) {
           refusals.push(`${greeting.code} ${greeting.text}`);
           client.close();
@@ -305,7 +328,7 @@ describe('slot starvation', () => {
         }
         await client.command('EHLO load');
         expect((await client.command('QUIT')).code).toBe(221);
-        clients.push(client); // left for the server to close: the next connection goes out at once, as a busy client's would
+        scope.track(client); // left for the server to close: the next connection goes out at once, as a busy client's would
       }
     };
     await Promise.all(Array.from({ length: 50 }, () => loop()));
@@ -318,17 +341,17 @@ describe('POP3 limits', () => {
 
   it('one address cannot take every POP3 slot: a printer elsewhere still logs in', async () => {
     await start({ pop3: { enabled: true, host: '127.0.0.1', port: 0 }, devices: [PRINTER] });
-    const port = gw!.addresses.pop3!.port;
+    const port = scope.gw.addresses.pop3!.port;
     let admitted = 0;
     for (let i = 0; i < 50; i++) {
       const { client, greeting } = await RawPop3Client.open(port, '127.0.7.1');
-      clients.push(client);
+      scope.track(client);
       if (greeting.startsWith('+OK')) admitted++;
       else expect(greeting).toBe(pop3Replies.tooManyFromAddress);
     }
     expect(admitted).toBe(5); // pop3.maxConnectionsPerIp
     const { client, greeting } = await RawPop3Client.open(port, '127.0.7.2');
-    clients.push(client);
+    scope.track(client);
     expect(greeting).toMatch(/^\+OK/);
     await client.command('USER wc6505');
     expect(await client.command('PASS Pop3-secret-0123456789')).toMatch(/^\+OK/);
@@ -336,8 +359,8 @@ describe('POP3 limits', () => {
 
   it('ends a POP3 session after pop3.sessionTimeout even when it sends CAPA all the time', async () => {
     await start({ pop3: { enabled: true, host: '127.0.0.1', port: 0, sessionTimeout: '1s' }, devices: [PRINTER] });
-    const { client } = await RawPop3Client.open(gw!.addresses.pop3!.port);
-    clients.push(client);
+    const { client } = await RawPop3Client.open(scope.gw.addresses.pop3!.port);
+    scope.track(client);
     const started = Date.now();
     let last = '';
     while (!client.closed && Date.now() - started < 8_000) {
@@ -345,6 +368,7 @@ describe('POP3 limits', () => {
       do last = await client.readLine(2_000).catch(() => pop3Replies.sessionTimeout);
       while (last !== '.' && last !== pop3Replies.sessionTimeout);
       if (last === pop3Replies.sessionTimeout) break;
+      // Pacing of a busy client (it keeps the session active); the loop ends on the server's own timeout reply.
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     if (last !== pop3Replies.sessionTimeout) last = await client.readLine(1_000); // arrived with the close
@@ -356,9 +380,9 @@ describe('POP3 limits', () => {
 describe('log bound', () => {
   it('40,000 unauthenticated commands in one session write a bounded number of log lines', async () => {
     await start({ log: { level: 'info' }, devices: [scannerDevice()] });
-    const before = gw!.logs.length;
-    const socket: Socket = connect({ port: gw!.smtpPort, host: '127.0.0.1' });
-    clients.push({ close: () => socket.destroy() });
+    const before = scope.gw.logs.length;
+    const socket: Socket = connect({ port: scope.gw.smtpPort, host: '127.0.0.1' });
+    scope.track({ close: () => socket.destroy() });
     let received = '';
     let refusals = 0;
     const done = new Promise<void>((resolve, reject) => {
@@ -380,8 +404,8 @@ describe('log bound', () => {
     await done;
     socket.write('QUIT\r\n');
     await new Promise((resolve) => socket.once('close', resolve));
-    await waitFor(() => gw!.logs.some((l) => l.includes('smtp.session.summary')), { what: 'the session summary' });
-    const lines = gw!.logs.slice(before);
+    await waitFor(() => scope.gw.logs.some((l) => l.includes('smtp.session.summary')), { what: 'the session summary' });
+    const lines = scope.gw.logs.slice(before);
     console.log(`log bound: 40,000 refused commands wrote ${lines.length} log lines`);
     expect(lines.length).toBeLessThan(100);
     const summary = lines.find((l) => l.includes('smtp.session.summary'));
@@ -393,7 +417,7 @@ describe('session steps', () => {
   it('emits every step of a session, and never a password', async () => {
     await start({ devices: [scannerDevice()] });
     const steps: SessionStep[] = [];
-    gw!.gateway.events.on('session.step', (s) => steps.push(s));
+    scope.gw.gateway.events.on('session.step', (s) => steps.push(s));
     const client = await ehlo();
     expect((await scan(client)).code).toBe(250);
     await client.command('QUIT');
@@ -442,11 +466,11 @@ describe('sender rules (allowSenders)', () => {
     const header = await send('keeper-login', 'scans@berkeley.edu', 'ceo@bank.example');
     expect(header.code).toBe(550);
     expect(header.text).toMatch(/^5\.7\.1 The message's From <ceo@bank\.example> is not allowed for device keeper/);
-    expect(gw!.gateway.queue.list().total).toBe(0); // nothing of the refused message was kept
+    expect(scope.gw.gateway.queue.list().total).toBe(0); // nothing of the refused message was kept
 
     expect((await send('keeper-login', 'scans@berkeley.edu', 'printer-2f@scan.berkeley.edu')).code).toBe(250);
     // With fromMode rewrite the header From does not go out as From: only the envelope is held to the list.
     expect((await send('rewriter-login', 'scans@berkeley.edu', 'ceo@bank.example')).code).toBe(250);
-    expect(gw!.gateway.queue.list().total).toBe(2);
+    expect(scope.gw.gateway.queue.list().total).toBe(2);
   });
 });

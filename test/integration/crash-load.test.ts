@@ -151,6 +151,7 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
             acknowledged.add(message);
             break;
           }
+          // A refused client's back-off before it tries again (load pacing, not a wait before an assertion).
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
@@ -160,6 +161,7 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
       const thresholds = Array.from({ length: KILLS }, () => Math.floor(TOTAL * (0.1 + 0.75 * random.next()))).sort((a, b) => a - b);
       for (const threshold of thresholds) {
         await waitFor(() => acknowledged.size >= threshold, { timeoutMs: 300_000, intervalMs: 5, what: `${threshold} acknowledged messages` });
+        // A random moment for the kill, so it lands at varied points of a transfer (not a wait before an assertion).
         await new Promise((resolve) => setTimeout(resolve, random.int(0, 150)));
         await gw.killAndRestart();
       }

@@ -1,12 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { access } from 'node:fs/promises';
-import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { buildTestConfig, deliveryDecided, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { writeCaFile } from '../kit/certs.js';
 import { useDeliveryScenario } from '../kit/delivery-scenario.js';
 import { TEST_DEVICE, TestUpstream, headersOf, sendToGateway, upstreamEntry } from '../kit/upstream.js';
-
-/** A deliberate pause for "nothing happens" checks (bounded, only where absence is the point). */
-const settle = (ms = 400) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('delivery worker: limits, admin checks, retention', () => {
   const deliveryScenario = useDeliveryScenario();
@@ -20,7 +17,7 @@ describe('delivery worker: limits, admin checks, retention', () => {
     const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
     await waitFor(() => up.hungCount === 1, { what: 'first in flight' });
     const second = await sendToGateway(g.smtpPort, { to: 'bob@example.org' });
-    await settle();
+    await deliveryDecided(g);
     expect(up.dataStarted).toBe(1);
     expect(stateOf(g, first)).toBe('delivering');
     expect(stateOf(g, second)).toBe('queued');
@@ -35,7 +32,7 @@ describe('delivery worker: limits, admin checks, retention', () => {
     const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
     await waitFor(() => stateOf(g, first) === 'delivered', { what: 'first delivered' });
     const second = await sendToGateway(g.smtpPort, { to: 'bob@example.org' });
-    await settle();
+    await deliveryDecided(g);
     expect(g.gateway.queue.require(second)).toMatchObject({ state: 'queued', attempts: 0 });
     expect(up.received).toHaveLength(1);
   });

@@ -6,25 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { useDeliveryScenario } from '../kit/delivery-scenario.js';
-import { TEST_DEVICE, openEventStream, sendToGateway, waitFor, type TestGateway } from '../kit/index.js';
+import { TEST_DEVICE, openEventStream, sendToGateway, sessionSteps, waitFor, type TestGateway } from '../kit/index.js';
 import { deviceTransport } from '../kit/inbound-scope.js';
-import type { SessionStep } from '../../src/shared/events.js';
 
 const AUTH = { authorization: 'Bearer test-admin-token-0123456789' };
 const scenario = useDeliveryScenario();
 
 const base = (g: TestGateway) => `http://127.0.0.1:${g.addresses.admin?.port}`;
-let at = Date.now();
-const step = (name: SessionStep['step'], extra: Partial<SessionStep> = {}): SessionStep => ({
-  sessionId: 'doctor-s1',
-  protocol: 'smtp',
-  remoteAddress: '127.0.0.1',
-  step: name,
-  ok: true,
-  detail: name,
-  at: at++,
-  ...extra,
-});
+const step = sessionSteps('doctor-s1');
 
 describe('printer doctor stream', () => {
   it('refuses an unknown device with 404 and a missing token with 401', async () => {

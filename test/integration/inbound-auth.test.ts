@@ -280,6 +280,7 @@ async function waitForSend<T>(send: () => Promise<T>, timeoutMs = 10_000): Promi
       return await send();
     } catch (err) {
       if (Date.now() > deadline || ![421, 454].includes((err as { responseCode?: number }).responseCode ?? 0)) throw err;
+      // Retry interval while a real lock-out timer runs out (bounded by the deadline), not a "nothing happened" sleep.
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }

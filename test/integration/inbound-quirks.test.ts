@@ -2,17 +2,17 @@
  * Printer quirks over a raw socket: HELO-only clients, bare-LF commands and bodies, no Date or
  * Message-ID, lower-case commands, IP-literal HELO names, pipelined commands.
  */
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { startTestGateway, type TestGateway } from '../kit/gateway.js';
-import { RawSmtpClient, plainAuth, type SmtpResponse } from '../kit/raw-smtp.js';
-import { SCANNER_PASSWORD, queueIdOf, scannerDevice, sha256 } from '../kit/inbound-scope.js';
+import { type RawSmtpClient, plainAuth, type SmtpResponse } from '../kit/raw-smtp.js';
+import { SCANNER_PASSWORD, queueIdOf, scannerDevice, sha256, useRawSmtpClients } from '../kit/inbound-scope.js';
 
 const AUTH = plainAuth('warren-2f', SCANNER_PASSWORD);
 
 describe('plaintext listener with legacy printer clients', () => {
   let gw: TestGateway;
-  const clients: RawSmtpClient[] = [];
+  const { open } = useRawSmtpClients(() => gw.smtpPort);
 
   beforeAll(async () => {
     gw = await startTestGateway({ admin: { enabled: false }, devices: [scannerDevice()] });
@@ -20,14 +20,12 @@ describe('plaintext listener with legacy printer clients', () => {
   afterAll(async () => {
     await gw.stop();
   });
-  afterEach(() => {
-    for (const client of clients.splice(0)) client.close();
-  });
 
-  async function open(): Promise<RawSmtpClient> {
-    const { client, greeting } = await RawSmtpClient.open(gw.smtpPort);
-    clients.push(client);
-    expect(greeting.code).toBe(220);
+  /** A client past EHLO, AUTH, MAIL, RCPT and DATA, ready for the body. */
+  async function openData(): Promise<RawSmtpClient> {
+    const client = await open();
+    for (const command of ['EHLO printer', `AUTH PLAIN ${AUTH}`, 'MAIL FROM:<scanner@berkeley.edu>', 'RCPT TO:<ops@example.org>', 'DATA'])
+      await client.command(command);
     return client;
   }
 
@@ -81,12 +79,7 @@ describe('plaintext listener with legacy printer clients', () => {
   });
 
   it('accepts a message without Date and Message-ID headers', async () => {
-    const client = await open();
-    await client.command('EHLO printer');
-    await client.command(`AUTH PLAIN ${AUTH}`);
-    await client.command('MAIL FROM:<scanner@berkeley.edu>');
-    await client.command('RCPT TO:<ops@example.org>');
-    await client.command('DATA');
+    const client = await openData();
     const done = await sendBody(client, 'From: scanner@berkeley.edu\r\nTo: ops@example.org\r\nSubject: Scanned image\r\n\r\nscan\r\n.\r\n');
     expect(done.code).toBe(250);
     const message = gw.gateway.queue.require(queueIdOf(done.text));
@@ -96,12 +89,7 @@ describe('plaintext listener with legacy printer clients', () => {
   });
 
   it('accepts a message with no header block at all', async () => {
-    const client = await open();
-    await client.command('EHLO printer');
-    await client.command(`AUTH PLAIN ${AUTH}`);
-    await client.command('MAIL FROM:<scanner@berkeley.edu>');
-    await client.command('RCPT TO:<ops@example.org>');
-    await client.command('DATA');
+    const client = await openData();
     const done = await sendBody(client, 'just a body line\r\n.\r\n');
     expect(done.code).toBe(250);
     expect(gw.gateway.queue.require(queueIdOf(done.text)).size).toBe('just a body line\r\n'.length);

@@ -1,8 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { RawPop3Client } from '../kit/raw-pop3.js';
 import { RawSmtpClient } from '../kit/raw-smtp.js';
+import { useGatewayScope } from '../kit/inbound-scope.js';
 import { hashPassword } from '../../src/devices/index.js';
 import { pop3Replies } from '../../src/pop3/index.js';
 
@@ -42,33 +43,26 @@ async function sendWithoutAuth(port: number, subject: string): Promise<string> {
 }
 
 describe('POP3 listener for POP-before-SMTP', () => {
-  let gw: TestGateway | undefined;
-  const clients: Array<{ close(): void }> = [];
-
-  afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await gw?.stop();
-    gw = undefined;
-  });
+  const scope = useGatewayScope({ admin: { enabled: true } });
 
   async function start(extra: RawConfig = {}, devices: unknown[] = [PRINTER]): Promise<TestGateway> {
     const pop3Extra = (extra.pop3 ?? {}) as RawConfig;
-    gw = await startTestGateway({ ...extra, devices, pop3: { enabled: true, host: '127.0.0.1', port: 0, ...pop3Extra } });
+    const gw = await scope.start({ ...extra, devices, pop3: { enabled: true, host: '127.0.0.1', port: 0, ...pop3Extra } });
     expect(gw.addresses.pop3?.port).toBeGreaterThan(0);
     return gw;
   }
 
   async function pop3(): Promise<{ client: RawPop3Client; greeting: string }> {
-    const opened = await RawPop3Client.open(gw!.addresses.pop3!.port);
-    clients.push(opened.client);
+    const opened = await RawPop3Client.open(scope.gw.addresses.pop3!.port);
+    scope.track(opened.client);
     return opened;
   }
 
   it('authorises the address for SMTP without AUTH after USER/PASS, and answers for an empty maildrop', async () => {
     await start();
     // Before any POP3 login the printer cannot send without AUTH.
-    const before = await mailFromWithoutAuth(gw!.smtpPort);
-    clients.push(before.client);
+    const before = await mailFromWithoutAuth(scope.gw.smtpPort);
+    scope.track(before.client);
     expect(before.code).toBe(530);
 
     const { client, greeting } = await pop3();
@@ -92,15 +86,15 @@ describe('POP3 listener for POP-before-SMTP', () => {
     expect(await client.command('QUIT')).toBe('+OK scanrelay POP3 signing off');
     await client.waitClosed();
 
-    const id = await sendWithoutAuth(gw!.smtpPort, 'after pop3');
-    const message = gw!.gateway.queue.require(id);
+    const id = await sendWithoutAuth(scope.gw.smtpPort, 'after pop3');
+    const message = scope.gw.gateway.queue.require(id);
     expect(message.device).toBe('printer-2f');
     expect(message.client.authMethod).toBe('pop-before-smtp');
-    expect(gw!.gateway.deviceStatus.get('printer-2f').lastSeenAddress).toBe('127.0.0.1');
-    const metrics = await gw!.gateway.metrics.registry.metrics();
+    expect(scope.gw.gateway.deviceStatus.get('printer-2f').lastSeenAddress).toBe('127.0.0.1');
+    const metrics = await scope.gw.gateway.metrics.registry.metrics();
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="USER",result="success"\} 1/);
     expect(metrics).toMatch(/scanrelay_smtp_connections_total\{listener="pop3"\} 1/);
-    expect(gw!.logs.join('\n')).not.toContain(PASSWORD);
+    expect(scope.gw.logs.join('\n')).not.toContain(PASSWORD);
   });
 
   it('greets with a different APOP timestamp each time and accepts the RFC 1939 digest', async () => {
@@ -110,16 +104,16 @@ describe('POP3 listener for POP-before-SMTP', () => {
     expect(first.greeting).not.toBe(second.greeting);
 
     expect(await first.client.command(`APOP wc6505 ${apopDigest(second.greeting, PASSWORD)}`)).toBe('-ERR authentication failed'); // digest of another greeting
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
     expect(await first.client.command(`APOP wc6505 ${apopDigest(first.greeting, PASSWORD)}`)).toBe('+OK maildrop has 0 messages (0 octets)');
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
     expect(await first.client.command('QUIT')).toMatch(/^\+OK/);
-    await sendWithoutAuth(gw!.smtpPort, 'after apop');
-    const metrics = await gw!.gateway.metrics.registry.metrics();
+    await sendWithoutAuth(scope.gw.smtpPort, 'after apop');
+    const metrics = await scope.gw.gateway.metrics.registry.metrics();
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="success"\} 1/);
     expect(metrics).toMatch(/scanrelay_pop3_logins_total\{method="APOP",result="failure"\} 1/);
     // The admin API shows how the device got in and the live grant.
-    const response = await gw!.gateway.admin!.inject({
+    const response = await scope.gw.gateway.admin!.inject({
       method: 'GET',
       url: '/api/devices/printer-2f',
       headers: { authorization: 'Bearer test-admin-token-0123456789' },
@@ -137,10 +131,10 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const { client, greeting } = await pop3();
     // Like any failed login on the wire (the log says why): the reply must not tell hash-only logins apart.
     expect(await client.command(`APOP hashed-login ${apopDigest(greeting, PASSWORD)}`)).toBe(pop3Replies.authFailed);
-    expect(gw!.logs.some((l) => l.includes('pop3.auth.failed') && l.includes('method-unavailable'))).toBe(true);
+    expect(scope.gw.logs.some((l) => l.includes('pop3.auth.failed') && l.includes('method-unavailable'))).toBe(true);
     expect(await client.command('USER hashed-login')).toBe('+OK send PASS');
     expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('hashed');
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBe('hashed');
   });
 
   it('closes after three bad logins and locks the address for SMTP too (shared lock-out)', async () => {
@@ -168,16 +162,16 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const locked = await pop3();
     expect(locked.greeting).toMatch(/^-ERR too many failed logins/);
     await locked.client.waitClosed();
-    const smtp = await RawSmtpClient.open(gw!.smtpPort);
-    clients.push(smtp.client);
+    const smtp = await RawSmtpClient.open(scope.gw.smtpPort);
+    scope.track(smtp.client);
     expect(smtp.greeting.code).toBe(421);
-    expect(gw!.gateway.lockout.lockedUntilFor('127.0.0.1')).toBeDefined();
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+    expect(scope.gw.gateway.lockout.lockedUntilFor('127.0.0.1')).toBeDefined();
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
 
-    const status = gw!.gateway.deviceStatus.get('printer-2f');
+    const status = scope.gw.gateway.deviceStatus.get('printer-2f');
     expect(status.recentAuthFailures).toBe(4); // the 'nobody' attempt names no device; the locked one does
     expect(status.lastError?.message).toMatch(/authentication failed: (bad-password|locked-out)/);
-    expect(gw!.logs.join('\n')).not.toContain('wrong-password');
+    expect(scope.gw.logs.join('\n')).not.toContain('wrong-password');
   });
 
   it('refuses a disabled device and an address outside allowFrom', async () => {
@@ -194,8 +188,8 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const second = await pop3();
     expect(await second.client.command('USER elsewhere-login')).toBe('+OK send PASS');
     expect(await second.client.command(`PASS ${PASSWORD}`)).toBe(pop3Replies.wrongAddress);
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
-    const failures = gw!.logs.filter((l) => l.includes('pop3.auth.failed')).join('\n');
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBeUndefined();
+    const failures = scope.gw.logs.filter((l) => l.includes('pop3.auth.failed')).join('\n');
     expect(failures).toContain('"reason":"disabled"');
     expect(failures).toContain('"reason":"wrong-address"');
   });
@@ -205,10 +199,10 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const { client } = await pop3();
     await client.command('USER wc6505');
     expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
-    await waitFor(() => gw!.gateway.popGrants.lookup('127.0.0.1') === undefined, { timeoutMs: 5000, what: 'the POP3 grant to expire' });
-    const after = await mailFromWithoutAuth(gw!.smtpPort);
-    clients.push(after.client);
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-2f');
+    await waitFor(() => scope.gw.gateway.popGrants.lookup('127.0.0.1') === undefined, { timeoutMs: 5000, what: 'the POP3 grant to expire' });
+    const after = await mailFromWithoutAuth(scope.gw.smtpPort);
+    scope.track(after.client);
     expect(after.code).toBe(530);
     // Says what happened: the POP3 login ran out (not "log in with SMTP AUTH", which the printer never does).
     expect(after.text).toMatch(/^5\.7\.0 The POP3 login \(POP before SMTP\) for this address has expired/);
@@ -221,12 +215,12 @@ describe('POP3 listener for POP-before-SMTP', () => {
       await client.command(`USER ${login}`);
       expect(await client.command(`PASS ${PASSWORD}`)).toMatch(/^\+OK/);
     }
-    expect(gw!.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-3f');
-    const warning = gw!.logs.find((l) => l.includes('pop3.grant.replaced'));
+    expect(scope.gw.gateway.popGrants.lookup('127.0.0.1')).toBe('printer-3f');
+    const warning = scope.gw.logs.find((l) => l.includes('pop3.grant.replaced'));
     expect(warning).toBeDefined();
     expect(JSON.parse(warning!)).toMatchObject({ device: 'printer-3f', previous: 'printer-2f' });
-    const id = await sendWithoutAuth(gw!.smtpPort, 'nat');
-    expect(gw!.gateway.queue.require(id).device).toBe('printer-3f');
+    const id = await sendWithoutAuth(scope.gw.smtpPort, 'nat');
+    expect(scope.gw.gateway.queue.require(id).device).toBe('printer-3f');
   });
 
   it('enforces the line limit, the idle timeout and maxClients', async () => {
@@ -256,7 +250,6 @@ describe('POP3 listener for POP-before-SMTP', () => {
   });
 
   it('is not started when pop3.enabled is false', async () => {
-    gw = await startTestGateway({ devices: [PRINTER] });
-    expect(gw.addresses.pop3).toBeUndefined();
+    expect((await scope.start({ devices: [PRINTER] })).addresses.pop3).toBeUndefined();
   });
 });

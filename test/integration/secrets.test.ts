@@ -10,12 +10,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash, createHmac } from 'node:crypto';
-import { connect } from 'node:net';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir, startTestGateway, waitFor, type TestGateway } from '../kit/gateway.js';
 import { writeCaFile } from '../kit/certs.js';
 import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
+import { RawPop3Client } from '../kit/raw-pop3.js';
 import { TestUpstream, UPSTREAM_PASSWORD, upstreamEntry } from '../kit/upstream.js';
 import { apiClient } from '../unit/admin/api-client.js';
 
@@ -27,41 +27,15 @@ const GUESSES = ['Wr0ng-guess-pw-77', 'hunter2-hunter2'];
 const ROTATED_GIVEN = 'Given-Rotated-Pass-0002';
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 
-/** One POP3 conversation, line by line: greeting first, then one reply line per command. */
+/** One POP3 conversation over the kit's raw client: the greeting, then one reply line per command. */
 async function pop3Session(port: number, commands: (greeting: string) => string[]): Promise<string[]> {
-  const socket = connect({ port, host: '127.0.0.1' });
-  socket.setEncoding('latin1');
-  let buffer = '';
-  const waiters: Array<() => void> = [];
-  socket.on('data', (data: string) => {
-    buffer += data;
-    waiters.splice(0).forEach((w) => w());
-  });
-  socket.on('error', () => undefined);
-  const line = async () => {
-    const deadline = Date.now() + 5_000;
-    while (!buffer.includes('\r\n')) {
-      if (Date.now() > deadline) throw new Error(`no POP3 reply (buffer ${JSON.stringify(buffer)})`);
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-    const end = buffer.indexOf('\r\n');
-    const out = buffer.slice(0, end);
-    buffer = buffer.slice(end + 2);
-    return out;
-  };
+  const { client, greeting } = await RawPop3Client.open(port);
   try {
-    const greeting = await line();
     const replies = [greeting];
-    for (const command of commands(greeting)) {
-      socket.write(`${command}\r\n`);
-      replies.push(await line());
-    }
+    for (const command of commands(greeting)) replies.push(await client.command(command));
     return replies;
   } finally {
-    socket.destroy();
+    client.close();
   }
 }
 

@@ -91,6 +91,17 @@ function isPlainObject(value: unknown): value is RawConfig {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+/**
+ * Resolves once the delivery worker has decided about every message due now: claimed it, or left it
+ * unclaimed (upstream busy, paced, paused). kick() queues one pump with setImmediate and the pump claims
+ * synchronously, so an immediate queued after kick() runs after that decision. Await this, never a sleep,
+ * before asserting that a message was NOT attempted.
+ */
+export async function deliveryDecided(g: TestGateway): Promise<void> {
+  g.gateway.delivery.kick();
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Polls `check` until it returns a truthy value or the time runs out (bounded, no fixed sleeps). */
 export async function waitFor<T>(check: () => T | Promise<T>, { timeoutMs = 10_000, intervalMs = 25, what = 'condition' } = {}): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;

@@ -11,6 +11,7 @@
  *   inbound-scope.ts    one gateway + sessions per describe block, cleaned up after
  *   delivery-scenario.ts gateway + upstream wired for delivery tests
  *   sse.ts              openEventStream: a server-sent events client (GET /api/watch) over real HTTP
+ *   session-steps.ts    sessionSteps: session.step events as the login recorder emits them (printer doctor tests)
  *   browser.ts          launchBrowser: Debian's chromium through playwright-core, or why it cannot run
  *   tools.ts            outside tools (podman, promtool, chromium...): skip with the reason, or fail under
  *                       SCANRELAY_REQUIRE_ALL=1 (imports vitest: import it directly, not through this index)
@@ -25,4 +26,5 @@ export * from './raw-pop3.js';
 export * from './gateway.js';
 export * from './gateway-process.js';
 export * from './sse.js';
+export * from './session-steps.js';
 export * from './browser.js';

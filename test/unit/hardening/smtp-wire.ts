@@ -42,6 +42,7 @@ export function converse(port: number, options: ConverseOptions): Promise<Conver
     const write = async () => {
       for (const step of options.script) {
         if (finished || socket.destroyed) return;
+        // A number in the script is the client's own pause between writes (pacing), not a wait before an assertion.
         if (typeof step === 'number') await new Promise((r) => setTimeout(r, step));
         else socket.write(step);
       }

@@ -17,15 +17,15 @@ function clock(start = 1_700_000_000_000) {
   return c;
 }
 
+/** A LockoutState on the test clock; a fresh in-memory store and no known logins unless given. */
+function lockoutOn(c: ReturnType<typeof clock>, store = new InMemoryAuthStateStore(), isKnown: (username: string) => boolean = () => false) {
+  return new LockoutState(POLICY, store, isKnown, () => c.now);
+}
+
 describe('LockoutState', () => {
   it('counts per (address, username): a success forgives only its own identity', () => {
     const c = clock();
-    const state = new LockoutState(
-      POLICY,
-      new InMemoryAuthStateStore(),
-      () => false,
-      () => c.now,
-    );
+    const state = lockoutOn(c);
     // Four wrong passwords for B, one correct login as A, repeated: B is locked all the same.
     let lockedAt = -1;
     for (let round = 0; round < 10 && lockedAt < 0; round++) {
@@ -43,12 +43,7 @@ describe('LockoutState', () => {
 
   it('locks an address that tries many logins, and a login tried from many addresses, except from its home', () => {
     const c = clock();
-    const state = new LockoutState(
-      POLICY,
-      new InMemoryAuthStateStore(),
-      () => false,
-      () => c.now,
-    );
+    const state = lockoutOn(c);
     for (let i = 0; i < 20; i++) state.recordFailure('10.0.0.9', `user-${i}`);
     expect(state.blockFor('10.0.0.9', 'someone-new', false)?.scope).toBe('address');
     expect(state.lockedUntilFor('10.0.0.9')).toBe(c.now + POLICY.durationMs);
@@ -73,12 +68,7 @@ describe('LockoutState', () => {
 
   it('stays bounded whatever usernames and addresses an attacker invents, keeping known logins', () => {
     const c = clock();
-    const state = new LockoutState(
-      POLICY,
-      new InMemoryAuthStateStore(),
-      (u) => u === 'scanner-2f',
-      () => c.now,
-    );
+    const state = lockoutOn(c, undefined, (u) => u === 'scanner-2f');
     for (let i = 0; i < 4; i++) state.recordFailure('10.0.0.1', 'scanner-2f');
     for (let i = 0; i < 2 * MAX_KEYS; i++) state.recordFailure(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, `invented-${i}`);
     const sizes = state.sizes();
@@ -93,40 +83,51 @@ describe('LockoutState', () => {
   it('survives a restart through the AuthStateStore: lock-outs and seen addresses', () => {
     const c = clock();
     const store = new InMemoryAuthStateStore();
-    const first = new LockoutState(
-      POLICY,
-      store,
-      () => false,
-      () => c.now,
-    );
+    const first = lockoutOn(c, store);
     for (let i = 0; i < 5; i++) first.recordFailure('10.0.0.9', 'scanner-2f');
     first.markSeen('warren-2f-scanner', '10.20.5.17');
-    const second = new LockoutState(
-      POLICY,
-      store,
-      () => false,
-      () => c.now,
-    );
+    const second = lockoutOn(c, store);
     expect(second.blockFor('10.0.0.9', 'scanner-2f', false)?.scope).toBe('pair');
     expect(second.seenFrom('warren-2f-scanner', '10.20.5.17')).toBe(true);
     expect(second.unlock('10.0.0.9')).toBe(true);
-    expect(
-      new LockoutState(
-        POLICY,
-        store,
-        () => false,
-        () => c.now,
-      ).blockFor('10.0.0.9', 'scanner-2f', false),
-    ).toBeUndefined();
+    expect(lockoutOn(c, store).blockFor('10.0.0.9', 'scanner-2f', false)).toBeUndefined();
     c.tick(86_400_000);
-    expect(
-      new LockoutState(
-        POLICY,
-        store,
-        () => false,
-        () => c.now,
-      ).seenFrom('warren-2f-scanner', '10.20.5.17'),
-    ).toBe(false);
+    expect(lockoutOn(c, store).seenFrom('warren-2f-scanner', '10.20.5.17')).toBe(false);
+  });
+
+  it('admits attempts in flight only up to the limit: the next waits for a verdict, then meets the lock', async () => {
+    const c = clock();
+    const state = lockoutOn(c);
+    const admitted = Array.from({ length: 8 }, () => state.admit('10.0.0.9', 'scanner-2f', false));
+    expect(admitted.map((a) => a.kind)).toEqual(['admitted', 'admitted', 'admitted', 'admitted', 'admitted', 'wait', 'wait', 'wait']);
+    const reservations = admitted.flatMap((a) => (a.kind === 'admitted' ? [a.reservation] : []));
+    const woken = admitted[5].kind === 'wait' ? admitted[5].settled : undefined;
+    reservations[0].failed();
+    await woken; // a settled attempt wakes the waiters
+    // One failure counted and four still in flight: the budget of five is still spent.
+    expect(state.admit('10.0.0.9', 'scanner-2f', false).kind).toBe('wait');
+    expect(state.admit('10.0.0.10', 'scanner-2f', false).kind).toBe('admitted'); // another address has its own budget
+    for (const reservation of reservations.slice(1)) reservation.failed();
+    const after = state.admit('10.0.0.9', 'scanner-2f', false);
+    expect(after.kind === 'locked' && after.lock.scope).toBe('pair');
+    expect(() => reservations[0].failed()).toThrow(/settled twice/);
+  });
+
+  it('admits the waiting attempt once one in flight succeeds or is cancelled, and never waits with nothing in flight', () => {
+    const c = clock();
+    const state = lockoutOn(c);
+    for (let i = 0; i < 4; i++) state.recordFailure('10.0.0.9', 'scanner-2f');
+    const first = state.admit('10.0.0.9', 'scanner-2f', false);
+    expect(state.admit('10.0.0.9', 'scanner-2f', false).kind).toBe('wait');
+    if (first.kind !== 'admitted') throw new Error('first attempt not admitted');
+    first.reservation.succeeded(); // forgives the four failures
+    const second = state.admit('10.0.0.9', 'scanner-2f', false);
+    if (second.kind !== 'admitted') throw new Error('second attempt not admitted');
+    second.reservation.cancel();
+    expect(state.sizes().inFlight).toBe(0);
+    // A device at home is held to the pair limit only, in flight as well.
+    const home = Array.from({ length: 6 }, () => state.admit('10.0.0.20', 'printer-home', true));
+    expect(home.map((a) => a.kind)).toEqual(['admitted', 'admitted', 'admitted', 'admitted', 'admitted', 'wait']);
   });
 
   it('limits guesses per hour: figures for one address and for 150 addresses (printed)', () => {
@@ -134,12 +135,7 @@ describe('LockoutState', () => {
     // try 10 guesses per address per second whenever no lock stops it. Simulated over 3 hours.
     const simulate = (addresses: number, usernames: string[]) => {
       const c = clock();
-      const state = new LockoutState(
-        POLICY,
-        new InMemoryAuthStateStore(),
-        () => false,
-        () => c.now,
-      );
+      const state = lockoutOn(c);
       const hours = 3;
       let guesses = 0;
       // Steps of 10 s with 100 tries per address each: the same rate, a tenth of the loop.
