@@ -305,6 +305,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const { concurrency } = this.deps.config();
     let blockedWake: number | undefined;
     const plans = new Map<string, Plan>();
+    const left: Array<{ id: string; why: 'busy' | 'waiting' }> = [];
     // The queue hands out claims for the due messages this worker can start now; a message it cannot
     // (upstream busy, paused or pacing, cooling down after an error) stays unclaimed.
     const claims = this.deps.queue.claimDue(now, {
@@ -314,12 +315,17 @@ class QueueDeliveryWorker implements DeliveryWorker {
         const cooldown = this.cooldown.get(message.id);
         if (cooldown !== undefined && cooldown > now) {
           blockedWake = Math.min(blockedWake ?? Infinity, cooldown);
+          left.push({ id: message.id, why: 'waiting' });
           return false;
         }
         const plan = this.plan(message, now);
-        if (plan.kind === 'busy') return false;
+        if (plan.kind === 'busy') {
+          left.push({ id: message.id, why: 'busy' });
+          return false;
+        }
         if (plan.kind === 'wait') {
           blockedWake = Math.min(blockedWake ?? Infinity, plan.until);
+          left.push({ id: message.id, why: 'waiting' });
           return false;
         }
         if (plan.kind === 'send') {
@@ -333,6 +339,8 @@ class QueueDeliveryWorker implements DeliveryWorker {
     });
     for (const claim of claims) this.run(claim, plans.get(claim.message.id) as Plan);
     this.scheduleWake(now, blockedWake);
+    // What this pass decided, for whoever must know that a due message was left on purpose (tests, the doctor).
+    if (this.deps.events.listenerCount('delivery.decided') > 0) this.deps.events.emit('delivery.decided', { started: claims.map((c) => c.message.id), left });
   }
 
   /** Decides, without side effects on the queue, what happens to a due message now. */

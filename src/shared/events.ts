@@ -63,6 +63,8 @@ export interface GatewayEvents {
   'message.rejected': [{ device?: string; sessionId: string; code: number; reason: string }];
   'message.queued': [{ id: string; device: string; size: number; upstream?: string; sessionId: string; subject?: string }];
   'message.attempt': [{ id: string; device: string; upstream: string }];
+  /** One pass of the delivery worker: the messages it started and the due ones it left (upstream busy, or paused / pacing / cooling down). */
+  'delivery.decided': [{ started: string[]; left: Array<{ id: string; why: 'busy' | 'waiting' }> }];
   /** `partly`: some recipients were refused for good (state partly-failed). */
   'message.delivered': [{ id: string; device: string; upstream: string; latencyMs: number; size: number; reply?: string; attempt?: number; partly?: boolean }];
   'message.deferred': [{ id: string; device: string; upstream?: string; reason: string; nextAttemptAt: number; reply?: string; attempt?: number }];

@@ -17,7 +17,7 @@ describe('delivery worker: limits, admin checks, retention', () => {
     const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
     await waitFor(() => up.hungCount === 1, { what: 'first in flight' });
     const second = await sendToGateway(g.smtpPort, { to: 'bob@example.org' });
-    await deliveryDecided(g);
+    expect(await deliveryDecided(g, second)).toBe('busy');
     expect(up.dataStarted).toBe(1);
     expect(stateOf(g, first)).toBe('delivering');
     expect(stateOf(g, second)).toBe('queued');
@@ -32,7 +32,7 @@ describe('delivery worker: limits, admin checks, retention', () => {
     const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
     await waitFor(() => stateOf(g, first) === 'delivered', { what: 'first delivered' });
     const second = await sendToGateway(g.smtpPort, { to: 'bob@example.org' });
-    await deliveryDecided(g);
+    expect(await deliveryDecided(g, second)).toBe('waiting');
     expect(g.gateway.queue.require(second)).toMatchObject({ state: 'queued', attempts: 0 });
     expect(up.received).toHaveLength(1);
   });

@@ -92,14 +92,29 @@ function isPlainObject(value: unknown): value is RawConfig {
 }
 
 /**
- * Resolves once the delivery worker has decided about every message due now: claimed it, or left it
- * unclaimed (upstream busy, paced, paused). kick() queues one pump with setImmediate and the pump claims
- * synchronously, so an immediate queued after kick() runs after that decision. Await this, never a sleep,
- * before asserting that a message was NOT attempted.
+ * Resolves with why the delivery worker left message `id` unclaimed ('busy': its upstream's connections
+ * are all in use; 'waiting': paused, pacing or cooling down), from the worker's own `delivery.decided`
+ * event, after asking it for a pass. Await this, never a sleep, before asserting that a message was NOT
+ * attempted. Rejects if a pass starts the message instead, or after `timeoutMs`.
  */
-export async function deliveryDecided(g: TestGateway): Promise<void> {
-  g.gateway.delivery.kick();
-  await new Promise((resolve) => setImmediate(resolve));
+export function deliveryDecided(g: TestGateway, id: string, timeoutMs = 10_000): Promise<'busy' | 'waiting'> {
+  const events = g.gateway.events;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`no delivery pass decided about ${id} within ${timeoutMs} ms`)), timeoutMs);
+    const onDecided = ({ started, left }: { started: string[]; left: Array<{ id: string; why: 'busy' | 'waiting' }> }) => {
+      if (started.includes(id)) return finish(new Error(`the delivery worker started ${id}`));
+      const entry = left.find((l) => l.id === id);
+      if (entry) finish(undefined, entry.why);
+    };
+    function finish(err?: Error, why?: 'busy' | 'waiting') {
+      clearTimeout(timer);
+      events.off('delivery.decided', onDecided);
+      if (err) reject(err);
+      else resolve(why as 'busy' | 'waiting');
+    }
+    events.on('delivery.decided', onDecided);
+    g.gateway.delivery.kick();
+  });
 }
 
 /** Polls `check` until it returns a truthy value or the time runs out (bounded, no fixed sleeps). */
