@@ -14,7 +14,8 @@ import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { Device, DeviceRegistry } from '../devices/index.js';
 import type { Claim, HoldReason, Queue, QueuedMessage, RecipientStatus, ReleaseEvent } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import { UPSTREAM_STATES, type GatewayMetrics, type UpstreamState } from '../observability/metrics.js';
+import type { GatewayMetrics } from '../observability/metrics.js';
+import { UPSTREAM_STATES, type UpstreamState } from './upstream-states.js';
 import type { Logger } from '../observability/logger.js';
 import { NotFoundError, errorMessage } from '../shared/errors.js';
 import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './attempt.js';
@@ -25,6 +26,13 @@ import { Upstream, type UpstreamSendError, type UpstreamStatePersistence } from 
 
 export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
 export { HOLD_UPSTREAM_AUTH } from './attempt.js';
+export {
+  UPSTREAM_STATES,
+  assertUpstreamTransition,
+  canUpstreamTransition,
+  IllegalUpstreamTransitionError,
+  type UpstreamState,
+} from './upstream-states.js';
 
 export interface UpstreamStatus {
   name: string;

@@ -12,8 +12,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type AuthResult = 'success' | 'failure' | 'locked';
 export type DeliveryResultClass = 'delivered' | 'deferred' | 'held' | 'failed';
-export type UpstreamState = 'up' | 'unknown' | 'auth-failed' | 'unreachable' | 'quota-paused' | 'tls-failed';
-export const UPSTREAM_STATES: UpstreamState[] = ['up', 'unknown', 'auth-failed', 'unreachable', 'quota-paused', 'tls-failed'];
+// The one list of upstream states lives with delivery (upstream-states.ts), as message states live with the queue.
+export { UPSTREAM_STATES, type UpstreamState } from '../delivery/upstream-states.js';
+import { UPSTREAM_STATES, type UpstreamState } from '../delivery/upstream-states.js';
 // The one list of message states (queued ... partly-failed, quarantined) lives with the queue.
 export { MESSAGE_STATES } from '../queue/states.js';
 import { MESSAGE_STATES } from '../queue/states.js';
