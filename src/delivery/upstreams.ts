@@ -17,7 +17,7 @@ import nodemailer from 'nodemailer';
 import type { SavedUpstreamState } from '../store/tables.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { GatewayEventBus } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
 import { nextRetryDelay } from '../queue/index.js';
 import { classifyUpstreamError, describeUpstreamError, type UpstreamErrorLike } from './classify.js';
@@ -52,7 +52,8 @@ export interface SendResult {
 
 export interface UpstreamDeps {
   logger: Logger;
-  metrics: GatewayMetrics;
+  /** Where upstream.added and upstream.state-changed go (metrics subscribe in app.ts). */
+  events: GatewayEventBus;
   /** EHLO name. */
   hostname: string;
   now: () => number;
@@ -101,7 +102,7 @@ export class Upstream {
     this.tokens = this.createTokenProvider();
     if (config.security !== 'auto') this.endpoint = { port: config.port, security: config.security };
     this.restore(deps.now());
-    deps.metrics.setUpstreamState(config.name, this.state);
+    deps.events.emit('upstream.added', { upstream: config.name, state: this.state });
   }
 
   /** What `auto` chose and a pause still running, from before the restart (same settings only). */
@@ -243,7 +244,7 @@ export class Upstream {
     const previous = this.state;
     assertUpstreamTransition(this.name, previous, next);
     this.state = next;
-    this.deps.metrics.setUpstreamState(this.name, next);
+    this.deps.events.emit('upstream.state-changed', { upstream: this.name, previous, state: next, reason });
     const facts = { previous, state: next, host: this.config.host, user: this.config.user, reason };
     switch (next) {
       case 'auth-failed':

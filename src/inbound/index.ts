@@ -12,7 +12,6 @@ import type { LegacyTls, SmtpConfig } from '../config/index.js';
 import type { DeviceRegistry } from '../devices/index.js';
 import type { Queue } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { errorMessage } from '../shared/errors.js';
 import type { LoginRecorder } from './login-recorder.js';
@@ -41,7 +40,6 @@ export interface InboundDeps {
   devices: DeviceRegistry;
   queue: Queue;
   events: GatewayEventBus;
-  metrics: GatewayMetrics;
   logger: Logger;
   logins: LoginRecorder;
   /** POP-before-SMTP: the device a POP3 login authorised for this address, if any. */
@@ -100,7 +98,6 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
       devices: deps.devices,
       queue: deps.queue,
       events: deps.events,
-      metrics: deps.metrics,
       logger: deps.logger,
       logins: deps.logins,
       slots,

@@ -77,7 +77,6 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
         ...body,
         maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
       });
-      deps.metrics.setDeviceEnabled(device.name, device.enabled);
       request.log.info({ device: device.name, auth: device.auth }, 'admin.device.created');
       return reply.code(201).send({ device: view(device), password, printerSetup: printerSetup(deps, device, password) });
     },
@@ -163,7 +162,6 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
       const name = request.params.name;
       await deps.devices.remove(name);
       deps.deviceStatus.forget(name);
-      deps.metrics.removeDevice(name);
       deps.popGrants.revokeDevice(name);
       request.log.info({ device: name }, 'admin.device.deleted');
       return reply.code(204).send(null);
@@ -235,7 +233,6 @@ function queuedByDevice(deps: AdminDeps): Map<string, number> {
 }
 
 function afterEnabledChange(deps: AdminDeps, device: Device): void {
-  deps.metrics.setDeviceEnabled(device.name, device.enabled);
   if (!device.enabled) deps.popGrants.revokeDevice(device.name);
 }
 

@@ -9,7 +9,7 @@ import {
   type UpstreamState,
 } from '../../../src/delivery/upstream-states.js';
 import { Upstream } from '../../../src/delivery/upstreams.js';
-import { GatewayMetrics } from '../../../src/observability/metrics.js';
+import { GatewayEventBus } from '../../../src/shared/events.js';
 
 const ALLOWED: Array<[UpstreamState, UpstreamState]> = [
   ['unknown', 'up'],
@@ -82,7 +82,7 @@ upstreams:
   const upstream = () =>
     new Upstream(config.upstreams[0], {
       logger: pino({ level: 'silent' }),
-      metrics: new GatewayMetrics({ defaultMetrics: false }),
+      events: new GatewayEventBus(),
       hostname: 'test',
       now: () => 1_000,
     });
