@@ -17,6 +17,7 @@
  *   BENCH_NODE_ARGS="..."           flags for the gateway's node (default: production's --max-semi-space-size=2;
  *                                   empty for stock V8)
  *   BENCH_NO_POSTFIX=1              gateway only
+ *   BENCH_LOADS=small,medium        only these loads (small = 100 KB, medium = 5 MB, large = all at once)
  *   BENCH_NO_CGROUP=1               count CPU from /proc/PID/stat even where a cgroup could be made
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
@@ -344,7 +345,8 @@ async function main(): Promise<void> {
   const sides: Side[] = [gatewaySide(upstream, node, dir)];
   if ('version' in postfix) sides.push(postfixSide(upstream, dir));
 
-  for (const load of LOADS) {
+  const only = process.env.BENCH_LOADS?.split(',').filter(Boolean);
+  for (const load of LOADS.filter((l) => !only || only.includes(l.key))) {
     const results: Record<string, RoundResult[]> = { gateway: [], postfix: [] };
     for (let round = 0; round < load.rounds; round++) {
       const order = round % 2 === 0 ? sides : [...sides].reverse();

@@ -13,25 +13,77 @@ export type { Logger } from 'pino';
 /** Secrets that are not config keys: AUTH payloads, OAuth2 access tokens, HTTP authorization. */
 const RUNTIME_SECRETS = ['pass', 'secret', 'token', 'accessToken', 'authorization'];
 
-/** Every config key marked `secret: true` in the schema, plus the runtime ones; at the top and one level down. */
-export const REDACT_PATHS = [...new Set([...secretKeyNames(), ...RUNTIME_SECRETS])]
-  .flatMap((name) => [name, `*.${name}`])
-  .concat(['auth.pass', 'auth.password', 'req.headers.authorization', 'headers.authorization']);
+/** Every config key marked `secret: true` in the schema, plus the runtime ones. */
+const SECRET_KEYS: ReadonlySet<string> = new Set([...secretKeyNames(), ...RUNTIME_SECRETS]);
+export const CENSORED = '[redacted]';
+
+/**
+ * Removes secrets by key name, at the top of a log object and one level down (`{ auth: { pass } }`), plus
+ * `headers.authorization` below any key (`req.headers.authorization`). Objects with nothing to remove are
+ * returned as they are; the caller's object is never changed (a censored copy is returned).
+ *
+ * One pass over the keys against a Set: pino's path-based `redact` with the same coverage (26 paths, half
+ * of them `*.name` wildcards) cost ~80 us per line and child logger, more than the rest of the logging.
+ */
+export function censorSecrets<T extends Record<string, unknown>>(object: T): T {
+  let out: Record<string, unknown> | undefined;
+  for (const key in object) {
+    const value = object[key];
+    let replacement: unknown = value;
+    if (SECRET_KEYS.has(key)) replacement = CENSORED;
+    else if (isPlainObject(value)) replacement = censorLevel(value, true);
+    if (replacement !== value) {
+      out ??= { ...object };
+      out[key] = replacement;
+    }
+  }
+  return (out ?? object) as T;
+}
+
+function censorLevel(object: Record<string, unknown>, goDeeper: boolean): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const key in object) {
+    const value = object[key];
+    let replacement: unknown = value;
+    if (SECRET_KEYS.has(key)) replacement = CENSORED;
+    else if (goDeeper && key === 'headers' && isPlainObject(value)) replacement = censorLevel(value, false);
+    if (replacement !== value) {
+      out ??= { ...object };
+      out[key] = replacement;
+    }
+  }
+  return out ?? object;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
 
 /**
  * `format` decides only how lines are written; what is logged and what is redacted is the same either way.
  * `destination` (tests) takes precedence over the format.
  */
-export function createLogger(level: LogLevel, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
-  return pino(
+export function createLogger(level: LogLevel | string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
+  const root = pino(
     {
       level,
       base: { service: 'scanrelay' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { log: censorSecrets },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination ?? (wantsPretty(format, process.stdout.isTTY === true) ? prettyStdout(process.stdout.isTTY === true) : undefined),
   );
+  // pino applies no formatter to a child's bindings: censor them here. Children are made with
+  // Object.create(parent), so every descendant inherits this `child`.
+  const child = root.child;
+  Object.defineProperty(root, 'child', {
+    value: function censoredChild(this: Logger, bindings: Record<string, unknown>, options?: Parameters<Logger['child']>[1]) {
+      return child.call(this, censorSecrets(bindings), options);
+    },
+  });
+  return root;
 }
 
 /** auto: a person at a terminal reads lines; anything else (docker logs, journald, a pipe) gets JSON. */

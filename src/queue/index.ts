@@ -5,9 +5,10 @@
  *
  * Invariants (the accept path):
  * - Commit point: the row's durable group commit. `accept` resolves, and the printer hears 250, only
- *   after (1) the body file was fsynced under its temp name `<id>.part` and renamed to `<id>.eml`, and
- *   (2) the transaction inserting the row committed with synchronous=FULL (one WAL fsync shared by
- *   every accept of that tick). Two fsyncs per message at most; fewer when accepts share a commit.
+ *   after (1) the body file was fsynced under its temp name `<id>.part`, then (2) both its rename to
+ *   `<id>.eml` and the transaction inserting the row (made durable by a WAL fdatasync shared by every
+ *   accept committed meanwhile, store/database.ts) completed; (2) runs as one wait. Two fsyncs per
+ *   message at most; fewer when accepts share a WAL fdatasync.
  * - What relies on the filesystem: the directory entries (the create of `<id>.part` and its rename to
  *   `<id>.eml`) are not fsynced on their own. On journaling filesystems (ext4, XFS, btrfs) the later
  *   fsync of the WAL commits the journal that holds them. Elsewhere set `store.fsyncDirectory: true`
@@ -269,15 +270,22 @@ export class Queue implements ClaimHost {
       nextAttemptAt: input.hold ? undefined : at,
       held: input.hold ? makeHold(input.hold.code, input.hold.reason, at) : undefined,
     };
-    try {
+    // The rename and the row's durable commit run at the same time (one wait instead of two): the body
+    // is already fsynced, and a crash that keeps the row but not the rename leaves `<id>.part` with the
+    // recorded size, which recovery renames (see the invariants above).
+    const renamed = (async () => {
       await rename(part, this.bodyPath(id));
       if (this.options.fsyncDirectory) await fsyncDirectory(this.queueDir);
-      await this.track(this.db.commit(() => this.insertRow(message, false), { durable: true }));
-    } catch (err) {
-      // Never acknowledged: nothing of it may stay (a body without a row would be quarantined).
+    })();
+    const committed = this.track(this.db.commit(() => this.insertRow(message, false), { durable: true }));
+    const [renameResult, commitResult] = await Promise.allSettled([renamed, committed]);
+    if (renameResult.status === 'rejected' || commitResult.status === 'rejected') {
+      // Never acknowledged: nothing of it may stay (a body without a row would be quarantined, a row
+      // without a body too).
+      if (commitResult.status === 'fulfilled') await this.track(this.db.commit(() => this.removeRow(id))).catch(() => undefined);
       await unlink(part).catch(() => undefined);
       await unlink(this.bodyPath(id)).catch(() => undefined);
-      throw toSpoolError(err);
+      throw toSpoolError(renameResult.status === 'rejected' ? renameResult.reason : (commitResult as PromiseRejectedResult).reason);
     }
     this.open.set(id, { message, leased: false });
     this.events.emit('message.queued', {

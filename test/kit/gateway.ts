@@ -7,10 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
-import { pino } from 'pino';
 import { parseConfig, type GatewayConfig } from '../../src/config/index.js';
 import { createGateway, type Gateway, type GatewayAddresses, type GatewayOptions } from '../../src/app.js';
-import { REDACT_PATHS } from '../../src/observability/logger.js';
+import { createLogger } from '../../src/observability/logger.js';
 
 export interface TestGateway {
   gateway: Gateway;
@@ -56,7 +55,7 @@ export function memoryLogger(logs: string[], level = 'debug') {
       callback();
     },
   });
-  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+  return createLogger(level, sink);
 }
 
 export async function startTestGateway(raw: RawConfig = {}, options: GatewayOptions & { dataDir?: string; keepDataDir?: boolean } = {}): Promise<TestGateway> {
