@@ -93,6 +93,11 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   // Before any part is built: their first events (upstream.added, device.created) are metrics too.
   wireMetrics(events, metrics);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
+  // A device that may no longer send keeps no POP-before-SMTP grant (deleted, or disabled by the API or a reload).
+  events.on('device.removed', ({ name }) => popGrants.revokeDevice(name));
+  events.on('device.updated', ({ name, enabled }) => {
+    if (!enabled) popGrants.revokeDevice(name);
+  });
   const deviceStatus = new DeviceStatusTracker(events, Date.now, new DeviceStatusTable<DeviceStatus>(database));
   const devices = new DeviceRegistry({
     dataDir: config.dataDir,
