@@ -8,6 +8,7 @@
  *   npm run bench:restart                       (builds first)
  *   BENCH_FINISHED=20000 BENCH_QUEUED=2000 npx tsx bench/restart.ts   smaller
  *   BENCH_DATA_DIR=/tmp/restart npx tsx bench/restart.ts   seed once into that directory, reuse it on later runs
+ *   BENCH_NODE_ARGS= npx tsx bench/restart.ts   stock V8 flags (default: production's --max-semi-space-size=2)
  *
  * `runRestartBench` is exported for `npm run bench` to call.
  */
@@ -22,6 +23,7 @@ import { GatewayEventBus } from '../src/shared/events.js';
 import { newQueueId } from '../src/shared/ids.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
+const PRODUCTION_NODE_ARGS = ['--max-semi-space-size=2'];
 
 export interface RestartBenchResult {
   finished: number;
@@ -36,6 +38,8 @@ export interface RestartBenchResult {
   rssAtOpenMiB: number;
   rssSettledMiB: number;
   nodeVersion: string;
+  /** The gateway's node flags. */
+  nodeArgs: string[];
 }
 
 export async function runRestartBench(
@@ -65,7 +69,8 @@ export async function runRestartBench(
       }),
     );
     const started = process.hrtime.bigint();
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(ROOT, 'dist/src/main.js'), '--config', file], {
+    // Production's V8 flags unless told otherwise (npm start, the Dockerfile and the systemd unit set them).
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? PRODUCTION_NODE_ARGS), join(ROOT, 'dist/src/main.js'), '--config', file], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -76,7 +81,18 @@ export async function runRestartBench(
       const rssAtOpenMiB = await rssMiB(child.pid as number);
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       const rssSettledMiB = await rssMiB(child.pid as number);
-      return { finished, queued, seedSeconds, dbBytes, smtpOpenMs, cpuToOpenMs, rssAtOpenMiB, rssSettledMiB, nodeVersion: process.version };
+      return {
+        finished,
+        queued,
+        seedSeconds,
+        dbBytes,
+        smtpOpenMs,
+        cpuToOpenMs,
+        rssAtOpenMiB,
+        rssSettledMiB,
+        nodeVersion: process.version,
+        nodeArgs: options.nodeArgs ?? PRODUCTION_NODE_ARGS,
+      };
     } finally {
       // SIGTERM: a clean stop, so a reused directory starts like a normal restart next time.
       child.kill('SIGTERM');
@@ -199,10 +215,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await runRestartBench({
     finished: process.env.BENCH_FINISHED ? Number(process.env.BENCH_FINISHED) : undefined,
     queued: process.env.BENCH_QUEUED ? Number(process.env.BENCH_QUEUED) : undefined,
-    nodeArgs: process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : undefined,
+    nodeArgs: process.env.BENCH_NODE_ARGS !== undefined ? process.env.BENCH_NODE_ARGS.split(' ').filter(Boolean) : undefined,
     dataDir: process.env.BENCH_DATA_DIR,
   });
-  console.log(`node ${result.nodeVersion}`);
+  console.log(`node ${result.nodeVersion}, gateway flags: ${result.nodeArgs.join(' ') || '(stock V8)'}`);
   console.log(
     `seeded ${result.finished} finished + ${result.queued} waiting in ${result.seedSeconds.toFixed(1)} s; store.db ${(result.dbBytes / 1048576).toFixed(1)} MiB`,
   );

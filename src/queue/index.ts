@@ -759,6 +759,9 @@ export class Queue implements ClaimHost {
     for (const row of this.log.countsByState()) if (FINISHED_COUNTED.includes(row.state)) this.finishedCounts.set(row.state, row.count);
     const names = new Set(await readdir(this.queueDir));
     const quarantine: Array<{ id: string; reason: string; message?: QueuedMessage; device?: string; insert?: boolean }> = [];
+    // Rows are read one at a time and nothing else touches the database meanwhile (no await inside):
+    // 10,000 open rows never sit in memory twice. Bodies that need a look are dealt with afterwards.
+    const withoutBody: QueuedMessage[] = [];
     for (const row of this.log.openRows()) {
       let message: QueuedMessage;
       try {
@@ -769,17 +772,18 @@ export class Queue implements ClaimHost {
         continue;
       }
       message.state = row.state;
-      if (!names.has(`${row.id}.eml`)) {
-        const part = this.partPath(row.id);
-        if (names.has(`${row.id}.part`) && (await stat(part)).size === message.size) {
-          await rename(part, this.bodyPath(row.id));
-          names.delete(`${row.id}.part`);
-        } else {
-          quarantine.push({ id: row.id, reason: 'its body file is missing from the spool', message });
-          continue;
-        }
+      if (names.has(`${row.id}.eml`)) this.open.set(row.id, { message, leased: false });
+      else withoutBody.push(message);
+    }
+    for (const message of withoutBody) {
+      const part = this.partPath(message.id);
+      if (names.has(`${message.id}.part`) && (await stat(part)).size === message.size) {
+        await rename(part, this.bodyPath(message.id));
+        names.delete(`${message.id}.part`);
+        this.open.set(message.id, { message, leased: false });
+      } else {
+        quarantine.push({ id: message.id, reason: 'its body file is missing from the spool', message });
       }
-      this.open.set(row.id, { message, leased: false });
     }
     for (const name of names) {
       if (name.endsWith('.part')) {

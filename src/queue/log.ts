@@ -121,8 +121,8 @@ export class MessageLog {
   }
 
   /** Rows recovery reads: only open messages (through the state index). */
-  openRows(): Array<{ id: string; state: MessageState; device: string; doc: string }> {
-    return this.db.all("SELECT id, state, device, doc FROM messages WHERE state IN ('queued', 'deferred', 'held')");
+  openRows(): IterableIterator<{ id: string; state: MessageState; device: string; doc: string }> {
+    return this.db.iterate("SELECT id, state, device, doc FROM messages WHERE state IN ('queued', 'deferred', 'held')");
   }
 
   finishedBefore(before: number, limit: number): Array<{ id: string; state: MessageState }> {
