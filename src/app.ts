@@ -7,6 +7,9 @@
  *   -> upstream send over TLS with the device's account, the body read through the claim
  *   -> classify the answer -> one outcome call on the claim (delivered / deferred / held / failed)
  *   -> events -> devices/status.ts (printer-style state) and observability/metrics.ts (Prometheus).
+ *
+ * Facts travel once, as events: the parts emit them, and device status, delivery and the metrics
+ * (observability/wire-metrics.ts) subscribe; no part calls a metric.
  */
 import { mkdir, readFile, access, constants } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +31,7 @@ import { GatewayError } from './shared/errors.js';
 import { writeFileDurable } from './shared/durable-fs.js';
 import { errorMessage } from './shared/errors.js';
 import { GatewayMetrics } from './observability/metrics.js';
+import { wireMetrics } from './observability/wire-metrics.js';
 import { createLogger, type Logger } from './observability/logger.js';
 
 export interface GatewayOptions {
@@ -86,7 +90,14 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const events = new GatewayEventBus();
   const database = openStoreDatabase(config.dataDir, logger);
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
+  // Before any part is built: their first events (upstream.added, device.created) are metrics too.
+  wireMetrics(events, metrics);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
+  // A device that may no longer send keeps no POP-before-SMTP grant (deleted, or disabled by the API or a reload).
+  events.on('device.removed', ({ name }) => popGrants.revokeDevice(name));
+  events.on('device.updated', ({ name, enabled }) => {
+    if (!enabled) popGrants.revokeDevice(name);
+  });
   const deviceStatus = new DeviceStatusTracker(events, Date.now, new DeviceStatusTable<DeviceStatus>(database));
   const devices = new DeviceRegistry({
     dataDir: config.dataDir,
@@ -103,14 +114,9 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const lockout = new LockoutState(config.smtp.authLockout, authState, (username) => Boolean(devices.findByUsername(username)));
   const logins = new LoginRecorder({ devices, lockout, events, failureDelayMs: () => config.smtp.authFailureDelayMs });
   const authLogger = logger.child({ part: 'auth' });
-  // One fact per login attempt; metrics and the log subscribe (device status subscribes in its constructor).
+  // One fact per login attempt; metrics (wire-metrics.ts), device status and the log subscribe.
   events.on('login.attempted', (attempt) => {
-    if (attempt.reason === 'pop-grant-expired') return; // not a login: the printer skipped its POP3 step
-    const result = attempt.ok ? 'success' : attempt.reason === 'locked-out' ? 'locked' : 'failure';
-    if (attempt.protocol === 'smtp') metrics.recordAuthAttempt(attempt.method, result);
-    else if (attempt.method === 'USER' || attempt.method === 'APOP') metrics.recordPop3Login(attempt.method, result);
     if (attempt.lockedOut) {
-      metrics.recordLockout();
       authLogger.warn(
         { protocol: attempt.protocol, remoteAddress: attempt.remoteAddress, username: attempt.username, reason: attempt.reason },
         'auth.lockout.started',
@@ -157,7 +163,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     queue,
     devices,
     events,
-    metrics,
     logger: logger.child({ part: 'delivery' }),
     config: () => config.delivery,
     upstreams: config.upstreams,
@@ -174,7 +179,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     devices,
     queue,
     events,
-    metrics,
     logins,
     logger: logger.child({ part: 'smtp' }),
     popGrant: (address) => (config.pop3.enabled ? popGrants.lookup(address) : undefined),
@@ -189,7 +193,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         grants: popGrants,
         logins,
         events,
-        metrics,
         logger: logger.child({ part: 'pop3' }),
       })
     : undefined;
@@ -234,6 +237,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     });
   };
 
+  // Devices loaded from the store at open raised no device.created: their series start here.
   for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
 
   const gateway: Gateway = {
@@ -310,7 +314,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       popGrants.setWindow(config.pop3.authWindowMs);
       // Also releases what the new config fixed (holds.ts: config-reloaded).
       delivery.setUpstreams(config.upstreams);
-      for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
       logger.info({ devices: devices.list().length, upstreams: config.upstreams.length }, 'config.reloaded');
     },
   };

@@ -12,7 +12,6 @@
  */
 import type { DeliveryConfig } from '../config/index.js';
 import type { Device } from '../devices/index.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import { nextRetryDelay, type Claim, type QueuedMessage, type RecipientStatus } from '../queue/index.js';
@@ -22,7 +21,6 @@ import type { Upstream, UpstreamSendError } from './upstreams.js';
 
 export interface AttemptContext {
   events?: GatewayEventBus;
-  metrics: GatewayMetrics;
   logger: Logger;
   hostname: string;
   delivery: DeliveryConfig;
@@ -144,7 +142,6 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
   if (stop?.classification.action === 'hold-upstream') {
     const reason = `upstream '${upstream.name}' refused its credentials (${stop.classification.reason}); fix them in the config and reload`;
     await claim.held(HOLD_UPSTREAM_AUTH, { detail: reason, upstream: upstream.name, reply, error: errorFacts(stop), attempted: true });
-    ctx.metrics.recordDeliveryAttempt(upstream.name, 'held');
     log.error({ reason: stop.classification.reason, durationMs }, 'delivery.held');
     return;
   }
@@ -152,7 +149,6 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
     const until = upstream.pause(stop.classification.pause ?? 'short', ctx.delivery, ctx.now());
     // A pause is the upstream's limit, not this message's failure: no attempt is counted.
     await claim.deferred({ upstream: upstream.name, error: errorFacts(stop), nextAttemptAt: until, reply, paused: true });
-    ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
     log.warn(
       { reason: stop.classification.reason, category: stop.classification.category, pausedUntil: new Date(until).toISOString(), durationMs },
       'delivery.deferred',
@@ -167,8 +163,6 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
   if (remaining.length === 0) {
     if (accepted.size > 0 || deliveredBefore) {
       await claim.delivered({ upstream: upstream.name, reply: response });
-      ctx.metrics.recordDeliveryAttempt(upstream.name, 'delivered');
-      ctx.metrics.recordDelivered(device.name, upstream.name, (ctx.now() - message.receivedAt) / 1000);
       log.info({ recipients: accepted.size, refused: failed.length, response, durationMs, size }, 'delivery.delivered');
       if (failed.length > 0) ctx.notify(message, 'some recipients were refused by the upstream', failed);
     } else {
@@ -196,7 +190,6 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
   }
   const nextAttemptAt = Math.min(now + nextRetryDelay(message.attempts + 1, ctx.delivery.retryBaseMs, ctx.delivery.retryMaxMs), expiresAt);
   await claim.deferred({ upstream: upstream.name, error: stop ? errorFacts(stop) : { message: reason }, nextAttemptAt, reply });
-  ctx.metrics.recordDeliveryAttempt(upstream.name, 'deferred');
   log.warn(
     { reason, category: stop?.classification.category, nextAttemptAt: new Date(nextAttemptAt).toISOString(), attempts: message.attempts + 1, durationMs },
     'delivery.deferred',
@@ -214,8 +207,6 @@ async function fail(
 ): Promise<void> {
   const message = claim.message;
   await claim.failed({ reason, upstream: upstream.name, error: stop ? errorFacts(stop) : undefined, reply: stop?.err.response, attempted: stop !== undefined });
-  ctx.metrics.recordDeliveryAttempt(upstream.name, 'failed');
-  ctx.metrics.recordFailed(message.device);
   log.error({ reason }, 'delivery.failed');
   const pendingAsFailed =
     failedRecipients.length > 0

@@ -9,7 +9,7 @@
  *   fail-message    the upstream refused this message for good (size, content): the message fails
  *   fail-recipient  the upstream refused a recipient for good: that recipient fails, the others go on
  */
-import type { UpstreamState } from '../observability/metrics.js';
+import type { UpstreamState } from './upstream-states.js';
 
 export type DeliveryAction = 'retry' | 'hold-upstream' | 'pause-upstream' | 'fail-message' | 'fail-recipient';
 

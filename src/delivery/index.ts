@@ -14,7 +14,7 @@ import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { Device, DeviceRegistry } from '../devices/index.js';
 import type { Claim, HoldReason, Queue, QueuedMessage, RecipientStatus, ReleaseEvent } from '../queue/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import { UPSTREAM_STATES, type GatewayMetrics, type UpstreamState } from '../observability/metrics.js';
+import type { UpstreamState } from './upstream-states.js';
 import type { Logger } from '../observability/logger.js';
 import { NotFoundError, errorMessage } from '../shared/errors.js';
 import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './attempt.js';
@@ -25,6 +25,13 @@ import { Upstream, type UpstreamSendError, type UpstreamStatePersistence } from 
 
 export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
 export { HOLD_UPSTREAM_AUTH } from './attempt.js';
+export {
+  UPSTREAM_STATES,
+  assertUpstreamTransition,
+  canUpstreamTransition,
+  IllegalUpstreamTransitionError,
+  type UpstreamState,
+} from './upstream-states.js';
 
 export interface UpstreamStatus {
   name: string;
@@ -61,7 +68,6 @@ export interface DeliveryDeps {
   queue: Queue;
   devices: DeviceRegistry;
   events: GatewayEventBus;
-  metrics: GatewayMetrics;
   logger: Logger;
   config: () => DeliveryConfig;
   upstreams: readonly UpstreamConfig[];
@@ -195,7 +201,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       if (names.has(name)) continue;
       upstream.close(false);
       this.upstreams.delete(name);
-      for (const state of UPSTREAM_STATES) this.deps.metrics.upstreamState.remove({ upstream: name, state });
+      this.deps.events.emit('upstream.removed', { upstream: name });
       this.deps.logger.info({ upstream: name }, 'upstream.removed');
     }
     for (const config of next) {
@@ -438,7 +444,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
   private createUpstream(config: UpstreamConfig): Upstream {
     return new Upstream(config, {
       logger: this.deps.logger,
-      metrics: this.deps.metrics,
+      events: this.deps.events,
       hostname: this.deps.hostname,
       now: this.now,
       persistence: this.deps.upstreamState,
@@ -500,7 +506,6 @@ class QueueDeliveryWorker implements DeliveryWorker {
   private attemptContext(): AttemptContext {
     return {
       events: this.deps.events,
-      metrics: this.deps.metrics,
       logger: this.deps.logger,
       hostname: this.deps.hostname,
       delivery: this.deps.config(),

@@ -1,6 +1,6 @@
 /**
  * One upstream account: its nodemailer transport, the endpoint in use (tls 465 / starttls 587 / auto),
- * its state (up, unknown, auth-failed, unreachable, quota-paused, tls-failed), pause and pacing.
+ * its state (upstream-states.ts: the states and which changes are allowed), pause and pacing.
  *
  * Transport: a nodemailer pool per upstream (credentials are fixed per pool), maxConnections from the
  * config, maxRequeues 0. The pool reuses TLS sessions for bursts of scans to the same account, which is
@@ -17,12 +17,13 @@ import nodemailer from 'nodemailer';
 import type { SavedUpstreamState } from '../store/tables.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
-import type { GatewayMetrics, UpstreamState } from '../observability/metrics.js';
+import type { GatewayEventBus } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
 import { nextRetryDelay } from '../queue/index.js';
 import { classifyUpstreamError, describeUpstreamError, type UpstreamErrorLike } from './classify.js';
 import { OAuth2TokenProvider } from './oauth2.js';
 import { Pacing } from './pacing.js';
+import { assertUpstreamTransition, canUpstreamTransition, type UpstreamState } from './upstream-states.js';
 
 export interface Endpoint {
   port: number;
@@ -51,7 +52,8 @@ export interface SendResult {
 
 export interface UpstreamDeps {
   logger: Logger;
-  metrics: GatewayMetrics;
+  /** Where upstream.added and upstream.state-changed go (metrics subscribe in app.ts). */
+  events: GatewayEventBus;
   /** EHLO name. */
   hostname: string;
   now: () => number;
@@ -100,7 +102,7 @@ export class Upstream {
     this.tokens = this.createTokenProvider();
     if (config.security !== 'auto') this.endpoint = { port: config.port, security: config.security };
     this.restore(deps.now());
-    deps.metrics.setUpstreamState(config.name, this.state);
+    deps.events.emit('upstream.added', { upstream: config.name, state: this.state });
   }
 
   /** What `auto` chose and a pause still running, from before the restart (same settings only). */
@@ -195,7 +197,8 @@ export class Upstream {
   /** An attempt or check failed; `state` is what the failure says about the upstream (classify.ts). */
   noteFailure(err: UpstreamErrorLike, state: UpstreamState | undefined, now: number): void {
     this.lastError = { at: now, message: describeUpstreamError(err), code: err.code, responseCode: err.responseCode };
-    if (state) this.setState(state, this.lastError.message);
+    // A failure never lifts auth-failed (upstream-states.ts): the refusal stands until proof or a change.
+    if (state && this.state !== 'auth-failed' && canUpstreamTransition(this.state, state)) this.setState(state, this.lastError.message);
   }
 
   async send(mail: OutgoingMail): Promise<SendResult> {
@@ -239,8 +242,9 @@ export class Upstream {
   private setState(next: UpstreamState, reason?: string): void {
     if (next === this.state) return;
     const previous = this.state;
+    assertUpstreamTransition(this.name, previous, next);
     this.state = next;
-    this.deps.metrics.setUpstreamState(this.name, next);
+    this.deps.events.emit('upstream.state-changed', { upstream: this.name, previous, state: next, reason });
     const facts = { previous, state: next, host: this.config.host, user: this.config.user, reason };
     switch (next) {
       case 'auth-failed':

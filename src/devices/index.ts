@@ -150,8 +150,9 @@ export class DeviceRegistry {
     this.rebuildApiEntries();
     for (const [name, entry] of entries) {
       const old = before.get(name);
-      if (!old) this.options.events?.emit('device.created', { name });
-      else if (JSON.stringify(old.device) !== JSON.stringify(entry.device)) this.options.events?.emit('device.updated', { name });
+      const enabled = entry.device.enabled;
+      if (!old) this.options.events?.emit('device.created', { name, enabled });
+      else if (JSON.stringify(old.device) !== JSON.stringify(entry.device)) this.options.events?.emit('device.updated', { name, enabled });
     }
     for (const name of before.keys()) if (!entries.has(name)) this.options.events?.emit('device.removed', { name });
   }
@@ -282,7 +283,7 @@ export class DeviceRegistry {
       updatedAt: now,
     };
     await this.mutate((devices) => [...devices, stored]);
-    this.options.events?.emit('device.created', { name: input.name });
+    this.options.events?.emit('device.created', { name: input.name, enabled: stored.enabled });
     return { device: this.require(input.name), password };
   }
 
@@ -301,7 +302,7 @@ export class DeviceRegistry {
     // The stored password is sealed; the rulebook checked it when it was set.
     this.checkRules({ ...next, password: undefined }, { skipSecret: true });
     await this.mutate((devices) => devices.map((d) => (d.name === name ? next : d)));
-    this.options.events?.emit('device.updated', { name });
+    this.options.events?.emit('device.updated', { name, enabled: next.enabled });
     return this.require(name);
   }
 

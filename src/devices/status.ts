@@ -76,6 +76,8 @@ export class DeviceStatusTracker {
     ] as const) {
       events.on(name, (event: { device?: string }) => changed(event.device));
     }
+    // A deleted device (API delete, or gone from the config at a reload) leaves no status behind.
+    events.on('device.removed', ({ name }) => this.forget(name));
     events.on('login.attempted', ({ ok, protocol, device, method, remoteAddress, reason }) => {
       if (!device || reason === 'pop-grant-expired') return;
       if (ok) {

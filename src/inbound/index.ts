@@ -80,7 +80,6 @@ export function createInboundServer(deps: InboundDeps): InboundServer {
       devices: deps.devices,
       queue: deps.queue,
       events: deps.events,
-      metrics: deps.metrics,
       logger: deps.logger,
       logins: deps.logins,
       slots,

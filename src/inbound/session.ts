@@ -17,8 +17,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import type { SmtpConfig } from '../config/index.js';
 import type { DeviceRegistry } from '../devices/index.js';
 import type { Queue } from '../queue/index.js';
-import type { GatewayEventBus, SessionStepName } from '../shared/events.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
+import type { ConnectionRefusal, GatewayEventBus, SessionStepName } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
 import { canonicalAddress } from '../shared/cidr.js';
 import { MessageTooLargeError, SpoolError, errorMessage } from '../shared/errors.js';
@@ -38,7 +37,6 @@ export interface SessionParts {
   devices: DeviceRegistry;
   queue: Queue;
   events: GatewayEventBus;
-  metrics: GatewayMetrics;
   logger: Logger;
   logins: LoginRecorder;
   /** POP-before-SMTP: the device a POP3 login authorised for this address, if any. */
@@ -86,18 +84,17 @@ export class InboundSession implements SlotHolder {
   // ---- stages ----
 
   connect(): SmtpReply | undefined {
-    const { metrics, events, logins, slots, listener } = this.ctx;
-    metrics.recordConnection(listener);
-    events.emit('session.opened', { sessionId: this.sessionId, remoteAddress: this.remoteAddress, protocol: 'smtp' });
+    const { events, logins, slots, listener } = this.ctx;
+    events.emit('session.opened', { sessionId: this.sessionId, remoteAddress: this.remoteAddress, protocol: 'smtp', listener });
     this.step('connect', true, () => `connection from ${this.remoteAddress} to the ${listener} listener`);
     // Others' failures never lock out an address a device lives at (auth: none, POP3 grant, seen, pinned).
     if (!this.deviceAddress && logins.lockout.lockedUntilFor(this.remoteAddress) !== undefined) {
-      metrics.recordConnectionRefused('locked-out');
+      this.refused('locked-out');
       return this.refuse(replies.connectionLocked, 'smtp.connect.locked');
     }
     const admission = slots.admit(this);
     if (!admission.ok) {
-      metrics.recordConnectionRefused(admission.refusal === 'per-address' ? 'per-ip-limit' : 'max-clients');
+      this.refused(admission.refusal === 'per-address' ? 'per-ip-limit' : 'max-clients');
       const reply =
         admission.refusal === 'per-address'
           ? replies.tooManyFromAddress
@@ -166,7 +163,7 @@ export class InboundSession implements SlotHolder {
   }
 
   mailFrom(address: SMTPServerAddress, session: SMTPServerSession): SmtpReply | undefined {
-    const { devices, popGrant, events, metrics } = this.ctx;
+    const { devices, popGrant, events } = this.ctx;
     const identity = identifySender(session.user as string | undefined, this.remoteAddress, devices, popGrant);
     if (!identity) {
       const expired = this.ctx.expiredPopGrant(this.remoteAddress);
@@ -185,8 +182,7 @@ export class InboundSession implements SlotHolder {
     }
     const refusal = checkMailFrom(identity, address, devices);
     if (refusal) {
-      metrics.recordMessageRejected(refusal.code);
-      if (identity) events.emit('message.rejected', { device: identity.device.name, sessionId: this.sessionId, code: refusal.code, reason: refusal.text });
+      events.emit('message.rejected', { device: identity?.device.name, sessionId: this.sessionId, code: refusal.code, reason: refusal.text });
       return this.refuseStep('mail', refusal, 'smtp.mail.refused', { device: identity?.device.name }, identity?.device.name);
     }
     // biome-ignore lint/style/noNonNullAssertion: checkMailFrom refuses every session without an identity.
@@ -200,9 +196,7 @@ export class InboundSession implements SlotHolder {
   rcptTo(address: SMTPServerAddress): SmtpReply | undefined {
     const refusal = checkRecipient(this.identity, address.address, this.ctx.devices);
     if (refusal) {
-      this.ctx.metrics.recordMessageRejected(refusal.code);
-      if (this.identity)
-        this.ctx.events.emit('message.rejected', { device: this.identity.device.name, sessionId: this.sessionId, code: refusal.code, reason: refusal.text });
+      this.ctx.events.emit('message.rejected', { device: this.identity?.device.name, sessionId: this.sessionId, code: refusal.code, reason: refusal.text });
       return this.refuseStep('rcpt', refusal, 'smtp.rcpt.refused', { recipient: address.address.slice(0, 254) });
     }
     this.step('rcpt', true, () => `RCPT TO:<${address.address}> accepted`);
@@ -218,7 +212,7 @@ export class InboundSession implements SlotHolder {
       await new Promise((resolve) => stream.once('end', resolve));
       return this.refuseStep('data', replies.authRequired, 'smtp.data.refused');
     }
-    const { devices, queue, metrics, events } = this.ctx;
+    const { devices, queue, events } = this.ctx;
     const device = identity.device;
     const started = process.hrtime.bigint();
     const envelope = session.envelope;
@@ -254,8 +248,8 @@ export class InboundSession implements SlotHolder {
         },
         body,
       );
+      // Counted by the metrics from message.queued (emitted by the queue once durable).
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.recordMessageReceived(device.name, message.size, seconds);
       this.tally.messages++;
       this.step('data', true, () => `DATA ${message.size} bytes`);
       this.logger.info(
@@ -267,7 +261,6 @@ export class InboundSession implements SlotHolder {
       return reply;
     } catch (err) {
       const reply = fromCheck?.refused !== undefined ? replies.headerFromNotAllowed(fromCheck.refused, device.name) : dataFailureReply(err);
-      metrics.recordMessageRejected(reply.code);
       events.emit('message.rejected', { device: device.name, sessionId: this.sessionId, code: reply.code, reason: reply.text });
       const level = reply.code >= 500 ? 'info' : 'error';
       this.tally.refused++;
@@ -350,6 +343,11 @@ export class InboundSession implements SlotHolder {
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.preAuthTimer = undefined;
     this.ctx.slots.release(this);
+  }
+
+  /** The connection is refused before its first command (the metrics count it by reason). */
+  private refused(reason: ConnectionRefusal): void {
+    this.ctx.events.emit('session.refused', { sessionId: this.sessionId, remoteAddress: this.remoteAddress, listener: this.ctx.listener, reason });
   }
 
   private refuse(reply: SmtpReply, event: string, extra: Record<string, unknown> = {}): SmtpReply {

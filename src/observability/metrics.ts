@@ -1,6 +1,7 @@
 /**
- * Every Prometheus metric of scanrelay, on an own Registry per gateway (tests build many). Parts call the
- * record*() functions and never import prom-client. Labels are bounded: device and upstream names and
+ * Every Prometheus metric of scanrelay, on an own Registry per gateway (tests build many). No part calls
+ * them: wire-metrics.ts subscribes the record*() functions to the parts' events (app.ts calls it), and
+ * nothing else imports prom-client. Labels are bounded: device and upstream names and
  * small enums, never addresses or message ids.
  *
  * Every labelled counter has its series at 0 from the start for each known label set (the enums below,
@@ -12,15 +13,16 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type AuthResult = 'success' | 'failure' | 'locked';
 export type DeliveryResultClass = 'delivered' | 'deferred' | 'held' | 'failed';
-export type UpstreamState = 'up' | 'unknown' | 'auth-failed' | 'unreachable' | 'quota-paused' | 'tls-failed';
-export const UPSTREAM_STATES: UpstreamState[] = ['up', 'unknown', 'auth-failed', 'unreachable', 'quota-paused', 'tls-failed'];
+// The one list of upstream states lives with delivery (upstream-states.ts), as message states live with the queue.
+export { UPSTREAM_STATES, type UpstreamState } from '../delivery/upstream-states.js';
+import { UPSTREAM_STATES, type UpstreamState } from '../delivery/upstream-states.js';
 // The one list of message states (queued ... partly-failed, quarantined) lives with the queue.
 export { MESSAGE_STATES } from '../queue/states.js';
 import { MESSAGE_STATES } from '../queue/states.js';
 export const AUTH_RESULTS: AuthResult[] = ['success', 'failure', 'locked'];
 export const DELIVERY_RESULTS: DeliveryResultClass[] = ['delivered', 'deferred', 'held', 'failed'];
-export type Listener = 'smtp' | 'smtps' | 'pop3';
-export type ConnectionRefusal = 'max-clients' | 'per-ip-limit' | 'locked-out' | 'not-allowed';
+export type { ConnectionRefusal, ListenerName as Listener } from '../shared/events.js';
+import type { ConnectionRefusal, ListenerName as Listener } from '../shared/events.js';
 const LISTENERS: Listener[] = ['smtp', 'smtps', 'pop3'];
 const CONNECTION_REFUSALS: ConnectionRefusal[] = ['max-clients', 'per-ip-limit', 'locked-out', 'not-allowed'];
 /** AUTH methods the SMTP listener offers (the label is upper case). */
@@ -230,6 +232,10 @@ export class GatewayMetrics {
   setUpstreamState(upstream: string, state: UpstreamState): void {
     this.knowUpstream(upstream);
     for (const candidate of UPSTREAM_STATES) this.upstreamState.set({ upstream, state: candidate }, candidate === state ? 1 : 0);
+  }
+  /** The upstream left the config: its state series go (its counters stay, as Prometheus expects). */
+  removeUpstream(upstream: string): void {
+    for (const state of UPSTREAM_STATES) this.upstreamState.remove({ upstream, state });
   }
   setDeviceEnabled(device: string, enabled: boolean): void {
     this.knowDevice(device);

@@ -9,7 +9,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Pop3Config } from '../config/index.js';
 import type { GatewayEventBus, SessionStepName } from '../shared/events.js';
-import type { GatewayMetrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import type { LoginRecorder } from '../inbound/login-recorder.js';
 import { SlotAccountant, type SlotHolder } from '../inbound/slots.js';
@@ -33,7 +32,6 @@ export interface Pop3Deps {
   grants: PopGrants;
   logins: LoginRecorder;
   events: GatewayEventBus;
-  metrics: GatewayMetrics;
   logger: Logger;
 }
 
@@ -45,7 +43,7 @@ export interface Pop3Server {
 }
 
 export function createPop3Server(deps: Pop3Deps): Pop3Server {
-  const { grants, logins, events, metrics } = deps;
+  const { grants, logins, events } = deps;
   const sockets = new Set<Socket>();
   let server: Server | undefined;
   const slots = new SlotAccountant(() => {
@@ -94,7 +92,6 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
       });
     };
     socket.on('error', (err) => logger.debug({ err: errorMessage(err) }, 'pop3.socket.error'));
-    metrics.recordConnection('pop3');
 
     const finish = (line: string) => {
       if (socket.writableEnded) return;
@@ -108,7 +105,7 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
       evict: () => finish(pop3Replies.tooManyClients),
     };
 
-    events.emit('session.opened', { sessionId, remoteAddress, protocol: 'pop3' });
+    events.emit('session.opened', { sessionId, remoteAddress, protocol: 'pop3', listener: 'pop3' });
     step('connect', true, () => `connection from ${remoteAddress} to the POP3 listener`);
     const admission = slots.admit(holder);
     if (!admission.ok) {

@@ -163,6 +163,7 @@ export class QueueClaim implements Claim {
       fix: HOLD_RULES[reason].fix,
       reply: options.reply,
       attempt: next.attempts,
+      attempted: options.attempted ?? false,
     });
   }
 

@@ -247,6 +247,7 @@ export class Queue implements ClaimHost {
 
   /** Streams the body to disk, then commits the row durably (group commit); resolves after both. */
   async accept(input: AcceptInput, body: Readable): Promise<QueuedMessage> {
+    const startedAt = performance.now();
     const id = newQueueId(this.now());
     const part = this.partPath(id);
     const spooled = await spoolBody(body, part, input.maxSize);
@@ -294,6 +295,7 @@ export class Queue implements ClaimHost {
       upstream: message.upstream,
       sessionId: message.client.sessionId,
       subject: message.headers.subject,
+      acceptMs: performance.now() - startedAt,
     });
     if (message.held) this.announceHold(message);
     return this.copy(message);

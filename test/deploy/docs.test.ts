@@ -66,6 +66,15 @@ describe('docs/troubleshooting.md', () => {
     for (const state of UPSTREAM_STATES) expect(troubleshooting, state).toContain(`| **${state}** |`);
   });
 
+  it('the CLI guide, the README and the console name every upstream state (the one list in delivery/upstream-states.ts)', () => {
+    const cliStates = /state \(([^)]+)\)/.exec(guides['cli.md'])?.[1].split(/,\s*/) ?? [];
+    expect([...cliStates].sort()).toEqual([...UPSTREAM_STATES].sort());
+    const readmeStates = /`GET \/api\/upstreams[^|]*\| state \(([^)]+)\)/.exec(readRepoFile('README.md'))?.[1].split(/,\s*/) ?? [];
+    expect([...readmeStates].sort()).toEqual([...UPSTREAM_STATES].sort());
+    const console = readRepoFile('src', 'console', 'public', 'ui.js');
+    for (const state of UPSTREAM_STATES) expect(console, `console badge for ${state}`).toMatch(new RegExp(`(^|\\s)'?${state}'?: '`, 'm'));
+  });
+
   it('covers wrong app password, 465 vs 587, From rewriting, message too large and the firewall', () => {
     for (const needle of ['535-5.7.8', '534-5.7.9', '## 465 or 587', '## Gmail From rewriting', '## Message too large', '## Firewall', '552-5.3.4']) {
       expect(troubleshooting).toContain(needle);
@@ -81,7 +90,8 @@ describe('the guides against the code', () => {
       .filter((token) => !/\.(com|org|edu|net|lan)$/.test(token)); // smtp.gmail.com is a host
     // A quoted string in src is a log event name (smtp.auth.failed, upstream.auto.selected); the rest are keys.
     // upstreams.ts logs state changes as `upstream.${state}`.
-    const isStateEvent = (token: string) => code.includes('`upstream.${next}`') && (UPSTREAM_STATES as string[]).includes(token.replace(/^upstream\./, ''));
+    const isStateEvent = (token: string) =>
+      code.includes('`upstream.${next}`') && (UPSTREAM_STATES as readonly string[]).includes(token.replace(/^upstream\./, ''));
     const events = dotted.filter((token) => code.includes(`'${token}'`) || isStateEvent(token));
     const keys = new Set(dotted.filter((token) => !events.includes(token)));
     expect(events.length).toBeGreaterThan(3);

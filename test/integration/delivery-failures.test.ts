@@ -52,6 +52,20 @@ describe('delivery when the upstream refuses or fails', () => {
     expect(g.logs.join('\n')).not.toContain(up.options.password ?? 'abcdefghijklmnop');
   });
 
+  it('535, then a verify that meets 421 at connect: the upstream stays auth-failed (its newest error shown) and its scan stays held', async () => {
+    const { g, up } = await scenario();
+    up.setPassword('the-new-app-password');
+    const first = await sendToGateway(g.smtpPort, { to: 'alice@example.org' });
+    await waitFor(() => stateOf(g, first) === 'held', { what: 'held' });
+    up.failNext('connect', 421, 'Service not available, closing channel');
+    const verified = await g.gateway.delivery.verify('gmail-test');
+    expect(verified.ok).toBe(false);
+    // A refused connection says nothing about the credentials: the refusal stands until proof or new settings.
+    expect(g.gateway.delivery.upstreamStatus()[0]).toMatchObject({ state: 'auth-failed', held: 1, lastError: { responseCode: 421 } });
+    expect(await g.gateway.metrics.registry.metrics()).toContain('scanrelay_upstream_state{upstream="gmail-test",state="auth-failed"} 1');
+    expect(stateOf(g, first)).toBe('held');
+  });
+
   it('a transient 535 on one connection: its held scan goes as soon as a send proves the credentials good again', async () => {
     const { g, up } = await scenario();
     up.failNext('auth', 535, '5.7.8 Username and Password not accepted');

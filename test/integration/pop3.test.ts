@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
+import { buildTestConfig, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { RawPop3Client } from '../kit/raw-pop3.js';
 import { RawSmtpClient } from '../kit/raw-smtp.js';
 import { useGatewayScope } from '../kit/inbound-scope.js';
@@ -192,6 +192,37 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const failures = scope.gw.logs.filter((l) => l.includes('pop3.auth.failed')).join('\n');
     expect(failures).toContain('"reason":"disabled"');
     expect(failures).toContain('"reason":"wrong-address"');
+  });
+
+  it('ends the grant of a device disabled or deleted through the API, and of a file device a reload disables', async () => {
+    await start();
+    const login = async (username: string, password: string) => {
+      const { client } = await pop3();
+      await client.command(`USER ${username}`);
+      expect(await client.command(`PASS ${password}`)).toMatch(/^\+OK/);
+    };
+    const api = (method: 'POST' | 'DELETE', url: string, payload?: object) =>
+      scope.gw.gateway.admin!.inject({ method, url, headers: { authorization: 'Bearer test-admin-token-0123456789' }, payload });
+    const created = await api('POST', '/api/devices', { name: 'copier-3f', allowFrom: ['127.0.0.1'], allowRecipients: ['*@example.org'] });
+    expect(created.statusCode).toBe(201);
+    const copier = created.json() as { device: { username: string }; password: string };
+    const grantOf = () => scope.gw.gateway.popGrants.lookup('127.0.0.1');
+
+    await login(copier.device.username, copier.password);
+    expect(grantOf()).toBe('copier-3f');
+    expect((await api('POST', '/api/devices/copier-3f/disable')).statusCode).toBe(200);
+    expect(grantOf()).toBeUndefined();
+    expect((await api('POST', '/api/devices/copier-3f/enable')).statusCode).toBe(200);
+    await login(copier.device.username, copier.password);
+    expect(grantOf()).toBe('copier-3f');
+    expect((await api('DELETE', '/api/devices/copier-3f')).statusCode).toBe(204);
+    expect(grantOf()).toBeUndefined();
+
+    await login('wc6505', PASSWORD);
+    expect(grantOf()).toBe('printer-2f');
+    const pop3Config = { enabled: true, host: '127.0.0.1', port: 0 };
+    await scope.gw.gateway.reload(buildTestConfig(scope.gw.dataDir, { devices: [{ ...PRINTER, enabled: false }], pop3: pop3Config }));
+    expect(grantOf()).toBeUndefined();
   });
 
   it('stops authorising the address when the window ends', async () => {

@@ -77,7 +77,6 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
         ...body,
         maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
       });
-      deps.metrics.setDeviceEnabled(device.name, device.enabled);
       request.log.info({ device: device.name, auth: device.auth }, 'admin.device.created');
       return reply.code(201).send({ device: view(device), password, printerSetup: printerSetup(deps, device, password) });
     },
@@ -101,8 +100,8 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
         ...body,
         maxMessageSize: body.maxMessageSize === undefined ? undefined : sizeOf(body.maxMessageSize, 'maxMessageSize'),
       });
-      afterEnabledChange(deps, device);
-      // Scans held for lack of an upstream go by themselves: delivery listens to device.updated.
+      // Scans held for lack of an upstream go by themselves (delivery listens to device.updated), and a
+      // disabled device's POP3 grants end (app.ts); its enabled metric follows the same event.
       request.log.info({ device: device.name, changed: Object.keys(body) }, 'admin.device.updated');
       return view(device);
     },
@@ -122,7 +121,6 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
       },
       async (request) => {
         const device = await deps.devices.update(request.params.name, { enabled: action === 'enable' });
-        afterEnabledChange(deps, device);
         request.log.info({ device: device.name }, `admin.device.${action}d`);
         return view(device);
       },
@@ -161,10 +159,8 @@ export function registerDeviceRoutes(app: AdminApp, deps: AdminDeps): void {
     },
     async (request, reply) => {
       const name = request.params.name;
+      // Its status, POP3 grants and metric series go with it: they listen to device.removed.
       await deps.devices.remove(name);
-      deps.deviceStatus.forget(name);
-      deps.metrics.removeDevice(name);
-      deps.popGrants.revokeDevice(name);
       request.log.info({ device: name }, 'admin.device.deleted');
       return reply.code(204).send(null);
     },
@@ -232,11 +228,6 @@ function queuedByDevice(deps: AdminDeps): Map<string, number> {
     counts.set(message.device, (counts.get(message.device) ?? 0) + 1);
   }
   return counts;
-}
-
-function afterEnabledChange(deps: AdminDeps, device: Device): void {
-  deps.metrics.setDeviceEnabled(device.name, device.enabled);
-  if (!device.enabled) deps.popGrants.revokeDevice(device.name);
 }
 
 function sizeOf(value: number | string, field: string): number {

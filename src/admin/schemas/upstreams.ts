@@ -1,5 +1,6 @@
 /** Schemas of /api/upstreams. Upstream passwords and OAuth2 secrets never appear. */
 import { Type, type Static } from '@sinclair/typebox';
+import { UPSTREAM_STATES } from '../../delivery/index.js';
 import { IsoTime } from './common.js';
 
 export const UpstreamParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 63 }) });
@@ -12,14 +13,7 @@ export const UpstreamView = Type.Object(
     security: Type.Union([Type.Literal('tls'), Type.Literal('starttls'), Type.Literal('auto')]),
     user: Type.String({ description: 'the upstream account (not secret); its password is never shown' }),
     auth: Type.Union([Type.Literal('password'), Type.Literal('oauth2')]),
-    state: Type.Union([
-      Type.Literal('up'),
-      Type.Literal('unknown'),
-      Type.Literal('auth-failed'),
-      Type.Literal('unreachable'),
-      Type.Literal('quota-paused'),
-      Type.Literal('tls-failed'),
-    ]),
+    state: Type.Union(UPSTREAM_STATES.map((s) => Type.Literal(s))),
     lastSuccessAt: Type.Optional(IsoTime()),
     lastError: Type.Optional(
       Type.Object({

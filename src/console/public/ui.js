@@ -46,6 +46,8 @@ export function size(bytes) {
   return `${(bytes / 1048576).toFixed(1)} MB`;
 }
 
+// Printer words, message states (queue/states.ts) and upstream states (delivery/upstream-states.ts);
+// test/deploy/docs.test.ts checks every upstream state has its badge.
 const STATE_CLASS = {
   Operating: 'good',
   'Connection in progress': 'busy',

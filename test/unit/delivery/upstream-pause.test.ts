@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { parseConfig } from '../../../src/config/index.js';
 import { Upstream } from '../../../src/delivery/upstreams.js';
-import { GatewayMetrics } from '../../../src/observability/metrics.js';
+import { GatewayEventBus } from '../../../src/shared/events.js';
 
 const config = parseConfig(
   `
@@ -17,7 +17,7 @@ delivery: { retryBase: 1m, retryMax: 1h }
 function upstream(now: () => number) {
   return new Upstream(config.upstreams[0], {
     logger: pino({ level: 'silent' }),
-    metrics: new GatewayMetrics({ defaultMetrics: false }),
+    events: new GatewayEventBus(),
     hostname: 'test',
     now,
   });

@@ -86,5 +86,24 @@ describe('a running gateway', () => {
     const next = testRawConfig(gw.dataDir, { devices: [{ ...TEST_DEVICE }, { ...TEST_DEVICE, name: 'fax-1f', username: 'fax-1f' }] });
     await gw.gateway.reload(parseConfig(stringify(next), gw.config.file, {}));
     expect(await sample(metrics, 'scanrelay_messages_delivered_total{device="fax-1f"}')).toBe(0);
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="fax-1f"}')).toBe(1);
+  });
+
+  it('follows a device disabled and deleted through the admin API, and a file device a reload removed', async () => {
+    gw = await startTestGateway({ devices: [{ ...TEST_DEVICE }, { ...TEST_DEVICE, name: 'fax-1f', username: 'fax-1f' }] });
+    const metrics = gw.gateway.metrics;
+    const call = (method: 'POST' | 'DELETE', url: string, payload?: object) =>
+      gw!.gateway.admin!.inject({ method, url, headers: { authorization: 'Bearer test-admin-token-0123456789' }, payload });
+    expect((await call('POST', '/api/devices', { name: 'copier-3f', allowRecipients: ['*@example.org'] })).statusCode).toBe(201);
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="copier-3f"}')).toBe(1);
+    expect((await call('POST', '/api/devices/copier-3f/disable')).statusCode).toBe(200);
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="copier-3f"}')).toBe(0);
+    expect((await call('DELETE', '/api/devices/copier-3f')).statusCode).toBe(204);
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="copier-3f"}')).toBeUndefined();
+
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="fax-1f"}')).toBe(1);
+    await gw.gateway.reload(parseConfig(stringify(testRawConfig(gw.dataDir, { devices: [{ ...TEST_DEVICE }] })), gw.config.file, {}));
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="fax-1f"}')).toBeUndefined();
+    expect(await sample(metrics, 'scanrelay_device_enabled{device="scanner-2f"}')).toBe(1);
   });
 });

@@ -63,7 +63,7 @@ describe('Queue', () => {
   describe('accept', () => {
     it('resolves with the body on disk and the row committed and its WAL fdatasynced, and emits message.queued', async () => {
       const queue = await open();
-      const queued: Array<{ id: string; sessionId: string; subject?: string }> = [];
+      const queued: Array<{ id: string; sessionId: string; subject?: string; acceptMs: number }> = [];
       events.on('message.queued', (e) => queued.push(e));
       const data = Buffer.from(
         `From: scanner@berkeley.edu\r\nSubject: Scan\r\nMessage-ID: <m1@printer>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n${'x'.repeat(50_000)}\r\n`,
@@ -75,8 +75,17 @@ describe('Queue', () => {
       expect(queue.database.synchronous()).toBe(0);
       expect(queue.database.commitStats.walSyncs).toBe(syncsBefore + 1);
       expect(queued).toEqual([
-        { id: message.id, device: 'warren-2f-scanner', size: data.length, upstream: 'gmail-warren', sessionId: 'a1b2c3d4e5f6', subject: 'Scan' },
+        {
+          id: message.id,
+          device: 'warren-2f-scanner',
+          size: data.length,
+          upstream: 'gmail-warren',
+          sessionId: 'a1b2c3d4e5f6',
+          subject: 'Scan',
+          acceptMs: expect.any(Number),
+        },
       ]);
+      expect(queued[0].acceptMs).toBeGreaterThan(0);
       expect(sha256(await (await import('node:fs/promises')).readFile(queue.bodyPath(message.id)))).toBe(sha256(data));
       const row = queue.database.get<{ doc: string; state: string }>('SELECT doc, state FROM messages WHERE id = ?', message.id);
       expect(row?.state).toBe('queued');
