@@ -127,6 +127,8 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const queue = await Queue.open({
     dataDir: config.dataDir,
     database,
+    // The previous run's open rows are read once SMTP listens (start()): printers are greeted first.
+    openRowsLater: true,
     events,
     fsyncDirectory: config.store.fsyncDirectory,
     onQuarantined: (queueId, reason) => {
@@ -150,7 +152,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       events.emit('message.quarantined', { id: queueId, reason });
     },
   });
-  for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
   // Every hold is logged once, with what the admin can do about it.
   events.on('message.held', ({ id, device, code, reason, fix }) =>
     queueLogger.warn(
@@ -270,6 +271,8 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
           throw listenFailure(err, 'pop3.port', config.pop3.host, config.pop3.port);
         });
       }
+      await queue.loadOpenRows();
+      for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
       delivery.start();
       if (config.admin.enabled) {
         admin = await buildAdmin();

@@ -13,9 +13,9 @@
  */
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Readable } from 'node:stream';
-import nodemailer from 'nodemailer';
+import type nodemailerModule from 'nodemailer';
 import type { SavedUpstreamState } from '../store/tables.js';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnectionClass from 'nodemailer/lib/smtp-connection';
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
@@ -74,7 +74,17 @@ export interface UpstreamStatePersistence {
 const DAY_MS = 24 * 60 * 60 * 1000;
 const GREETING_TIMEOUT_MS = 30_000;
 
-type Mailer = ReturnType<typeof nodemailer.createTransport>;
+type Mailer = ReturnType<typeof nodemailerModule.createTransport>;
+
+/** nodemailer loads at the first send, verify or probe, after SMTP listens: printers are not kept waiting for it at start. */
+let nodemailerLoading: Promise<{ nodemailer: typeof nodemailerModule; SMTPConnection: typeof SMTPConnectionClass }> | undefined;
+function loadNodemailer() {
+  nodemailerLoading ??= Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection')]).then(([mailer, connection]) => ({
+    nodemailer: mailer.default,
+    SMTPConnection: connection.default,
+  }));
+  return nodemailerLoading;
+}
 
 export class Upstream {
   state: UpstreamState = 'unknown';
@@ -203,7 +213,7 @@ export class Upstream {
 
   async send(mail: OutgoingMail): Promise<SendResult> {
     const endpoint = await this.resolveEndpoint();
-    const mailer = this.mailerFor(endpoint);
+    const mailer = await this.mailerFor(endpoint);
     try {
       const info = await mailer.sendMail({
         // MAIL FROM is always the account: Gmail only sends as the authenticated user.
@@ -225,7 +235,7 @@ export class Upstream {
   async verify(): Promise<Endpoint> {
     const endpoint = await this.resolveEndpoint();
     try {
-      await this.mailerFor(endpoint).verify();
+      await (await this.mailerFor(endpoint)).verify();
     } catch (err) {
       this.forgetEndpointAfter(err as UpstreamSendError);
       throw err;
@@ -323,7 +333,8 @@ export class Upstream {
     return this.secureContext;
   }
 
-  private mailerFor(endpoint: Endpoint): Mailer {
+  private async mailerFor(endpoint: Endpoint): Promise<Mailer> {
+    const { nodemailer } = await loadNodemailer();
     if (this.transport && sameEndpoint(this.transport.endpoint, endpoint)) return this.transport.mailer;
     this.closeTransport(false);
     const mailer = nodemailer.createTransport({
@@ -393,7 +404,8 @@ export class Upstream {
     });
   }
 
-  private probe(endpoint: Endpoint): Promise<void> {
+  private async probe(endpoint: Endpoint): Promise<void> {
+    const { SMTPConnection } = await loadNodemailer();
     const connection = new SMTPConnection(this.connectionOptions(endpoint));
     return new Promise<void>((resolve, reject) => {
       let settled = false;

@@ -22,6 +22,9 @@
  *   outcome at once, so this process never sends it again; a refused write is retried until it lands.
  * - Memory holds only open messages (queued, deferred, held, being delivered); finished ones live in the
  *   database alone, so memory does not grow with history and start-up reads only what is in flight.
+ * - Start-up in two steps: before the first new accept, the spool's listing and the last row's seq;
+ *   then (the gateway: once SMTP listens) the open rows up to that seq, in batches. A file or row this
+ *   run made is never judged by recovery: it is not in the listing, or its seq is newer.
  * - Nothing acknowledged is deleted except by an admin's delete or by logRetention of a finished
  *   message; quarantined messages are never removed by recovery or retention.
  */
@@ -177,6 +180,8 @@ interface OpenEntry {
 }
 
 const FINISHED_COUNTED: readonly MessageState[] = ['delivered', 'partly-failed', 'failed', 'quarantined'];
+/** Open rows read per turn of the event loop at start-up. */
+const OPEN_ROWS_BATCH = 100;
 
 export class Queue implements ClaimHost {
   readonly queueDir: string;
@@ -230,10 +235,16 @@ export class Queue implements ClaimHost {
     };
   }
 
-  static async open(options: QueueOptions): Promise<Queue> {
+  /**
+   * Opens the queue. With `openRowsLater`, only what must precede new accepts is done (the spool's
+   * listing, the last row's seq); the open rows are read by `loadOpenRows()`, which the caller runs once
+   * SMTP listens (app.ts), so a restart with 10,000 waiting scans greets printers at once.
+   */
+  static async open(options: QueueOptions & { openRowsLater?: boolean }): Promise<Queue> {
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const queue = new Queue(options);
-    await queue.recover();
+    await queue.prepareRecovery();
+    if (!options.openRowsLater) await queue.loadOpenRows();
     return queue;
   }
 
@@ -748,32 +759,49 @@ export class Queue implements ClaimHost {
    * row that cannot be read, or an open message whose body is missing, is quarantined with its reason;
    * an `.eml` without a row (and without an old-journal record waiting for the import) is quarantined.
    */
-  private async recover(): Promise<void> {
+  /** What recovery knows before the first new accept: the spool as it was, and the last row of the previous run. */
+  private recovery?: { names: Set<string>; lastSeq: number };
+
+  private async prepareRecovery(): Promise<void> {
     await mkdir(this.options.dataDir, { recursive: true, mode: 0o700 });
     await chmod(this.options.dataDir, 0o700);
     await mkdir(this.queueDir, { recursive: true, mode: 0o700 });
     await chmod(this.queueDir, 0o700);
     // The old journal's temp directory: its files never got a 250.
     await rm(join(this.options.dataDir, 'tmp'), { recursive: true, force: true });
+    // Taken before any new accept: a file or row that appears later is this run's own, never a leftover.
+    this.recovery = { names: new Set(await readdir(this.queueDir)), lastSeq: this.log.lastSeq() };
+  }
 
+  /**
+   * Reads the previous run's open rows into memory, 100 at a time with a turn of the event loop between
+   * batches (SMTP sessions go on meanwhile), then deals with bodies without rows and rows without bodies.
+   * Only rows up to the last seq of the previous run are read: accepts made meanwhile are already here.
+   */
+  async loadOpenRows(): Promise<void> {
+    const recovery = this.recovery;
+    if (!recovery) return;
+    this.recovery = undefined;
+    const { names, lastSeq } = recovery;
     for (const row of this.log.countsByState()) if (FINISHED_COUNTED.includes(row.state)) this.finishedCounts.set(row.state, row.count);
-    const names = new Set(await readdir(this.queueDir));
     const quarantine: Array<{ id: string; reason: string; message?: QueuedMessage; device?: string; insert?: boolean }> = [];
-    // Rows are read one at a time and nothing else touches the database meanwhile (no await inside):
-    // 10,000 open rows never sit in memory twice. Bodies that need a look are dealt with afterwards.
     const withoutBody: QueuedMessage[] = [];
-    for (const row of this.log.openRows()) {
-      let message: QueuedMessage;
-      try {
-        message = JSON.parse(row.doc) as QueuedMessage;
-        if (message.id !== row.id || !Array.isArray(message.recipients)) throw new Error('row does not describe its message');
-      } catch (err) {
-        quarantine.push({ id: row.id, device: row.device, reason: `its record in the database cannot be read (${(err as Error).message})` });
-        continue;
+    const seqs = this.log.openSeqs(lastSeq);
+    for (let from = 0; from < seqs.length; from += OPEN_ROWS_BATCH) {
+      if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+      for (const row of this.log.openRowsBySeq(seqs.slice(from, from + OPEN_ROWS_BATCH))) {
+        let message: QueuedMessage;
+        try {
+          message = JSON.parse(row.doc) as QueuedMessage;
+          if (message.id !== row.id || !Array.isArray(message.recipients)) throw new Error('row does not describe its message');
+        } catch (err) {
+          quarantine.push({ id: row.id, device: row.device, reason: `its record in the database cannot be read (${(err as Error).message})` });
+          continue;
+        }
+        message.state = row.state;
+        if (names.has(`${row.id}.eml`)) this.open.set(row.id, { message, leased: false });
+        else withoutBody.push(message);
       }
-      message.state = row.state;
-      if (names.has(`${row.id}.eml`)) this.open.set(row.id, { message, leased: false });
-      else withoutBody.push(message);
     }
     for (const message of withoutBody) {
       const part = this.partPath(message.id);
@@ -787,7 +815,7 @@ export class Queue implements ClaimHost {
     }
     for (const name of names) {
       if (name.endsWith('.part')) {
-        // Unfinished transfer: the client never heard 250 and sends again.
+        // Unfinished transfer of the previous run: the client never heard 250 and sends again.
         await unlink(join(this.queueDir, name)).catch(() => undefined);
         continue;
       }

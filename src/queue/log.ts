@@ -120,9 +120,21 @@ export class MessageLog {
     return this.db.all('SELECT state, count(*) AS count FROM messages GROUP BY state');
   }
 
-  /** Rows recovery reads: only open messages (through the state index). */
-  openRows(): IterableIterator<{ id: string; state: MessageState; device: string; doc: string }> {
-    return this.db.iterate("SELECT id, state, device, doc FROM messages WHERE state IN ('queued', 'deferred', 'held')");
+  /** The newest row's seq (0 when empty). */
+  lastSeq(): number {
+    return this.db.get<{ seq: number | null }>('SELECT max(seq) AS seq FROM messages')?.seq ?? 0;
+  }
+
+  /** Seqs of the open messages up to `lastSeq` (from the state index alone: no document is read). */
+  openSeqs(lastSeq: number): number[] {
+    return this.db
+      .all<{ seq: number }>("SELECT seq FROM messages WHERE state IN ('queued', 'deferred', 'held') AND seq <= ? ORDER BY seq", lastSeq)
+      .map((r) => r.seq);
+  }
+
+  /** Rows recovery reads, by seq. */
+  openRowsBySeq(seqs: number[]): Array<{ id: string; state: MessageState; device: string; doc: string }> {
+    return this.db.all('SELECT id, state, device, doc FROM messages WHERE seq IN (SELECT value FROM json_each(?))', JSON.stringify(seqs));
   }
 
   finishedBefore(before: number, limit: number): Array<{ id: string; state: MessageState }> {

@@ -216,11 +216,6 @@ export class StoreDatabase {
     return this.db.prepare(sql).all(...params) as T[];
   }
 
-  /** Rows one at a time (start-up reads 10,000 open rows without holding them all). No other statement may run until it ends. */
-  iterate<T = Row>(sql: string, ...params: unknown[]): IterableIterator<T> {
-    return this.db.prepare(sql).iterate(...params) as IterableIterator<T>;
-  }
-
   get<T = Row>(sql: string, ...params: unknown[]): T | undefined {
     return this.db.prepare(sql).get(...params) as T | undefined;
   }

@@ -230,6 +230,26 @@ describe('Queue', () => {
   });
 
   describe('recovery at open', () => {
+    it('with openRowsLater, takes new accepts before the old open rows are read, and mixes none of them up', async () => {
+      const first = await open();
+      const old = [];
+      for (let i = 0; i < 3; i++) old.push(await first.accept(input(), body(`Subject: old ${i}\r\n\r\nx\r\n`)));
+      for (const queue of opened.splice(0)) await queue.close();
+
+      const queue = await Queue.open({ dataDir, events, openRowsLater: true });
+      opened.push(queue);
+      const quarantined: string[] = [];
+      events.on('message.quarantined', ({ id }) => quarantined.push(id));
+      // Accepted while the previous run's rows are still unread (SMTP already listens in the gateway).
+      const fresh = await queue.accept(input(), body('Subject: new\r\n\r\nx\r\n'));
+      expect([...queue.openMessages()].map((m) => m.id)).toEqual([fresh.id]);
+      await queue.loadOpenRows();
+      expect([...queue.openMessages()].map((m) => m.id).sort()).toEqual([...old.map((m) => m.id), fresh.id].sort());
+      expect(queue.get(fresh.id)?.state).toBe('queued');
+      expect(quarantined).toEqual([]);
+      expect(queue.stats().counts.quarantined).toBe(0);
+    });
+
     it('removes unfinished transfers, keeps rows and their bodies, reads only open messages into memory', async () => {
       const first = await open();
       const kept = await first.accept(input(), body('Subject: kept\r\n\r\nkept\r\n'));
