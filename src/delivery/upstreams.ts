@@ -79,10 +79,12 @@ type Mailer = ReturnType<typeof nodemailerModule.createTransport>;
 /** nodemailer loads at the first send, verify or probe, after SMTP listens: printers are not kept waiting for it at start. */
 let nodemailerLoading: Promise<{ nodemailer: typeof nodemailerModule; SMTPConnection: typeof SMTPConnectionClass }> | undefined;
 function loadNodemailer() {
-  nodemailerLoading ??= Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection')]).then(([mailer, connection]) => ({
-    nodemailer: mailer.default,
-    SMTPConnection: connection.default,
-  }));
+  nodemailerLoading ??= Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection'), import('./dot-stuffing.js')]).then(
+    ([mailer, connection, dotStuffing]) => {
+      dotStuffing.installFastDotStuffing();
+      return { nodemailer: mailer.default, SMTPConnection: connection.default };
+    },
+  );
   return nodemailerLoading;
 }
 

@@ -1,0 +1,84 @@
+import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
+import { describe, expect, it } from 'vitest';
+import { escapeChunk, installFastDotStuffing, libraryTransform } from '../../../src/delivery/dot-stuffing.js';
+
+/** Runs chunks through a DataStream whose _transform is `transform` (nodemailer's or ours); returns all it pushed. */
+function escapeWith(transform: (...args: never[]) => void, chunks: Buffer[]): { out: Buffer; inBytes: number; outBytes: number } {
+  const stream = new DataStream() as unknown as { inByteCount: number; outByteCount: number; lastByte: number | false; push(b: Buffer): boolean };
+  const pushed: Buffer[] = [];
+  stream.push = (b: Buffer) => (pushed.push(Buffer.from(b)), true);
+  for (const chunk of chunks) (transform as (...a: unknown[]) => void).call(stream, chunk, 'buffer', () => undefined);
+  return { out: Buffer.concat(pushed), inBytes: stream.inByteCount, outBytes: stream.outByteCount };
+}
+
+/** A seeded generator (mulberry32), so a failure can be replayed. */
+function random(seed: number) {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte loop', () => {
+  it('is installed over nodemailer’s DataStream, which keeps its own transform for comparison', () => {
+    expect(installFastDotStuffing()).toBe(true);
+    expect(libraryTransform).toBeTypeOf('function');
+    expect(installFastDotStuffing()).toBe(true); // idempotent
+  });
+
+  it('gives the same bytes and byte counts as nodemailer’s own transform on 3,000 random messages and chunkings', () => {
+    installFastDotStuffing();
+    const ours = (DataStream as unknown as { prototype: { _transform: (...args: never[]) => void } }).prototype._transform;
+    const theirs = libraryTransform as (...args: never[]) => void;
+    expect(ours).not.toBe(theirs);
+    const next = random(20261202);
+    const alphabet = [0x0d, 0x0a, 0x2e, 0x61, 0x0d, 0x0a, 0x2e];
+    for (let round = 0; round < 3000; round++) {
+      const length = Math.floor(next() * 200);
+      const bytes = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) bytes[i] = alphabet[Math.floor(next() * alphabet.length)];
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < length; ) {
+        const size = 1 + Math.floor(next() * 12);
+        chunks.push(bytes.subarray(at, at + size));
+        at += size;
+      }
+      const expected = escapeWith(theirs, chunks);
+      const actual = escapeWith(ours, chunks);
+      if (!actual.out.equals(expected.out)) {
+        // Shown as JSON so the input is readable.
+        expect({ input: bytes.toString('latin1'), out: actual.out.toString('latin1') }).toEqual({
+          input: bytes.toString('latin1'),
+          out: expected.out.toString('latin1'),
+        });
+      }
+      expect(actual.inBytes).toBe(expected.inBytes);
+      expect(actual.outBytes).toBe(expected.outBytes);
+    }
+  });
+
+  it('covers each rule: bare CR, bare LF, a dot at a line start, at the message start and across chunks', () => {
+    const cases: Array<[string, number | false, string]> = [
+      ['a\r\nb\r\n', false, 'a\r\nb\r\n'],
+      ['.a\r\n', false, '..a\r\n'],
+      ['a\r\n.b\r\n', false, 'a\r\n..b\r\n'],
+      ['a\nb', false, 'a\r\nb'],
+      ['a\rb', false, 'a\r\nb'],
+      ['a\r.b', false, 'a\r\n..b'],
+      ['.b', 0x0a, '..b'],
+      ['\nx', 0x0d, '\nx'],
+      ['x', 0x0d, '\nx'],
+      ['.x', 0x0d, '\n..x'],
+      ['\n', 0x61, '\r\n'],
+    ];
+    for (const [input, lastByte, output] of cases) expect(escapeChunk(Buffer.from(input, 'latin1'), lastByte).toString('latin1')).toBe(output);
+  });
+
+  it('returns an untouched chunk as it is (no copy)', () => {
+    const chunk = Buffer.from('line one\r\nline two\r\n');
+    expect(escapeChunk(chunk, 0x0a)).toBe(chunk);
+  });
+});
