@@ -88,7 +88,10 @@ type TransformFunction = (this: DataStreamState, chunk: Buffer | string, encodin
 export let libraryTransform: TransformFunction | undefined;
 
 function fastTransform(this: DataStreamState, chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
-  if (!chunk || !chunk.length) return done();
+  if (!chunk?.length) {
+    done();
+    return;
+  }
   const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
   this.inByteCount += bytes.length;
   const out = escapeChunk(bytes, this.lastByte);

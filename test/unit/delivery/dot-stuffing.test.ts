@@ -6,7 +6,10 @@ import { escapeChunk, installFastDotStuffing, libraryTransform } from '../../../
 function escapeWith(transform: (...args: never[]) => void, chunks: Buffer[]): { out: Buffer; inBytes: number; outBytes: number } {
   const stream = new DataStream() as unknown as { inByteCount: number; outByteCount: number; lastByte: number | false; push(b: Buffer): boolean };
   const pushed: Buffer[] = [];
-  stream.push = (b: Buffer) => (pushed.push(Buffer.from(b)), true);
+  stream.push = (b: Buffer) => {
+    pushed.push(Buffer.from(b));
+    return true;
+  };
   for (const chunk of chunks) (transform as (...a: unknown[]) => void).call(stream, chunk, 'buffer', () => undefined);
   return { out: Buffer.concat(pushed), inBytes: stream.inByteCount, outBytes: stream.outByteCount };
 }
