@@ -38,13 +38,19 @@ export function hashPassword(password: string): string {
   return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64')}$${hash.toString('base64')}`;
 }
 
-export function verifyPasswordHash(password: string, encoded: string): boolean {
+/** The parts of a `scrypt$N$r$p$<salt>$<hash>` string, or undefined when it is not one. */
+function parseScryptHash(encoded: string): { N: number; r: number; p: number; salt: Buffer; expected: Buffer } | undefined {
   const parts = encoded.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return undefined;
   const [N, r, p] = parts.slice(1, 4).map(Number);
-  const salt = Buffer.from(parts[4], 'base64');
   const expected = Buffer.from(parts[5], 'base64');
-  if (expected.length === 0) return false;
+  return expected.length === 0 ? undefined : { N, r, p, salt: Buffer.from(parts[4], 'base64'), expected };
+}
+
+export function verifyPasswordHash(password: string, encoded: string): boolean {
+  const parsed = parseScryptHash(encoded);
+  if (!parsed) return false;
+  const { N, r, p, salt, expected } = parsed;
   try {
     const actual = scryptSync(password, salt, expected.length, { N, r, p, maxmem: 256 * N * r });
     return timingSafeEqual(actual, expected);
@@ -58,12 +64,9 @@ export function verifyPasswordHash(password: string, encoded: string): boolean {
  * and 16 MiB one scrypt costs (a burst of failed logins would otherwise hold up the 250s).
  */
 export async function verifyPasswordHashAsync(password: string, encoded: string): Promise<boolean> {
-  const parts = encoded.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
-  const [N, r, p] = parts.slice(1, 4).map(Number);
-  const salt = Buffer.from(parts[4], 'base64');
-  const expected = Buffer.from(parts[5], 'base64');
-  if (expected.length === 0) return false;
+  const parsed = parseScryptHash(encoded);
+  if (!parsed) return false;
+  const { N, r, p, salt, expected } = parsed;
   const actual = await new Promise<Buffer | undefined>((resolve) => {
     try {
       scrypt(password, salt, expected.length, { N, r, p, maxmem: 256 * N * r }, (err, key) => resolve(err ? undefined : key));

@@ -17,6 +17,7 @@ import { isQueueId } from '../shared/ids.js';
 import { makeHold } from './holds.js';
 import type { AttemptRecord, Queue, QueuedMessage } from './index.js';
 import type { MessageState } from './states.js';
+import { fileExists } from '../shared/durable-fs.js';
 import { quarantinedPlaceholder } from './log.js';
 
 export interface ImportProgress {
@@ -83,7 +84,7 @@ export class JournalImport {
           reason = `its old journal record cannot be read (${(err as Error).message.slice(0, 120)})`;
         }
       } else reason = 'its old journal record was set aside as corrupt by the previous version';
-      if (message && message.state !== 'delivered' && message.state !== 'failed' && !message.bodyRemoved && !(await exists(this.queue.bodyPath(id)))) {
+      if (message && message.state !== 'delivered' && message.state !== 'failed' && !message.bodyRemoved && !(await fileExists(this.queue.bodyPath(id)))) {
         reason = 'its body file is missing from the spool';
       }
       if (reason) {
@@ -162,13 +163,4 @@ function attemptsOf(message: QueuedMessage): AttemptRecord[] {
       },
     ];
   return [];
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

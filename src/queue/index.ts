@@ -35,7 +35,7 @@ import type { Readable } from 'node:stream';
 import { newQueueId, isQueueId } from '../shared/ids.js';
 import { NotFoundError, ConflictError } from '../shared/errors.js';
 import type { GatewayEventBus } from '../shared/events.js';
-import { fsyncDirectory } from '../shared/durable-fs.js';
+import { fileExists, fsyncDirectory } from '../shared/durable-fs.js';
 import { StoreDatabase } from '../store/database.js';
 import { spoolBody, toSpoolError, type SniffedHeaders } from './spool.js';
 import { MESSAGE_STATES, OPEN_STATES, assertTransition, isOpenState, type MessageState } from './states.js';
@@ -435,7 +435,7 @@ export class Queue implements ClaimHost {
     if (message.state === 'queued') return message;
     assertTransition(id, message.state, 'queued');
     if (message.bodyRemoved) throw new ConflictError(`message '${id}' no longer has its body (removed after delivery.retention)`);
-    if (!(await exists(this.bodyPath(id)))) throw new ConflictError(`message '${id}' has no body on disk; it cannot be sent again`);
+    if (!(await fileExists(this.bodyPath(id)))) throw new ConflictError(`message '${id}' has no body on disk; it cannot be sent again`);
     const next = this.copy(message);
     next.state = 'queued';
     next.nextAttemptAt = this.now();
@@ -873,15 +873,6 @@ export function rowParams(message: QueuedMessage): Record<string, unknown> {
     bodyRemoved: message.bodyRemoved ? 1 : 0,
     doc: JSON.stringify({ ...message, state: stored }),
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function ignoreMissing(err: unknown): void {

@@ -2,7 +2,7 @@
  * Crash-safe file writes: write a temp file, fsync it, rename it into place, fsync the directory (the
  * step that makes the rename itself survive power loss). Used by the queue journal and device store.
  */
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -37,4 +37,14 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
     throw err;
   }
   await fsyncDirectory(dir);
+}
+
+/** Whether something exists at `path` (any stat error counts as no). */
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

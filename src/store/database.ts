@@ -247,10 +247,7 @@ export class StoreDatabase {
   transaction<T>(work: () => T): T {
     // A checkpoint cycle between its copy and its store.db sync must not see the WAL rewound under it:
     // finish its syncs here first (rare: start-up and the import write this way).
-    if (this.checkpointing) {
-      fdatasyncSync(this.openWal());
-      fdatasyncSync(this.openDb());
-    }
+    if (this.checkpointing) this.finishCheckpointSyncs();
     const result = this.db.transaction(work)();
     fdatasyncSync(this.openWal());
     this.commitStats.walSyncs++;
@@ -267,8 +264,7 @@ export class StoreDatabase {
     clearTimeout(this.checkpointTimer);
     // A checkpoint cycle may be half way: finish its syncs here, then write what waited for it.
     if (this.checkpointing) {
-      fdatasyncSync(this.openWal());
-      fdatasyncSync(this.openDb());
+      this.finishCheckpointSyncs();
       this.checkpointing = undefined;
     }
     this.flush();
@@ -366,16 +362,12 @@ export class StoreDatabase {
         await datasync(this.openDb());
         this.commitStats.checkpoints++;
         return;
-      } catch (err) {
+      } catch {
         if (this.closed) return;
-        this.checkpointError = err;
         await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
       }
     }
   }
-
-  /** The last error of a checkpoint cycle (a disk that refuses fsync), for readiness checks and tests. */
-  checkpointError?: unknown;
 
   /** Starts the WAL fdatasync for the waiting durable writes, unless one is running (it chains on). */
   private syncWal(): void {
@@ -407,6 +399,12 @@ export class StoreDatabase {
   private openWal(): number {
     this.walFd ??= openSync(`${this.path}-wal`, 'r');
     return this.walFd;
+  }
+
+  /** Both syncs of a checkpoint cycle, now and on this thread (close, and a direct transaction during a cycle). */
+  private finishCheckpointSyncs(): void {
+    fdatasyncSync(this.openWal());
+    fdatasyncSync(this.openDb());
   }
 
   private openDb(): number {
