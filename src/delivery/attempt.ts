@@ -16,7 +16,7 @@ import type { Logger } from '../observability/logger.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import { nextRetryDelay, type Claim, type QueuedMessage, type RecipientStatus } from '../queue/index.js';
 import { classifyUpstreamError, type Classification } from './classify.js';
-import { buildOutgoingHeaders, outgoingStream } from './headers.js';
+import { buildOutgoingHeaders } from './headers.js';
 import type { Upstream, UpstreamSendError } from './upstreams.js';
 
 export interface AttemptContext {
@@ -44,8 +44,10 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
   const log = ctx.logger.child({ queueId: message.id, device: device.name, upstream: upstream.name });
 
   let block: Buffer | undefined;
+  let fd: number;
   try {
     block = await claim.readHead(message.headers.headerBytes ?? 0);
+    fd = await claim.bodyDescriptor();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await fail(ctx, claim, upstream, 'the spooled message body is missing', [], log);
@@ -100,7 +102,8 @@ export async function attemptDelivery(ctx: AttemptContext, claim: Claim, device:
         size,
         use8BitMime: message.has8bit || message.envelope.bodyType === '8bitmime',
         messageId: headers.messageId,
-        raw: () => outgoingStream(claim, headers),
+        head: headers.prefix,
+        body: { fd, start: headers.skipBytes },
       });
       const at = ctx.now();
       upstream.noteSuccess(at);

@@ -9,7 +9,6 @@
  *
  * Header bytes are handled as latin1 so 8-bit header bytes pass through unchanged.
  */
-import { Readable } from 'node:stream';
 import type { ClientInfo, SniffedHeaders } from '../queue/index.js';
 
 export interface HeaderContext {
@@ -202,18 +201,4 @@ function safeToken(value: string): string {
 
 function safeDomain(value: string): string {
   return value.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 255) || 'scanrelay';
-}
-
-/** Where the outgoing stream reads the spooled body from (a queue claim). */
-export interface BodySource {
-  openBody(start?: number): Readable;
-}
-
-/** The outgoing bytes: the new header bytes, then the spooled body from `skipBytes` (a fresh stream per call). */
-export function outgoingStream(body: BodySource, headers: Pick<OutgoingHeaders, 'prefix' | 'skipBytes'>): Readable {
-  async function* bytes() {
-    yield headers.prefix;
-    yield* body.openBody(headers.skipBytes);
-  }
-  return Readable.from(bytes(), { objectMode: false });
 }

@@ -21,6 +21,7 @@ import { attemptDelivery, HOLD_UPSTREAM_AUTH, type AttemptContext } from './atte
 import { classifyUpstreamError, describeUpstreamError } from './classify.js';
 import { generatedMessageId, rfc5322Date } from './headers.js';
 import { buildFailureNotice } from './notify.js';
+import { SmtpThread } from './smtp-thread.js';
 import { Upstream, type UpstreamSendError, type UpstreamStatePersistence } from './upstreams.js';
 
 export { classifyUpstreamError, CLASSIFICATION_TABLE, type Classification, type DeliveryAction } from './classify.js';
@@ -128,6 +129,8 @@ class QueueDeliveryWorker implements DeliveryWorker {
   private readonly upstreams = new Map<string, Upstream>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly cooldown = new Map<string, number>();
+  /** nodemailer and TLS run on their own thread, so the main event loop stays free for the printers. */
+  private readonly smtp: SmtpThread;
   private readonly now: () => number;
   private started = false;
   private stopping = false;
@@ -137,6 +140,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
 
   constructor(private readonly deps: DeliveryDeps) {
     this.now = deps.now ?? Date.now;
+    this.smtp = new SmtpThread(deps.logger);
     for (const config of deps.upstreams) this.upstreams.set(config.name, this.createUpstream(config));
   }
 
@@ -173,6 +177,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       }
     }
     for (const upstream of this.upstreams.values()) upstream.close(false);
+    await this.smtp.stop();
   }
 
   private readonly onDue = (event?: { id?: string; reason?: string }) => {
@@ -275,7 +280,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
     const startedAt = this.now();
     const raw = testMessage(upstream.config.user, to, this.deps.hostname, startedAt);
     try {
-      const info = await upstream.send({ to: [to], size: raw.length, use8BitMime: false, raw: () => raw });
+      const info = await upstream.send({ to: [to], size: raw.length, use8BitMime: false, head: raw });
       upstream.noteSuccess(this.now());
       if (info.accepted.length === 0) {
         const rejection = info.rejectedErrors[0];
@@ -350,7 +355,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
   }
 
   /** Decides, without side effects on the queue, what happens to a due message now. */
-  private plan(message: QueuedMessage, now: number): Plan {
+  private plan(message: Readonly<QueuedMessage>, now: number): Plan {
     const device = this.deps.devices.get(message.device);
     if (!device) return { kind: 'hold', code: 'no-upstream', reason: `device '${message.device}' no longer exists` };
     if (!device.upstream) return { kind: 'hold', code: 'no-upstream', reason: `device '${device.name}' has no upstream configured` };
@@ -448,6 +453,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       hostname: this.deps.hostname,
       now: this.now,
       persistence: this.deps.upstreamState,
+      smtp: this.smtp,
       // Whatever proved the credentials good again (a send on another connection, a test, a verify):
       // the messages held for them go now.
       onCredentialsAccepted: () => void this.releaseHolds('credentials-proven', (n) => n === config.name).finally(() => this.kick()),
@@ -526,7 +532,7 @@ class QueueDeliveryWorker implements DeliveryWorker {
       return;
     }
     const raw = buildFailureNotice({ message, reason, failedRecipients, from: upstream.config.user, to, hostname: this.deps.hostname, now: this.now() });
-    upstream.send({ to: [to], size: raw.length, use8BitMime: false, raw: () => raw }).then(
+    upstream.send({ to: [to], size: raw.length, use8BitMime: false, head: raw }).then(
       () => this.deps.logger.info({ queueId: message.id, upstream: upstream.name }, 'delivery.notice-sent'),
       (err: UpstreamSendError) =>
         this.deps.logger.warn({ queueId: message.id, upstream: upstream.name, err: describeUpstreamError(err) }, 'delivery.notice-failed'),

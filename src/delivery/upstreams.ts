@@ -2,7 +2,8 @@
  * One upstream account: its nodemailer transport, the endpoint in use (tls 465 / starttls 587 / auto),
  * its state (upstream-states.ts: the states and which changes are allowed), pause and pacing.
  *
- * Transport: a nodemailer pool per upstream (credentials are fixed per pool), maxConnections from the
+ * Transport: a nodemailer pool per upstream on the SMTP client thread (smtp-thread.ts; credentials are
+ * fixed per pool, so new settings get a new pool), maxConnections from the
  * config, maxRequeues 0. The pool reuses TLS sessions for bursts of scans to the same account, which is
  * the common case; requeues are off because a connection lost mid-send may already have delivered the
  * message, and our durable queue decides about retries itself (FACTS §2.3).
@@ -11,11 +12,7 @@
  * implicit TLS on tlsPort, then STARTTLS on starttlsPort, remember what worked. forceAuth: a server that
  * does not offer AUTH gets an AUTH attempt anyway and fails, so mail never leaves unauthenticated.
  */
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-import type { Readable } from 'node:stream';
-import type nodemailerModule from 'nodemailer';
 import type { SavedUpstreamState } from '../store/tables.js';
-import type SMTPConnectionClass from 'nodemailer/lib/smtp-connection';
 import type { DeliveryConfig, UpstreamConfig } from '../config/index.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
@@ -23,6 +20,8 @@ import { nextRetryDelay } from '../queue/index.js';
 import { classifyUpstreamError, describeUpstreamError, type UpstreamErrorLike } from './classify.js';
 import { OAuth2TokenProvider } from './oauth2.js';
 import { Pacing } from './pacing.js';
+import type { SmtpThread } from './smtp-thread.js';
+import { errorFrom, type MailSpec, type TransportSpec } from './smtp-thread-protocol.js';
 import { assertUpstreamTransition, canUpstreamTransition, type UpstreamState } from './upstream-states.js';
 
 export interface Endpoint {
@@ -36,8 +35,9 @@ export interface OutgoingMail {
   size: number;
   use8BitMime: boolean;
   messageId?: string;
-  /** A fresh readable of the message for each call. */
-  raw: () => Readable | Buffer | string;
+  /** The message: these bytes, then (for a scan) the spooled body from the claim's open file. */
+  head: Buffer;
+  body?: { fd: number; start: number };
 }
 
 /** A nodemailer error as thrown by sendMail/verify. */
@@ -61,6 +61,8 @@ export interface UpstreamDeps {
   onCredentialsAccepted?: () => void;
   /** Keeps what `auto` chose and a quota pause across restarts (the store's upstream_state table). */
   persistence?: UpstreamStatePersistence;
+  /** Where nodemailer runs: the SMTP client thread, shared by all upstreams. */
+  smtp: SmtpThread;
 }
 
 /** What an upstream keeps across a restart (the store owns its shape). */
@@ -74,20 +76,6 @@ export interface UpstreamStatePersistence {
 const DAY_MS = 24 * 60 * 60 * 1000;
 const GREETING_TIMEOUT_MS = 30_000;
 
-type Mailer = ReturnType<typeof nodemailerModule.createTransport>;
-
-/** nodemailer loads at the first send, verify or probe, after SMTP listens: printers are not kept waiting for it at start. */
-let nodemailerLoading: Promise<{ nodemailer: typeof nodemailerModule; SMTPConnection: typeof SMTPConnectionClass }> | undefined;
-function loadNodemailer() {
-  nodemailerLoading ??= Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection'), import('./dot-stuffing.js')]).then(
-    ([mailer, connection, dotStuffing]) => {
-      dotStuffing.installFastDotStuffing();
-      return { nodemailer: mailer.default, SMTPConnection: connection.default };
-    },
-  );
-  return nodemailerLoading;
-}
-
 export class Upstream {
   state: UpstreamState = 'unknown';
   lastSuccessAt?: number;
@@ -99,10 +87,11 @@ export class Upstream {
   /** The endpoint in use (for auto: the one that worked). */
   endpoint?: Endpoint;
   private pauseLevel = 0;
-  private transport?: { endpoint: Endpoint; mailer: Mailer };
+  /** The SMTP thread's pooled transport in use: its key changes with the endpoint and the settings. */
+  private transport?: { endpoint: Endpoint; key: string };
+  private transportGeneration = 0;
   private probing?: Promise<Endpoint>;
   private tokens?: OAuth2TokenProvider;
-  private secureContext?: SecureContext;
   private readonly logger: Logger;
 
   constructor(
@@ -152,7 +141,6 @@ export class Upstream {
   reconfigure(config: UpstreamConfig): void {
     this.closeTransport(false);
     this.config = config;
-    this.secureContext = undefined;
     this.pacing = new Pacing(config.ratePerMinute, config.ratePerDay);
     this.tokens = this.createTokenProvider();
     this.endpoint = config.security === 'auto' ? undefined : { port: config.port, security: config.security };
@@ -215,18 +203,19 @@ export class Upstream {
 
   async send(mail: OutgoingMail): Promise<SendResult> {
     const endpoint = await this.resolveEndpoint();
-    const mailer = await this.mailerFor(endpoint);
+    // MAIL FROM is always the account: Gmail only sends as the authenticated user.
+    const spec: MailSpec = {
+      from: this.config.user,
+      to: mail.to,
+      size: mail.size,
+      use8BitMime: mail.use8BitMime,
+      messageId: mail.messageId,
+      head: mail.head,
+      body: mail.body,
+    };
     try {
-      const info = await mailer.sendMail({
-        // MAIL FROM is always the account: Gmail only sends as the authenticated user.
-        envelope: { from: this.config.user, to: mail.to, size: mail.size, use8BitMime: mail.use8BitMime } as { from: string; to: string[] },
-        raw: mail.raw(),
-        messageId: mail.messageId,
-        disableFileAccess: true,
-        disableUrlAccess: true,
-      });
-      const rejectedErrors = (info as { rejectedErrors?: UpstreamSendError[] }).rejectedErrors ?? [];
-      return { accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), rejectedErrors, response: info.response };
+      const outcome = await this.deps.smtp.send(this.transportFor(endpoint), this.transportSpec(endpoint), spec, this.tokens?.provision);
+      return { ...outcome, rejectedErrors: outcome.rejectedErrors.map((facts) => errorFrom(facts) as UpstreamSendError) };
     } catch (err) {
       this.forgetEndpointAfter(err as UpstreamSendError);
       throw err;
@@ -237,7 +226,7 @@ export class Upstream {
   async verify(): Promise<Endpoint> {
     const endpoint = await this.resolveEndpoint();
     try {
-      await (await this.mailerFor(endpoint)).verify();
+      await this.deps.smtp.verify(this.transportFor(endpoint), this.transportSpec(endpoint), this.tokens?.provision);
     } catch (err) {
       this.forgetEndpointAfter(err as UpstreamSendError);
       throw err;
@@ -301,63 +290,37 @@ export class Upstream {
     );
   }
 
-  private authOptions() {
-    if (this.tokens) return { type: 'OAuth2', user: this.config.user, provisionCallback: this.tokens.provision };
-    return { user: this.config.user, pass: this.config.password };
-  }
-
-  private connectionOptions(endpoint: Endpoint) {
-    const tls = this.config.tls;
+  /** Everything the SMTP thread needs to open connections to this upstream at `endpoint`. */
+  private transportSpec(endpoint: Endpoint): TransportSpec {
+    const { tls } = this.config;
     return {
       host: this.config.host,
       port: endpoint.port,
       secure: endpoint.security === 'tls',
       requireTLS: endpoint.security === 'starttls',
-      opportunisticTLS: false,
-      ignoreTLS: false,
       servername: tls.servername,
-      tls: { secureContext: this.tlsContext(), rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername, minVersion: tls.minVersion },
+      tls: { rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername, minVersion: tls.minVersion, ca: tls.ca },
       name: this.deps.hostname,
       connectionTimeout: this.config.connectionTimeoutMs,
       greetingTimeout: Math.min(GREETING_TIMEOUT_MS, this.config.connectionTimeoutMs),
       socketTimeout: this.config.socketTimeoutMs,
-      logger: false,
+      maxConnections: this.config.maxConnections,
+      auth: this.tokens ? { user: this.config.user, oauth2: true } : { user: this.config.user, pass: this.config.password },
     };
   }
 
-  /**
-   * One TLS context per upstream, built once: a configured CA is trusted in addition to the public roots
-   * (never instead of verification), and parsing that bundle per connection would cost more than the handshake.
-   */
-  private tlsContext(): SecureContext {
-    const tls = this.config.tls;
-    this.secureContext ??= createSecureContext({ ca: tls.ca ? [...rootCertificates, tls.ca] : undefined, minVersion: tls.minVersion });
-    return this.secureContext;
-  }
-
-  private async mailerFor(endpoint: Endpoint): Promise<Mailer> {
-    const { nodemailer } = await loadNodemailer();
-    if (this.transport && sameEndpoint(this.transport.endpoint, endpoint)) return this.transport.mailer;
+  /** The key of the pooled transport for `endpoint` (credentials are fixed per pool: new settings, new key). */
+  private transportFor(endpoint: Endpoint): string {
+    if (this.transport && sameEndpoint(this.transport.endpoint, endpoint)) return this.transport.key;
     this.closeTransport(false);
-    const mailer = nodemailer.createTransport({
-      ...this.connectionOptions(endpoint),
-      pool: true,
-      maxConnections: this.config.maxConnections,
-      maxMessages: 100,
-      maxRequeues: 0,
-      forceAuth: true,
-      auth: this.authOptions(),
-    });
-    mailer.on('error', (err) => this.logger.warn({ err: (err as Error).message }, 'upstream.transport.error'));
-    this.transport = { endpoint, mailer };
-    return mailer;
+    this.transport = { endpoint, key: `${this.config.name}#${++this.transportGeneration}` };
+    return this.transport.key;
   }
 
   private closeTransport(force: boolean): void {
     const transport = this.transport;
     this.transport = undefined;
-    if (!transport) return;
-    (transport.mailer.transporter as { close(options?: { force?: boolean }): void }).close({ force });
+    if (transport) this.deps.smtp.close(transport.key, force);
   }
 
   private async resolveEndpoint(): Promise<Endpoint> {
@@ -406,26 +369,9 @@ export class Upstream {
     });
   }
 
-  private async probe(endpoint: Endpoint): Promise<void> {
-    const { SMTPConnection } = await loadNodemailer();
-    const connection = new SMTPConnection(this.connectionOptions(endpoint));
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const finish = (err?: Error) => {
-        if (settled) return;
-        settled = true;
-        if (err) {
-          connection.close();
-          reject(err);
-        } else {
-          connection.quit();
-          resolve();
-        }
-      };
-      connection.once('error', (err: Error) => finish(err));
-      connection.once('end', () => finish(Object.assign(new Error('connection closed during the probe'), { code: 'ECONNECTION' })));
-      connection.connect((err?: Error | null) => finish(err ?? undefined));
-    });
+  private probe(endpoint: Endpoint): Promise<void> {
+    const spec = this.transportSpec(endpoint);
+    return this.deps.smtp.probe({ ...spec, auth: { user: spec.auth.user } });
   }
 
   /** auto: after a connection-level failure, probe again next time (the other port may be the one now). */

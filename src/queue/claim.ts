@@ -1,12 +1,10 @@
 /**
  * A claim: one delivery attempt's hold on one message. It owns the lease from `claimDue` until its one
- * outcome call (`delivered`, `deferred`, `held`, `failed`) or `release` (given back unchanged). It reads
- * the body for the sender (`openBody`, `readHead`), so delivery never sees where bodies live, and it is
- * where every attempt gets recorded with its upstream, time, reply and outcome.
+ * outcome call (`delivered`, `deferred`, `held`, `failed`) or `release` (given back unchanged). It opens
+ * the body for the sender (`readHead`, `bodyDescriptor`: one open file per claim), so delivery never sees
+ * where bodies live, and it is where every attempt gets recorded with its upstream, time, reply and outcome.
  */
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { open, type FileHandle } from 'node:fs/promises';
 import { ConflictError } from '../shared/errors.js';
 import type { GatewayEventBus } from '../shared/events.js';
 import { HOLD_RULES, makeHold, type HoldReason } from './holds.js';
@@ -54,10 +52,13 @@ export interface FailOptions {
 export interface Claim {
   /** The claimed message (state `delivering`). */
   readonly message: QueuedMessage;
-  /** The body from byte `start` (a fresh stream per call). */
-  openBody(start?: number): Readable;
   /** The first `bytes` bytes of the body, or undefined when the body is shorter. Rejects with ENOENT when the body is gone. */
   readHead(bytes: number): Promise<Buffer | undefined>;
+  /**
+   * The body's open file descriptor, for the SMTP client thread to read from (positioned reads only).
+   * It stays open until the claim's outcome call or release; the reader must be done by then.
+   */
+  bodyDescriptor(): Promise<number>;
   /** Per-recipient results between groups, so a crash does not re-send to recipients already done. */
   saveRecipients(results: RecipientStatus[]): Promise<void>;
   /** The upstream took every pending recipient (or the rest were refused for good: partly-failed). */
@@ -72,6 +73,7 @@ export interface Claim {
 export class QueueClaim implements Claim {
   private done = false;
   private current: QueuedMessage;
+  private body?: Promise<FileHandle>;
 
   constructor(
     private readonly host: ClaimHost,
@@ -82,20 +84,29 @@ export class QueueClaim implements Claim {
     this.current = structuredClone(message);
   }
 
-  openBody(start = 0): Readable {
-    return createReadStream(this.host.bodyPath(this.message.id), { start, highWaterMark: 256 * 1024 });
+  async readHead(bytes: number): Promise<Buffer | undefined> {
+    const handle = await this.openBody();
+    if (bytes <= 0) return undefined;
+    const buffer = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
+    return bytesRead === bytes ? buffer : undefined;
   }
 
-  async readHead(bytes: number): Promise<Buffer | undefined> {
-    const handle = await open(this.host.bodyPath(this.message.id), 'r');
-    try {
-      if (bytes <= 0) return undefined;
-      const buffer = Buffer.alloc(bytes);
-      const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
-      return bytesRead === bytes ? buffer : undefined;
-    } finally {
-      await handle.close();
-    }
+  async bodyDescriptor(): Promise<number> {
+    return (await this.openBody()).fd;
+  }
+
+  private openBody(): Promise<FileHandle> {
+    this.assertOpen();
+    this.body ??= open(this.host.bodyPath(this.message.id), 'r');
+    return this.body;
+  }
+
+  /** Closed in the background: nothing waits for it, and a failed close loses nothing. */
+  private closeBody(): void {
+    const body = this.body;
+    this.body = undefined;
+    body?.then((handle) => handle.close()).catch(() => undefined);
   }
 
   async saveRecipients(results: RecipientStatus[]): Promise<void> {
@@ -190,12 +201,14 @@ export class QueueClaim implements Claim {
   release(): void {
     if (this.done) return;
     this.done = true;
+    this.closeBody();
     this.host.unclaim(this.message.id);
   }
 
   private begin(upstream: string | undefined, at: number, countAttempt: boolean): QueuedMessage {
     this.assertOpen();
     this.done = true;
+    this.closeBody();
     const next = this.stored();
     if (upstream) next.upstream = upstream;
     if (countAttempt) {

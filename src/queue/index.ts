@@ -396,14 +396,18 @@ export class Queue implements ClaimHost {
    * one outcome call. `pick` lets the caller skip messages it cannot start now (busy upstream); at most
    * `limit` claims.
    */
-  claimDue(now = this.now(), options: { limit?: number; pick?: (message: QueuedMessage) => boolean } = {}): QueueClaim[] {
+  /**
+   * `pick` sees each due message as it is in memory, not a copy (a backlog of hundreds is looked at on
+   * every pass while the upstreams are busy): it must only read.
+   */
+  claimDue(now = this.now(), options: { limit?: number; pick?: (message: Readonly<QueuedMessage>) => boolean } = {}): QueueClaim[] {
     const due: OpenEntry[] = [];
     for (const entry of this.open.values()) if (isDue(entry, now)) due.push(entry);
     due.sort((a, b) => byDue(a.message, b.message));
     const claims: QueueClaim[] = [];
     for (const entry of due) {
       if (claims.length >= (options.limit ?? Infinity)) break;
-      if (options.pick && !options.pick(this.view(entry))) continue;
+      if (options.pick && !options.pick(entry.message)) continue;
       entry.leased = true;
       claims.push(new QueueClaim(this, this.view(entry), entry.message.state));
     }

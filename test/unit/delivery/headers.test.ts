@@ -1,10 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { buildOutgoingHeaders, outgoingStream, type HeaderContext } from '../../../src/delivery/headers.js';
-import { createReadStream } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { buildOutgoingHeaders, type HeaderContext } from '../../../src/delivery/headers.js';
 import { findHeaderEnd, parseHeaderBlock, type SniffedHeaders } from '../../../src/queue/index.js';
-import { makeTempDir } from '../../kit/gateway.js';
 
 const RECEIVED_AT = Date.UTC(2025, 6, 1, 10, 0, 0);
 const ctx = (extra: Partial<HeaderContext> = {}): HeaderContext => ({
@@ -120,27 +116,6 @@ describe('buildOutgoingHeaders (rewrite From)', () => {
   it('adds a From when the printer sent none', () => {
     const { text } = outgoing('Subject: s\r\n\r\nx', { fromMode: 'rewrite', deviceName: 'mfp "3"' });
     expect(text).toContain('From: "mfp \\"3\\"" <warren-2f-scanner@berkeley.edu>\r\nSubject: s\r\n');
-  });
-});
-
-describe('outgoingStream', () => {
-  let dir: string | undefined;
-  afterEach(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  it('streams the new header bytes then the file from skipBytes, fresh on every call', async () => {
-    dir = await makeTempDir();
-    const path = join(dir, 'm.eml');
-    const message = Buffer.from(`From: p@example.org\r\n\r\n${'z'.repeat(600_000)}`);
-    await writeFile(path, message);
-    const source = { openBody: (start = 0) => createReadStream(path, { start }) };
-    const headers = { prefix: Buffer.from('X-New: 1\r\nFrom: p@example.org\r\n\r\n'), skipBytes: 23 };
-    for (let i = 0; i < 2; i++) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of outgoingStream(source, headers)) chunks.push(chunk as Buffer);
-      expect(Buffer.concat(chunks).equals(Buffer.concat([headers.prefix, message.subarray(23)]))).toBe(true);
-    }
   });
 });
 

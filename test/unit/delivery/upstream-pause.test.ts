@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { parseConfig } from '../../../src/config/index.js';
 import { Upstream } from '../../../src/delivery/upstreams.js';
+import { SmtpThread } from '../../../src/delivery/smtp-thread.js';
 import { GatewayEventBus } from '../../../src/shared/events.js';
 
 const config = parseConfig(
@@ -20,6 +21,7 @@ function upstream(now: () => number) {
     events: new GatewayEventBus(),
     hostname: 'test',
     now,
+    smtp: new SmtpThread(pino({ level: 'silent' })),
   });
 }
 

@@ -9,6 +9,7 @@ import {
   type UpstreamState,
 } from '../../../src/delivery/upstream-states.js';
 import { Upstream } from '../../../src/delivery/upstreams.js';
+import { SmtpThread } from '../../../src/delivery/smtp-thread.js';
 import { GatewayEventBus } from '../../../src/shared/events.js';
 
 const ALLOWED: Array<[UpstreamState, UpstreamState]> = [
@@ -85,6 +86,7 @@ upstreams:
       events: new GatewayEventBus(),
       hostname: 'test',
       now: () => 1_000,
+      smtp: new SmtpThread(pino({ level: 'silent' })),
     });
 
   it('stays auth-failed after a later network failure (keeping its newest error), and leaves it on proof or reset', () => {

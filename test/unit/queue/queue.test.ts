@@ -3,7 +3,8 @@
  * row committed with synchronous=FULL), refusals leave nothing, claims own their message until one
  * outcome, and start-up recovery reads only what is in flight and quarantines, never deletes.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,15 @@ import { GatewayEventBus } from '../../../src/shared/events.js';
 import { MessageTooLargeError, SpoolError } from '../../../src/shared/errors.js';
 import { newQueueId } from '../../../src/shared/ids.js';
 import { sha256 } from '../../kit/inbound-scope.js';
+
+/** What a descriptor of this process points at now (undefined once it is closed). */
+const fdTarget = (fd: number) => {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+};
 
 const input = (extra: Partial<AcceptInput> = {}): AcceptInput => ({
   device: 'warren-2f-scanner',
@@ -179,10 +189,16 @@ describe('Queue', () => {
       expect(claim.message).toMatchObject({ id: message.id, state: 'delivering' });
       expect(queue.claimDue()).toEqual([]);
       expect((await claim.readHead(12))?.toString()).toBe('Subject: a\r\n');
-      const chunks: Buffer[] = [];
-      for await (const chunk of claim.openBody(14)) chunks.push(chunk as Buffer);
-      expect(Buffer.concat(chunks).toString()).toBe('hello\r\n');
+      // The SMTP thread reads the body through the claim's open file, by position.
+      const fd = await claim.bodyDescriptor();
+      const tail = Buffer.alloc(7);
+      expect(readSync(fd, tail, 0, 7, 14)).toBe(7);
+      expect(tail.toString()).toBe('hello\r\n');
+      const bodyFile = readlinkSync(`/proc/self/fd/${fd}`);
+      expect(bodyFile).toMatch(new RegExp(`${message.id}\\.eml$`));
       await claim.delivered({ upstream: 'gmail-warren', reply: '250 2.0.0 OK abc' });
+      // ... and the claim closes that file once the outcome is in (the number may be reused, not the file).
+      await vi.waitFor(() => expect(fdTarget(fd)).not.toBe(bodyFile), { timeout: 2_000 });
       expect(queue.require(message.id)).toMatchObject({ state: 'delivered', attempts: 1, upstreamResponse: '250 2.0.0 OK abc' });
       expect(queue.attempts(message.id)).toEqual([{ at: expect.any(Number), upstream: 'gmail-warren', outcome: 'delivered', reply: '250 2.0.0 OK abc' }]);
       // a second outcome on the same claim is refused
