@@ -132,7 +132,7 @@ class BodyReader {
   }
 }
 
-const CHUNK_BYTES = 256 * 1024;
+const CHUNK_BYTES = 64 * 1024;
 
 function readAt(fd: number, buffer: Buffer, position: number): Promise<number> {
   return new Promise((resolve, reject) => read(fd, buffer, 0, buffer.length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))));

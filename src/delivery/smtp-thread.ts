@@ -31,7 +31,10 @@ export class SmtpThread {
 
   async send(key: string, spec: TransportSpec, mail: MailSpec, tokens?: TokenProvision): Promise<SendOutcome> {
     if (tokens) this.tokenProviders.set(key, tokens);
-    const outcome = await this.call((id) => ({ type: 'send', id, key, spec, mail }));
+    // The head goes over in a buffer of its own, moved rather than copied (a Buffer is often a view into
+    // a larger shared one, which cloning would copy whole).
+    const head = new Uint8Array(mail.head);
+    const outcome = await this.call((id) => ({ type: 'send', id, key, spec, mail: { ...mail, head } }), [head.buffer]);
     if (!outcome) throw new Error('the SMTP client thread answered a send without a result');
     return outcome;
   }
@@ -60,7 +63,7 @@ export class SmtpThread {
     this.failPending('the gateway is stopping');
   }
 
-  private call(build: (id: number) => ToThread): Promise<SendOutcome | undefined> {
+  private call(build: (id: number) => ToThread, transfer: ArrayBuffer[] = []): Promise<SendOutcome | undefined> {
     if (this.stopped) return Promise.reject(Object.assign(new Error('the gateway is stopping'), { code: 'ECONNECTION' }));
     const worker = this.thread();
     const id = this.nextId++;
@@ -68,7 +71,7 @@ export class SmtpThread {
       this.pending.set(id, { resolve, reject });
       // Work in flight keeps the process alive; an idle thread never does.
       if (this.pending.size === 1) worker.ref();
-      worker.postMessage(build(id));
+      worker.postMessage(build(id), transfer);
     });
   }
 
