@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { LegacyTls } from '../config/index.js';
 import { errorMessage } from '../shared/errors.js';
 import { InboundSession, type Listener, type SessionContext, type SessionParts } from './session.js';
+import { installFastDataScan } from './data-scan.js';
 import { replyError } from './replies.js';
 import { QuirkTolerantSmtpServer } from './quirks.js';
 import { SlotAccountant } from './slots.js';
@@ -48,6 +49,8 @@ export interface InboundServer {
 }
 
 export function createInboundServer(deps: InboundDeps): InboundServer {
+  // The end of DATA found natively instead of by smtp-server's per-byte loop (data-scan.ts).
+  installFastDataScan();
   const servers: Array<{ listener: Listener; server: SMTPServer; port: number }> = [];
   let listening = false;
   const slots = new SlotAccountant(() => {

@@ -1,0 +1,107 @@
+/**
+ * The end of DATA, found with Buffer.indexOf instead of a JavaScript loop over every byte.
+ *
+ * smtp-server's `SMTPStream._feedDataStream` looks at each byte of a message in JavaScript for a line
+ * that starts with "." (the terminator "\r\n.\r\n", or an escape dot to remove). On the main thread,
+ * where every printer's session runs, that loop was the largest cost of receiving a scan. `feedDataStream`
+ * below is the library's method with only that search changed: it jumps from one "\n." to the next
+ * (found natively) and judges each exactly as the library does; everything else (the 4 bytes kept
+ * between chunks, the start-of-data checks, byte counting, back-pressure) is the library's code as is.
+ *
+ * `installFastDataScan()` puts it in place once, when inbound loads. test/unit/inbound/data-scan.test.ts
+ * proves it equal to the library's own method (data, byte counts, the commands after the end) on random
+ * messages and random chunkings, so an smtp-server upgrade that changes the rules fails there; if the
+ * method is not where it was, nothing is replaced.
+ */
+import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+
+const LF_DOT = Buffer.from('\n.');
+const END_SEQUENCE = Buffer.from('\r\n.\r\n');
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+
+type Callback = (err?: Error | null) => void;
+type DataStreamLike = NodeJS.WritableStream & { writable: boolean; destroyed: boolean };
+
+/** The parts of SMTPStream this method uses (its own fields and methods, public in its typings). */
+interface StreamInternals {
+  _dataStream: DataStreamLike | null;
+  _lastBytes: Buffer | false;
+  _atDataStart: boolean;
+  _countDataBytes(length: number): void;
+  _endDataMode(chunk: Buffer | false, remainder: Buffer, callback: Callback): void;
+  _feedDataStream(chunk: Buffer, done: Callback): void;
+}
+
+/** smtp-server's own method, kept for the equivalence test (undefined until installed). */
+export let libraryFeedDataStream: ((this: StreamInternals, chunk: Buffer, done: Callback) => void) | undefined;
+
+function feedDataStream(this: StreamInternals, input: Buffer, done: Callback): void {
+  // only called in data mode, which always has a stream
+  const dataStream = this._dataStream as DataStreamLike;
+  let chunk = input;
+  if (this._lastBytes && this._lastBytes.length) {
+    chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length);
+    this._lastBytes = false;
+  }
+  let len = chunk.length;
+  // A terminator right at the start of DATA (the library's check, including its smuggling guard).
+  if (this._atDataStart && len >= 3 && chunk[0] === DOT && chunk[1] === CR && chunk[2] === LF) {
+    this._endDataMode(false, chunk.subarray(3), done);
+    return;
+  }
+  if (this._atDataStart && len >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
+    chunk = chunk.subarray(1);
+    len--;
+    this._atDataStart = false;
+  }
+  // The library's loop visits i = 2 .. len - 3 and stops at a "." after an LF: here each such i comes
+  // from indexOf("\n.") directly, in the same order.
+  for (let lf = chunk.indexOf(LF_DOT, 1); lf !== -1 && lf + 1 < len - 2; lf = chunk.indexOf(LF_DOT, lf + 1)) {
+    const i = lf + 1;
+    if (Buffer.compare(chunk.subarray(i - 2, i + 3), END_SEQUENCE) === 0) {
+      const buf = chunk.subarray(0, i);
+      this._countDataBytes(buf.length);
+      this._endDataMode(buf, chunk.subarray(i + 3), done);
+      return;
+    }
+    if (chunk[i + 1] === DOT) {
+      const buf = chunk.subarray(0, i);
+      this._lastBytes = false;
+      this._countDataBytes(buf.length);
+      if (dataStream.writable) dataStream.write(buf);
+      const rest = chunk.subarray(i + 1);
+      setImmediate(() => this._feedDataStream(rest, done));
+      return;
+    }
+  }
+  // From here on, the library's code unchanged: keep the last bytes, emit the rest, respect back-pressure.
+  this._lastBytes = chunk.length < 4 ? chunk : chunk.subarray(chunk.length - 4);
+  if (this._lastBytes.length < chunk.length) {
+    const buf = chunk.subarray(0, chunk.length - this._lastBytes.length);
+    this._countDataBytes(buf.length);
+    if (dataStream.writable) {
+      const handled = dataStream.write(buf);
+      if (!handled && !dataStream.destroyed) {
+        const onDrain = () => {
+          dataStream.removeListener('drain', onDrain);
+          dataStream.removeListener('close', onDrain);
+          done();
+        };
+        dataStream.once('drain', onDrain);
+        dataStream.once('close', onDrain);
+      } else done();
+    } else done();
+  } else done();
+}
+
+/** Replaces smtp-server's per-byte search (idempotent). Returns whether it is in place. */
+export function installFastDataScan(): boolean {
+  const prototype = (SMTPStream as unknown as { prototype?: Partial<StreamInternals> }).prototype;
+  if (!prototype || typeof prototype._feedDataStream !== 'function' || prototype._feedDataStream.length !== 2) return false;
+  if (prototype._feedDataStream === feedDataStream) return true;
+  libraryFeedDataStream = prototype._feedDataStream;
+  prototype._feedDataStream = feedDataStream;
+  return true;
+}
