@@ -30,11 +30,11 @@ import { join } from 'node:path';
 import { percentile, runConcurrent, sendGenerated } from '../test/kit/smtp-load.js';
 import { fsyncCalls, processTree, SideCgroup, sampleUssPeak, straceWrapper, treeCpuSeconds } from './measure.js';
 import { postfixAvailable } from './postfix.js';
+import { PRODUCTION_ENV, PRODUCTION_NODE_ARGS } from './production.js';
 import { type BenchUpstream, gatewaySide, postfixSide, type Side } from './sides.js';
 import type { UpstreamReport } from './upstream-process.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-const PRODUCTION_NODE_ARGS = '--max-semi-space-size=2';
 const ROOT = new URL('..', import.meta.url).pathname;
 const MIB = 1024 * 1024;
 
@@ -342,7 +342,10 @@ function versionOf(binary: string): string {
 
 async function main(): Promise<void> {
   // Default: the V8 flags production uses (Dockerfile, systemd unit, npm start); BENCH_NODE_ARGS= runs stock V8.
-  const node = { binary: process.env.BENCH_NODE ?? process.execPath, args: (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean) };
+  const node = {
+    binary: process.env.BENCH_NODE ?? process.execPath,
+    args: process.env.BENCH_NODE_ARGS === undefined ? PRODUCTION_NODE_ARGS : process.env.BENCH_NODE_ARGS.split(' ').filter(Boolean),
+  };
   const dir = await mkdtemp(join(tmpdir(), 'scanrelay-bench-'));
   track(() => rm(dir, { recursive: true, force: true }));
   await chmod(dir, 0o755); // Postfix's daemons (user postfix) work below it
@@ -354,7 +357,10 @@ async function main(): Promise<void> {
   console.log(
     `scanrelay bench${QUICK ? ' (quick)' : ''}: ${cpus().length} CPUs, load average ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ')}`,
   );
-  console.log(`  gateway: node ${versionOf(node.binary)} (${node.binary})${node.args.length ? ` ${node.args.join(' ')}` : ''}, compiled dist/`);
+  const env = Object.keys(PRODUCTION_ENV).map((key) => `${key}=${process.env[key] ?? PRODUCTION_ENV[key]}`);
+  console.log(
+    `  gateway: node ${versionOf(node.binary)} (${node.binary})${node.args.length ? ` ${node.args.join(' ')}` : ''} ${env.join(' ')}, compiled dist/`,
+  );
   console.log(
     `  anchor:  ${'version' in postfix ? `Postfix ${postfix.version}, own instance (postfix -c DIR), same upstream` : `none: ${postfix.reason}; gateway alone`}`,
   );

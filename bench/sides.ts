@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startGatewayProcess, writeGatewayConfig } from '../test/kit/gateway-process.js';
+import { PRODUCTION_ENV } from './production.js';
 import { startPostfix } from './postfix.js';
 
 export interface BenchUpstream {
@@ -60,7 +61,14 @@ export function gatewaySide(upstream: BenchUpstream, node: { binary: string; arg
           ],
           delivery: { concurrency: 20 },
         });
-        const gateway = await startGatewayProcess(configFile, { compiled: true, node: node.binary, nodeArgs: node.args, wrapper, keepLogs: false });
+        const gateway = await startGatewayProcess(configFile, {
+          compiled: true,
+          node: node.binary,
+          nodeArgs: node.args,
+          env: { ...PRODUCTION_ENV, ...process.env },
+          wrapper,
+          keepLogs: false,
+        });
         return {
           port: gateway.smtpPort,
           auth: { username: BENCH_DEVICE.username, password: BENCH_DEVICE.password },

@@ -41,7 +41,7 @@ function feedDataStream(this: StreamInternals, input: Buffer, done: Callback): v
   // only called in data mode, which always has a stream
   const dataStream = this._dataStream as DataStreamLike;
   let chunk = input;
-  if (this._lastBytes && this._lastBytes.length) {
+  if (this._lastBytes !== false && this._lastBytes.length > 0) {
     chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length);
     this._lastBytes = false;
   }

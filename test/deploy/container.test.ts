@@ -132,12 +132,16 @@ describe('Dockerfile', () => {
     expect(compose.services.scanrelay.image).toBe(`scanrelay:${packageJson.version}`);
   });
 
-  it('gives the gateway the same V8 flags in the image, npm start and the systemd unit', () => {
+  it('gives the gateway the same V8 flags and malloc arenas in the image, npm start and the systemd unit', () => {
     const flags = imageEnv.NODE_OPTIONS;
     expect(flags).toMatch(/--max-semi-space-size=\d+/);
-    for (const script of ['start', 'start:prod', 'start:demo']) expect(packageJson.scripts[script], script).toMatch(new RegExp(`^NODE_OPTIONS=${flags} `));
+    expect(imageEnv.MALLOC_ARENA_MAX).toBe('2');
+    for (const script of ['start', 'start:prod', 'start:demo']) {
+      expect(packageJson.scripts[script], script).toMatch(new RegExp(`^MALLOC_ARENA_MAX=${imageEnv.MALLOC_ARENA_MAX} NODE_OPTIONS=${flags} `));
+    }
     const unit = parseUnit(readRepoFile('deploy', 'systemd', 'scanrelay.service')).get('Service')!;
     expect(unit.get('Environment')).toContain(`NODE_OPTIONS=${flags}`);
+    expect(unit.get('Environment')).toContain(`MALLOC_ARENA_MAX=${imageEnv.MALLOC_ARENA_MAX}`);
   });
 
   it('declares the supported Node.js lines in engines, the image on one of them', () => {

@@ -226,6 +226,8 @@ async function main(): Promise<void> {
     check(cliVersion === `scanrelay ${pkg.version}`, `scanrelay --version inside the image: ${cliVersion}`);
     const nodeOptions = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^NODE_OPTIONS=']).stdout.trim();
     check(nodeOptions.includes('--max-semi-space-size='), `V8 flags reach the gateway (${nodeOptions})`);
+    const arenas = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^MALLOC_ARENA_MAX=']).stdout.trim();
+    check(arenas === 'MALLOC_ARENA_MAX=2', `malloc arenas limited for the gateway (${arenas})`);
     const compiler = podman(['exec', NAME, 'sh', '-c', 'command -v g++ gcc make python3 || true']).stdout.trim();
     check(compiler === '', 'no compiler in the runtime image', compiler);
     const app = podman(['exec', NAME, 'du', '-sm', '/app']).stdout.trim().split(/\s+/)[0];
