@@ -1,6 +1,7 @@
 import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 import { describe, expect, it } from 'vitest';
 import { escapeChunk, installFastDotStuffing, libraryTransform } from '../../../src/delivery/dot-stuffing.js';
+import { createPrng } from '../hardening/prng.js';
 
 /** Runs chunks through a DataStream whose _transform is `transform` (nodemailer's or ours); returns all it pushed. */
 function escapeWith(transform: (...args: never[]) => void, chunks: Buffer[]): { out: Buffer; inBytes: number; outBytes: number } {
@@ -12,17 +13,6 @@ function escapeWith(transform: (...args: never[]) => void, chunks: Buffer[]): { 
   };
   for (const chunk of chunks) (transform as (...a: unknown[]) => void).call(stream, chunk, 'buffer', () => undefined);
   return { out: Buffer.concat(pushed), inBytes: stream.inByteCount, outBytes: stream.outByteCount };
-}
-
-/** A seeded generator (mulberry32), so a failure can be replayed. */
-function random(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte loop', () => {
@@ -37,7 +27,7 @@ describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte l
     const ours = (DataStream as unknown as { prototype: { _transform: (...args: never[]) => void } }).prototype._transform;
     const theirs = libraryTransform as (...args: never[]) => void;
     expect(ours).not.toBe(theirs);
-    const next = random(20261202);
+    const next = createPrng(20261202).next;
     const alphabet = [0x0d, 0x0a, 0x2e, 0x61, 0x0d, 0x0a, 0x2e];
     for (let round = 0; round < 3000; round++) {
       const length = Math.floor(next() * 200);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { installFastDataScan, libraryFeedDataStream } from '../../../src/inbound/data-scan.js';
+import { createPrng } from '../hardening/prng.js';
 
 type Feed = (...args: never[]) => void;
 
@@ -37,17 +38,6 @@ async function runWith(feed: Feed, chunks: Buffer[]): Promise<Outcome> {
   return { data: Buffer.concat(data), dataBytes: stream.dataBytes, commands, ended };
 }
 
-/** A seeded generator (mulberry32), so a failure can be replayed. */
-function random(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** DATA as a client sends it: lines (some starting with dots, some escaped), maybe a terminator, maybe commands after. */
 function randomTransfer(next: () => number): Buffer {
   const pieces = ['\r\n', '.', '..', '\r\n.\r\n', '\n', '\r', 'a', 'base64line', 'x'.repeat(70), '\r\n..\r\n', '.\r\n'];
@@ -81,7 +71,7 @@ describe('end-of-DATA search put in place of smtp-server’s per-byte loop', () 
     const ours = (SMTPStream.prototype as unknown as { _feedDataStream: Feed })._feedDataStream;
     const theirs = libraryFeedDataStream as unknown as Feed;
     expect(ours).not.toBe(theirs);
-    const next = random(20261202);
+    const next = createPrng(20261202).next;
     for (let round = 0; round < 2_000; round++) {
       const transfer = randomTransfer(next);
       const chunks = randomChunks(transfer, next);
