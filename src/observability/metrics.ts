@@ -24,7 +24,7 @@ export const DELIVERY_RESULTS: DeliveryResultClass[] = ['delivered', 'deferred',
 export type { ConnectionRefusal, ListenerName as Listener } from '../shared/events.js';
 import type { ConnectionRefusal, ListenerName as Listener } from '../shared/events.js';
 const LISTENERS: Listener[] = ['smtp', 'smtps', 'pop3'];
-const CONNECTION_REFUSALS: ConnectionRefusal[] = ['max-clients', 'per-ip-limit', 'locked-out', 'not-allowed'];
+const CONNECTION_REFUSALS: ConnectionRefusal[] = ['max-clients', 'per-ip-limit', 'locked-out'];
 /** AUTH methods the SMTP listener offers (the label is upper case). */
 export const SMTP_AUTH_METHODS = ['PLAIN', 'LOGIN', 'CRAM-MD5'] as const;
 const POP3_METHODS = ['USER', 'APOP'] as const;
@@ -50,7 +50,7 @@ export class GatewayMetrics {
   });
   readonly smtpConnectionsRefused = new Counter({
     name: 'scanrelay_smtp_connections_refused_total',
-    help: 'SMTP connections refused (limits, lock-out)',
+    help: 'Connections refused (limits, lock-out), SMTP and POP3 listeners alike',
     labelNames: ['reason'],
     registers: [this.registry],
   });

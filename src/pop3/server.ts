@@ -112,12 +112,19 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
       detail('warn', { refusal: admission.refusal, ...slots.counts() }, 'pop3.connect.limit');
       step('refused', false, () => (admission.refusal === 'per-address' ? pop3Replies.tooManyFromAddress : pop3Replies.tooManyClients), admission.refusal);
       finish(admission.refusal === 'per-address' ? pop3Replies.tooManyFromAddress : pop3Replies.tooManyClients);
+      events.emit('session.refused', {
+        sessionId,
+        remoteAddress,
+        listener: 'pop3',
+        reason: admission.refusal === 'per-address' ? 'per-ip-limit' : 'max-clients',
+      });
       socket.on('close', () => events.emit('session.closed', { sessionId, remoteAddress }));
       return;
     }
     sockets.add(socket);
     if (!holder.deviceAddress && logins.lockout.lockedUntilFor(remoteAddress) !== undefined) {
       detail('info', {}, 'pop3.connect.locked');
+      events.emit('session.refused', { sessionId, remoteAddress, listener: 'pop3', reason: 'locked-out' });
       finish(pop3Replies.locked);
     }
 

@@ -5,7 +5,7 @@ import type { UpstreamState } from '../delivery/upstream-states.js';
 /** The listener a connection arrived on. */
 export type ListenerName = 'smtp' | 'smtps' | 'pop3';
 /** Why a connection was refused before its first command (the metric's `reason` label). */
-export type ConnectionRefusal = 'max-clients' | 'per-ip-limit' | 'locked-out' | 'not-allowed';
+export type ConnectionRefusal = 'max-clients' | 'per-ip-limit' | 'locked-out';
 
 /** The true reason of one login attempt (the client may hear a uniform reply; this is what really happened). */
 export type LoginReason =

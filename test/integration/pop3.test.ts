@@ -162,6 +162,7 @@ describe('POP3 listener for POP-before-SMTP', () => {
     const locked = await pop3();
     expect(locked.greeting).toMatch(/^-ERR too many failed logins/);
     await locked.client.waitClosed();
+    expect(await scope.gw.gateway.metrics.registry.metrics()).toMatch(/scanrelay_smtp_connections_refused_total\{reason="locked-out"\} 1\b/);
     const smtp = await RawSmtpClient.open(scope.gw.smtpPort);
     scope.track(smtp.client);
     expect(smtp.greeting.code).toBe(421);
