@@ -27,10 +27,13 @@ export interface TransportSpec {
 export interface MailSpec {
   from: string;
   to: string[];
+  /** Bytes of the message as sent (for SIZE=). */
   size: number;
   use8BitMime: boolean;
   messageId?: string;
+  /** The new header lines (or, for a test or notice mail, the whole message). */
   head: Uint8Array;
+  /** The spooled body: the claim's open descriptor, read by position from `start`. */
   body?: { fd: number; start: number };
 }
 

@@ -29,16 +29,8 @@ export interface Endpoint {
   security: 'tls' | 'starttls';
 }
 
-export interface OutgoingMail {
-  to: string[];
-  /** Bytes of the message as sent (for SIZE=). */
-  size: number;
-  use8BitMime: boolean;
-  messageId?: string;
-  /** The message: these bytes, then (for a scan) the spooled body from the claim's open file. */
-  head: Buffer;
-  body?: { fd: number; start: number };
-}
+/** One message to send; MAIL FROM is always the upstream's account, so the caller does not give it. */
+export type OutgoingMail = Omit<MailSpec, 'from'>;
 
 /** A nodemailer error as thrown by sendMail/verify. */
 export type UpstreamSendError = Error & UpstreamErrorLike & { recipient?: string; rejected?: string[]; rejectedErrors?: UpstreamSendError[] };
@@ -204,15 +196,7 @@ export class Upstream {
   async send(mail: OutgoingMail): Promise<SendResult> {
     const endpoint = await this.resolveEndpoint();
     // MAIL FROM is always the account: Gmail only sends as the authenticated user.
-    const spec: MailSpec = {
-      from: this.config.user,
-      to: mail.to,
-      size: mail.size,
-      use8BitMime: mail.use8BitMime,
-      messageId: mail.messageId,
-      head: mail.head,
-      body: mail.body,
-    };
+    const spec: MailSpec = { ...mail, from: this.config.user };
     try {
       const outcome = await this.deps.smtp.send(this.transportFor(endpoint), this.transportSpec(endpoint), spec, this.tokens?.provision);
       return { ...outcome, rejectedErrors: outcome.rejectedErrors.map((facts) => errorFrom(facts) as UpstreamSendError) };

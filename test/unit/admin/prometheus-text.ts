@@ -208,3 +208,10 @@ export function sampleValue(families: Map<string, MetricFamily>, name: string, l
   }
   return undefined;
 }
+
+/** The value of one exposition line (`name{labels}` exactly as printed), or undefined when it is absent. */
+export async function sampleLine(metrics: { registry: { metrics(): Promise<string> } }, line: string): Promise<number | undefined> {
+  const text = await metrics.registry.metrics();
+  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
+  return found === undefined ? undefined : Number(found.slice(line.length + 1));
+}

@@ -9,12 +9,9 @@ import { GatewayMetrics, REJECT_CODES } from '../../../src/observability/metrics
 import { parseConfig } from '../../../src/config/index.js';
 import { startTestGateway, testRawConfig, type TestGateway } from '../../kit/gateway.js';
 import { TEST_DEVICE } from '../../kit/upstream.js';
+import { sampleLine } from '../admin/prometheus-text.js';
 
-async function sample(metrics: GatewayMetrics, line: string): Promise<number | undefined> {
-  const text = await metrics.registry.metrics();
-  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-  return found === undefined ? undefined : Number(found.slice(line.length + 1));
-}
+const sample = sampleLine;
 
 describe('GatewayMetrics series at 0', () => {
   it('has every refusal code, auth method x result, listener and refusal reason at 0 from the start', async () => {

@@ -6,12 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { GatewayMetrics } from '../../../src/observability/metrics.js';
 import { wireMetrics } from '../../../src/observability/wire-metrics.js';
 import { GatewayEventBus } from '../../../src/shared/events.js';
+import { sampleLine } from '../admin/prometheus-text.js';
 
-async function sample(metrics: GatewayMetrics, line: string): Promise<number | undefined> {
-  const text = await metrics.registry.metrics();
-  const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-  return found === undefined ? undefined : Number(found.slice(line.length + 1));
-}
+const sample = sampleLine;
 
 function wired() {
   const events = new GatewayEventBus();
