@@ -17,7 +17,7 @@
  *   BENCH_ROUNDS=N                  rounds per load (default 3 for 100 KB, 2 for 5 MB, 1 for 25 MB)
  *   BENCH_WARMUP=N                  100 KB messages before the measured loads (default 3000; 300 quick)
  *   BENCH_NODE=/path/to/node        run the gateway under another Node binary
- *   BENCH_NODE_ARGS="..."           flags for the gateway's node (default: production's --max-semi-space-size=2;
+ *   BENCH_NODE_ARGS="..."           flags for the gateway's node (default: production's, bench/production.ts;
  *                                   empty for stock V8)
  *   BENCH_NO_POSTFIX=1              gateway only
  *   BENCH_LOADS=small,medium        only these loads (small = 100 KB, paced = 100 KB offered at 40 msg/s,

@@ -8,7 +8,7 @@
  *   npm run bench:restart                       (builds first)
  *   BENCH_FINISHED=20000 BENCH_QUEUED=2000 npx tsx bench/restart.ts   smaller
  *   BENCH_DATA_DIR=/tmp/restart npx tsx bench/restart.ts   seed once into that directory, reuse it on later runs
- *   BENCH_NODE_ARGS= npx tsx bench/restart.ts   stock V8 flags (default: production's --max-semi-space-size=2)
+ *   BENCH_NODE_ARGS= npx tsx bench/restart.ts   stock V8 flags (default: production's, bench/production.ts)
  *
  * `runRestartBench` is exported for `npm run bench` to call.
  */

@@ -791,6 +791,7 @@ export class Queue implements ClaimHost {
     const quarantine: Array<{ id: string; reason: string; message?: QueuedMessage; device?: string; insert?: boolean }> = [];
     const withoutBody: QueuedMessage[] = [];
     const seqs = this.log.openSeqs(lastSeq);
+    const shared = new SharedStrings();
     for (let from = 0; from < seqs.length; from += OPEN_ROWS_BATCH) {
       if (from > 0) await new Promise((resolve) => setImmediate(resolve));
       for (const row of this.log.openRowsBySeq(seqs.slice(from, from + OPEN_ROWS_BATCH))) {
@@ -802,7 +803,8 @@ export class Queue implements ClaimHost {
           quarantine.push({ id: row.id, device: row.device, reason: `its record in the database cannot be read (${(err as Error).message})` });
           continue;
         }
-        message.state = row.state;
+        message.state = shared.share(row.state);
+        shared.shareFields(message);
         if (names.has(`${row.id}.eml`)) this.open.set(row.id, { message, leased: false });
         else withoutBody.push(message);
       }
@@ -881,4 +883,43 @@ export function rowParams(message: QueuedMessage): Record<string, unknown> {
 
 function ignoreMissing(err: unknown): void {
   if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+}
+
+/**
+ * One copy of each repeated string among the open messages a restart reads. Their rows repeat the same
+ * few values (device, upstream, states, sender, recipients, client address): JSON.parse gives each row its
+ * own copies, and with 10,000 waiting scans those copies were megabytes of the heap. Lives for one load.
+ */
+class SharedStrings {
+  private readonly seen = new Map<string, string>();
+
+  share<T extends string>(value: T): T {
+    const known = this.seen.get(value);
+    if (known !== undefined) return known as T;
+    this.seen.set(value, value);
+    return value;
+  }
+
+  shareFields(message: QueuedMessage): void {
+    message.device = this.share(message.device);
+    if (message.upstream !== undefined) message.upstream = this.share(message.upstream);
+    const { envelope, headers, client } = message;
+    envelope.mailFrom = this.share(envelope.mailFrom);
+    envelope.bodyType = this.share(envelope.bodyType);
+    envelope.rcptTo = envelope.rcptTo.map((address) => this.share(address));
+    for (const recipient of message.recipients) {
+      recipient.address = this.share(recipient.address);
+      recipient.state = this.share(recipient.state);
+    }
+    if (headers.from !== undefined) headers.from = this.share(headers.from);
+    if (headers.to !== undefined) headers.to = this.share(headers.to);
+    client.address = this.share(client.address);
+    if (client.heloName !== undefined) client.heloName = this.share(client.heloName);
+    if (client.authMethod !== undefined) client.authMethod = this.share(client.authMethod);
+    if (message.held) {
+      message.held.code = this.share(message.held.code);
+      message.held.reason = this.share(message.held.reason);
+      message.held.owner = this.share(message.held.owner);
+    }
+  }
 }
