@@ -132,6 +132,18 @@ export class SmtpThread {
  */
 function startWorker(): Worker {
   const compiled = new URL('./smtp-thread-entry.js', import.meta.url);
-  if (existsSync(fileURLToPath(compiled))) return new Worker(compiled);
-  return new Worker(new URL('./smtp-thread-boot.mjs', import.meta.url), { workerData: { entry: new URL('./smtp-thread-entry.ts', import.meta.url).href } });
+  if (existsSync(fileURLToPath(compiled))) return new Worker(compiled, { resourceLimits: THREAD_LIMITS });
+  return new Worker(new URL('./smtp-thread-boot.mjs', import.meta.url), {
+    workerData: { entry: new URL('./smtp-thread-entry.ts', import.meta.url).href },
+    resourceLimits: THREAD_LIMITS,
+  });
 }
+
+/**
+ * V8 lets a heap grow to up to 4x its live size before the next full collection when its limit is large
+ * (the default, about 2 GB), and 1.3x when the limit is 256 MB or less. The thread's live heap is about
+ * 13 MB (transports, sessions; bodies are outside the heap), so 256 MB leaves 20x headroom while Node 24's
+ * thread no longer grows to 40 MB committed. Were the limit ever reached, the thread dies, its sends are
+ * deferred (ECONNECTION) and the next send starts a new one.
+ */
+const THREAD_LIMITS = { maxOldGenerationSizeMb: 256 };
