@@ -231,7 +231,7 @@ async function runRound(instance: Instance, load: Load, upstream: UpstreamHandle
   const send = (prefix: string, count: number, concurrency: number, latencies?: number[]) =>
     runConcurrent(count, concurrency, async (index) => {
       // Pacing, not a wait for an outcome: message i of a paced load starts i / rate seconds in.
-      if (load.pacedRate && pacingFrom !== undefined) await sleep(pacingFrom + (index * 1000) / load.pacedRate - performance.now());
+      if (load.pacedRate && pacingFrom !== undefined) await sleep(Math.max(0, pacingFrom + (index * 1000) / load.pacedRate - performance.now()));
       const result = await sendGenerated(running.port, {
         bytes: load.bytes,
         from: 'scanner@example.org',
