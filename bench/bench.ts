@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { percentile, runConcurrent, sendGenerated } from '../test/kit/smtp-load.js';
 import { fsyncCalls, processTree, SideCgroup, sampleUssPeak, straceWrapper, treeCpuSeconds } from './measure.js';
 import { postfixAvailable } from './postfix.js';
-import { PRODUCTION_ENV, PRODUCTION_NODE_ARGS } from './production.js';
+import { gatewayEnv, PRODUCTION_ENV, PRODUCTION_NODE_ARGS } from './production.js';
 import { type BenchUpstream, gatewaySide, postfixSide, type Side } from './sides.js';
 import type { UpstreamReport } from './upstream-process.js';
 
@@ -386,7 +386,8 @@ async function main(): Promise<void> {
   console.log(
     `scanrelay bench${QUICK ? ' (quick)' : ''}: ${cpus().length} CPUs, load average ${execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ')}`,
   );
-  const env = Object.keys(PRODUCTION_ENV).map((key) => `${key}=${process.env[key] ?? PRODUCTION_ENV[key]}`);
+  const environment = gatewayEnv();
+  const env = Object.keys(PRODUCTION_ENV).map((key) => `${key}=${environment[key]}`);
   console.log(
     `  gateway: node ${versionOf(node.binary)} (${node.binary})${node.args.length ? ` ${node.args.join(' ')}` : ''} ${env.join(' ')}, compiled dist/`,
   );

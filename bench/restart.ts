@@ -21,7 +21,7 @@ import { stringify } from 'yaml';
 import { Queue, type QueuedMessage } from '../src/queue/index.js';
 import { GatewayEventBus } from '../src/shared/events.js';
 import { newQueueId } from '../src/shared/ids.js';
-import { PRODUCTION_ENV, PRODUCTION_NODE_ARGS } from './production.js';
+import { gatewayEnv, PRODUCTION_NODE_ARGS } from './production.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
@@ -72,7 +72,7 @@ export async function runRestartBench(
     // Production's V8 flags unless told otherwise (npm start, the Dockerfile and the systemd unit set them).
     const child = spawn(process.execPath, [...(options.nodeArgs ?? PRODUCTION_NODE_ARGS), join(ROOT, 'dist/src/main.js'), '--config', file], {
       cwd: ROOT,
-      env: { ...PRODUCTION_ENV, ...process.env },
+      env: gatewayEnv(),
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     try {

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startGatewayProcess, writeGatewayConfig } from '../test/kit/gateway-process.js';
-import { PRODUCTION_ENV } from './production.js';
+import { gatewayEnv } from './production.js';
 import { startPostfix } from './postfix.js';
 
 export interface BenchUpstream {
@@ -65,7 +65,7 @@ export function gatewaySide(upstream: BenchUpstream, node: { binary: string; arg
           compiled: true,
           node: node.binary,
           nodeArgs: node.args,
-          env: { ...PRODUCTION_ENV, ...process.env },
+          env: gatewayEnv(),
           wrapper,
           keepLogs: false,
         });

@@ -26,7 +26,7 @@ import type { LoginOutcome, LoginRecorder } from './login-recorder.js';
 import { checkMailFrom, checkRecipient, identifySender, type SessionIdentity } from './policy.js';
 import type { ConnectionControl } from './quirks.js';
 import { replies, type SmtpReply } from './replies.js';
-import type { SlotAccountant, SlotHolder } from './slots.js';
+import { refusalReason, type SlotAccountant, type SlotHolder } from './slots.js';
 
 export type Listener = 'smtp' | 'smtps';
 
@@ -94,7 +94,7 @@ export class InboundSession implements SlotHolder {
     }
     const admission = slots.admit(this);
     if (!admission.ok) {
-      this.refused(admission.refusal === 'per-address' ? 'per-ip-limit' : 'max-clients');
+      this.refused(refusalReason(admission.refusal));
       const reply =
         admission.refusal === 'per-address'
           ? replies.tooManyFromAddress

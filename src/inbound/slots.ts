@@ -11,6 +11,7 @@
  * room (as Postfix does under stress; only sessions idle for half the stress pre-auth deadline), and while usage is above stressThreshold the pre-auth deadline is
  * the shorter stress one.
  */
+import type { ConnectionRefusal } from '../shared/events.js';
 import { addressKey } from './lockout.js';
 
 export interface SlotLimits {
@@ -41,7 +42,13 @@ export interface SlotHolder {
   onStress?(): void;
 }
 
-export type Admission = { ok: true; evicted?: SlotHolder } | { ok: false; refusal: 'per-address' | 'max-clients' | 'unauthenticated' };
+export type Admission = { ok: true; evicted?: SlotHolder } | { ok: false; refusal: SlotRefusal };
+export type SlotRefusal = 'per-address' | 'max-clients' | 'unauthenticated';
+
+/** The metric's reason for a refused admission, the same on every listener (unauthenticated slots are a share of the total). */
+export function refusalReason(refusal: SlotRefusal): Extract<ConnectionRefusal, 'per-ip-limit' | 'max-clients'> {
+  return refusal === 'per-address' ? 'per-ip-limit' : 'max-clients';
+}
 
 export class SlotAccountant {
   private readonly holders = new Map<SlotHolder, { key: string; authenticated: boolean }>();

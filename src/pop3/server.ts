@@ -11,7 +11,7 @@ import type { Pop3Config } from '../config/index.js';
 import type { GatewayEventBus, SessionStepName } from '../shared/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { LoginRecorder } from '../inbound/login-recorder.js';
-import { SlotAccountant, type SlotHolder } from '../inbound/slots.js';
+import { SlotAccountant, refusalReason, type SlotHolder } from '../inbound/slots.js';
 import { canonicalAddress } from '../shared/cidr.js';
 import { errorMessage } from '../shared/errors.js';
 import { newSessionId } from '../shared/ids.js';
@@ -110,14 +110,10 @@ export function createPop3Server(deps: Pop3Deps): Pop3Server {
     const admission = slots.admit(holder);
     if (!admission.ok) {
       detail('warn', { refusal: admission.refusal, ...slots.counts() }, 'pop3.connect.limit');
-      step('refused', false, () => (admission.refusal === 'per-address' ? pop3Replies.tooManyFromAddress : pop3Replies.tooManyClients), admission.refusal);
-      finish(admission.refusal === 'per-address' ? pop3Replies.tooManyFromAddress : pop3Replies.tooManyClients);
-      events.emit('session.refused', {
-        sessionId,
-        remoteAddress,
-        listener: 'pop3',
-        reason: admission.refusal === 'per-address' ? 'per-ip-limit' : 'max-clients',
-      });
+      const reply = admission.refusal === 'per-address' ? pop3Replies.tooManyFromAddress : pop3Replies.tooManyClients;
+      step('refused', false, () => reply, admission.refusal);
+      finish(reply);
+      events.emit('session.refused', { sessionId, remoteAddress, listener: 'pop3', reason: refusalReason(admission.refusal) });
       socket.on('close', () => events.emit('session.closed', { sessionId, remoteAddress }));
       return;
     }
