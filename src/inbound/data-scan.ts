@@ -5,8 +5,10 @@
  * that starts with "." (the terminator "\r\n.\r\n", or an escape dot to remove). On the main thread,
  * where every printer's session runs, that loop was the largest cost of receiving a scan. `feedDataStream`
  * below is the library's method with only that search changed: it jumps from one "\n." to the next
- * (found natively) and judges each exactly as the library does; everything else (the 4 bytes kept
- * between chunks, the start-of-data checks, byte counting, back-pressure) is the library's code as is.
+ * (found natively) and judges each exactly as the library does; everything else (the start-of-data
+ * checks, byte counting, back-pressure) is the library's code as is. One more change: the library joins
+ * the 4 bytes it keeps between chunks to the next chunk, copying every socket read; here they are
+ * written on their own unless a line starting with "." crosses the seam (`seamHasLineDot`).
  *
  * `installFastDataScan()` puts it in place once, when inbound loads. test/unit/inbound/data-scan.test.ts
  * proves it equal to the library's own method (data, byte counts, the commands after the end) on random
@@ -41,9 +43,18 @@ function feedDataStream(this: StreamInternals, input: Buffer, done: Callback): v
   // only called in data mode, which always has a stream
   const dataStream = this._dataStream as DataStreamLike;
   let chunk = input;
-  if (this._lastBytes !== false && this._lastBytes.length > 0) {
-    chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length);
+  const held = this._lastBytes;
+  if (held !== false && held.length > 0) {
     this._lastBytes = false;
+    if (this._atDataStart || input.length < 4 || seamHasLineDot(held, input)) {
+      chunk = Buffer.concat([held, input], held.length + input.length); // the library's way
+    } else {
+      // No line starts with a dot at the seam, so the held bytes are plain data: they go out on their own
+      // and the chunk is scanned as if nothing were held. This spares a new buffer and a copy for every
+      // socket read (up to 64 KiB each): half of the bytes the main thread allocated while receiving.
+      this._countDataBytes(held.length);
+      if (dataStream.writable) dataStream.write(held);
+    }
   }
   let len = chunk.length;
   // A terminator right at the start of DATA (the library's check, including its smuggling guard).
@@ -94,6 +105,17 @@ function feedDataStream(this: StreamInternals, input: Buffer, done: Callback): v
       } else done();
     } else done();
   } else done();
+}
+
+/**
+ * Whether held ++ input has a "\n." whose LF is at 1 .. held.length: exactly the positions the library's
+ * loop over the joined buffer would judge with bytes of `held`. Every later one lies in `input` alone
+ * (its loop from index 1 covers them); `input` has at least 4 bytes.
+ */
+function seamHasLineDot(held: Buffer, input: Buffer): boolean {
+  const at = (k: number) => (k < held.length ? held[k] : input[k - held.length]);
+  for (let lf = 1; lf <= held.length; lf++) if (at(lf) === LF && at(lf + 1) === DOT) return true;
+  return false;
 }
 
 /** Replaces smtp-server's per-byte search (idempotent). Returns whether it is in place. */
