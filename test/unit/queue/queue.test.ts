@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { readSync, readlinkSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -115,6 +115,35 @@ describe('Queue', () => {
         attempts: 0,
       });
       expect(await spool()).toEqual([`${message.id}.eml`]);
+    });
+
+    it('stores bodies of many batches byte for byte, chunked unevenly, several at once (reused batch buffers)', async () => {
+      const queue = await open();
+      // 1.3 MB: five 256 KiB batches and a short last one, written from two buffers that take turns; three
+      // bodies at once take buffers from the same pool, and a fourth after them gets the returned ones.
+      const pattern = (seed: number) => Buffer.from(Array.from({ length: 1_300_000 }, (_, i) => (i * 31 + seed) % 251));
+      const bodies = [1, 2, 3].map(pattern);
+      const chunkSizes = [65_536, 1, 4_099, 262_144, 300_000];
+      const uneven = (data: Buffer) => {
+        const source = new PassThrough();
+        let at = 0;
+        for (let n = 0; at < data.length; n++) {
+          const size = chunkSizes[n % chunkSizes.length];
+          source.write(data.subarray(at, at + size));
+          at += size;
+        }
+        source.end();
+        return source;
+      };
+      const accepted = await Promise.all(bodies.map((data) => queue.accept(input({ maxSize: 2_000_000 }), uneven(data))));
+      const later = pattern(4);
+      accepted.push(await queue.accept(input({ maxSize: 2_000_000 }), uneven(later)));
+      bodies.push(later);
+      for (const [index, message] of accepted.entries()) {
+        const stored = await readFile(queue.bodyPath(message.id));
+        expect(stored.equals(bodies[index]), `body ${index + 1}`).toBe(true);
+        expect(message.sha256).toBe(sha256(bodies[index]));
+      }
     });
 
     it('keeps the data directory 0700 and every file in it 0600, whatever the umask', async () => {
