@@ -225,7 +225,13 @@ async function main(): Promise<void> {
     const cliVersion = podman(['exec', NAME, 'node', 'dist/src/cli/index.js', '--version']).stdout.trim();
     check(cliVersion === `scanrelay ${pkg.version}`, `scanrelay --version inside the image: ${cliVersion}`);
     const nodeOptions = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^NODE_OPTIONS=']).stdout.trim();
-    check(nodeOptions.includes('--max-semi-space-size='), `V8 flags reach the gateway (${nodeOptions})`);
+    check(nodeOptions.includes('--max-semi-space-size=') && nodeOptions.includes('--max-old-space-size='), `V8 flags reach the gateway (${nodeOptions})`);
+    const ready =
+      podman(['logs', NAME])
+        .stdout.split('\n')
+        .find((line) => line.includes('scanrelay.ready')) ?? '';
+    const heapTuning = /"heapTuning":"([^"]*)"/.exec(ready)?.[1];
+    check(heapTuning === '--scavenger-max-new-space-capacity-mb=2', `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`);
     const arenas = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^MALLOC_ARENA_MAX=']).stdout.trim();
     check(arenas === 'MALLOC_ARENA_MAX=2', `malloc arenas limited for the gateway (${arenas})`);
     const compiler = podman(['exec', NAME, 'sh', '-c', 'command -v g++ gcc make python3 || true']).stdout.trim();
