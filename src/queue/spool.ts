@@ -1,7 +1,7 @@
 /**
  * Message bodies on disk. A body is streamed (never buffered whole) into an exclusively created temp
- * file, in batches of up to 256 KiB copied into reused buffers (one fills while the other is written),
- * hashed on the way, and fsynced before this resolves. Oversize or a disk error stops the writing but
+ * file, in batches of up to 256 KiB copied into a reused buffer, hashed on the way, and fsynced before
+ * this resolves. Oversize or a disk error stops the writing but
  * keeps reading the client's data to its end, so the SMTP session can still answer 552 or 452 and go on.
  */
 import { createHash } from 'node:crypto';
@@ -32,7 +32,7 @@ const BATCH_BYTES = 256 * 1024;
 const HEADER_SNIFF_LIMIT = 64 * 1024;
 
 /**
- * Batch buffers, reused from one body to the next. A body's chunks are copied into them, so each socket
+ * Batch buffers, reused from one body to the next. A body's chunks are copied into one, so each socket
  * read (up to 64 KiB) is garbage as soon as it has been copied, and the next scavenge frees it. Batched as
  * they came, the reads lived through the batch's write, survived scavenges into V8's old generation and
  * waited there for a full collection: 40-60 MiB of dead reads on the main thread at 20 x 25 MB.
@@ -50,80 +50,8 @@ class BatchPool {
   }
 }
 
-/** Two per printer sending at once, for up to 10 at once, without holding more than 5 MiB idle. */
-const batches = new BatchPool(20);
-
-/**
- * Writes one body in batches from two buffers: one fills from the client's data while the other is being
- * written, so a socket read is copied at once instead of waiting out a write behind a busy thread pool.
- * Invariants: at most one write in flight (each write starts at the file offset the last one ended at);
- * a buffer goes back to the pool only after its write has settled (`release`), and the descriptor may be
- * closed only after `release`.
- */
-class BatchWriter {
-  /** The first write error; nothing more is written after it. */
-  error: unknown;
-  private filling: Buffer | undefined;
-  private filled = 0;
-  private spare: Buffer | undefined;
-  private writing: Promise<void> | undefined;
-  private writingBuffer: Buffer | undefined;
-
-  constructor(private readonly handle: FileHandle) {}
-
-  /** Copies `chunk` in; waits only while both buffers are taken (the previous write is still going). */
-  async add(chunk: Buffer): Promise<void> {
-    for (let at = 0; at < chunk.length; ) {
-      if (this.filling === undefined) {
-        this.filling = this.spare ?? batches.take();
-        this.spare = undefined;
-      }
-      const copied = chunk.copy(this.filling, this.filled, at);
-      this.filled += copied;
-      at += copied;
-      if (this.filled === BATCH_BYTES) await this.write();
-    }
-  }
-
-  /** Writes what is left and waits until every write has settled (see `error`). */
-  async finish(): Promise<void> {
-    if (this.filled > 0) await this.write();
-    await this.settle();
-  }
-
-  /** Waits for a write in flight, then gives the buffers back. */
-  async release(): Promise<void> {
-    await this.settle();
-    for (const buffer of [this.filling, this.spare]) if (buffer !== undefined) batches.give(buffer);
-    this.filling = this.spare = undefined;
-    this.filled = 0;
-  }
-
-  /** Starts writing the filled buffer once the previous write has settled. */
-  private async write(): Promise<void> {
-    await this.settle();
-    const buffer = this.filling as Buffer;
-    const bytes = this.filled;
-    this.filling = undefined;
-    this.filled = 0;
-    if (this.error !== undefined) {
-      batches.give(buffer);
-      return;
-    }
-    this.writingBuffer = buffer;
-    this.writing = writeAll(this.handle, buffer.subarray(0, bytes)).catch((err: unknown) => {
-      this.error ??= err;
-    });
-  }
-
-  private async settle(): Promise<void> {
-    if (this.writing === undefined) return;
-    await this.writing;
-    this.writing = undefined;
-    this.spare = this.writingBuffer;
-    this.writingBuffer = undefined;
-  }
-}
+/** Enough for 10 printers sending at once without holding more than 2.5 MiB idle. */
+const batches = new BatchPool(10);
 
 export async function spoolBody(source: Readable, path: string, maxSize: number): Promise<SpoolResult> {
   // The source may fail while the file is being opened, before the loop below listens: without this an
@@ -138,39 +66,57 @@ export async function spoolBody(source: Readable, path: string, maxSize: number)
   }
   const hash = createHash('sha256');
   const sniffer = new HeaderSniffer();
-  const writer = new BatchWriter(handle);
   let size = 0;
   let has8bit = false;
+  let batch: Buffer | undefined;
+  let batchBytes = 0;
+  let writeError: unknown;
   let tooLarge = false;
 
-  try {
+  const flush = async () => {
+    if (batch === undefined || batchBytes === 0 || writeError || tooLarge) return;
+    const bytes = batchBytes;
+    batchBytes = 0;
     try {
-      for await (const chunk of source as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > maxSize) tooLarge = true;
-        if (tooLarge || writer.error !== undefined) continue; // keep reading to the end of DATA, store nothing more
-        hash.update(chunk);
-        sniffer.push(chunk);
-        if (!has8bit) has8bit = hasHighBit(chunk);
-        await writer.add(chunk);
-      }
-      if (!tooLarge) await writer.finish();
-      if (!tooLarge && writer.error === undefined) await handle.sync();
-    } finally {
-      await writer.release();
+      await writeAll(handle, batch.subarray(0, bytes));
+    } catch (err) {
+      writeError = err;
     }
+  };
+
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxSize) tooLarge = true;
+      if (tooLarge || writeError) continue; // keep reading to the end of DATA, store nothing more
+      hash.update(chunk);
+      sniffer.push(chunk);
+      if (!has8bit) has8bit = hasHighBit(chunk);
+      for (let at = 0; at < chunk.length; ) {
+        batch ??= batches.take();
+        const copied = chunk.copy(batch, batchBytes, at);
+        batchBytes += copied;
+        at += copied;
+        if (batchBytes === BATCH_BYTES) await flush();
+      }
+    }
+    await flush();
+    if (!writeError && !tooLarge) await handle.sync();
   } catch (err) {
     // The client went away mid-DATA (socket closed, timeout): nothing was promised, nothing is kept.
     await discard(handle, path);
     throw new SpoolError('SCANRELAY_SPOOL_ABORTED', `transfer aborted: ${(err as Error).message}`, err);
+  } finally {
+    // Invariant: the batch goes back only with no write from it in flight; flush is only ever awaited inline.
+    if (batch !== undefined) batches.give(batch);
   }
   if (tooLarge) {
     await discard(handle, path);
     throw new MessageTooLargeError(maxSize);
   }
-  if (writer.error !== undefined) {
+  if (writeError) {
     await discard(handle, path);
-    throw toSpoolError(writer.error);
+    throw toSpoolError(writeError);
   }
   // The data is on disk (fsynced): closing the descriptor is not waited for, it only costs the accept a
   // trip through the thread pool. A close error after a successful fsync loses nothing.
