@@ -1,8 +1,8 @@
 /**
  * Message bodies on disk. A body is streamed (never buffered whole) into an exclusively created temp
  * file, in batches of up to 256 KiB copied into a reused buffer, hashed on the way, and fsynced before
- * this resolves. Oversize or a disk error stops the writing but
- * keeps reading the client's data to its end, so the SMTP session can still answer 552 or 452 and go on.
+ * this resolves. Oversize or a disk error stops the writing but keeps reading the client's data to its
+ * end, so the SMTP session can still answer 552 or 452 and go on.
  */
 import { createHash } from 'node:crypto';
 import { isAscii } from 'node:buffer';
