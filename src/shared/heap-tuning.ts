@@ -14,18 +14,18 @@ import v8 from 'node:v8';
  * again without pointer compression), so up to 128 MiB of socket and file reads, 64 KiB each and dead
  * as soon as they were written on, waited for a collection; V8 11 (Node 20, no flag) and V8 12 (Node 22,
  * 8) allow 32 MiB. With 2 it is 8 MiB. Together with the spool's reused batch buffers, the peak USS of
- * a warmed gateway receiving 20 x 25 MB at once on Node 24 fell from 155-207 to 128-152 MiB (README,
- * Performance).
+ * a warmed gateway receiving 20 x 25 MB at once on Node 24 fell from 207 to 134 MiB in the side-by-side
+ * bench (README, Performance).
  */
 export const SCAVENGE_BUFFERS_NEW_SPACE_MB = 2;
-const FLAG = '--scavenger-max-new-space-capacity-mb';
+export const SCAVENGER_FLAG = '--scavenger-max-new-space-capacity-mb';
 /** V8 12 is the first line with the flag: Node 22 (V8 12.4, default 8) and Node 24 (V8 13.6, default 32). */
 const FIRST_V8_MAJOR = 12;
 
 /** Applies the setting unless this V8 lacks it or the command line chose a value; says what it did. */
 export function tuneYoungGeneration(v8Version = process.versions.v8, execArgv = process.execArgv): string {
-  if (execArgv.some((arg) => arg.startsWith(FLAG))) return 'set on the command line';
+  if (execArgv.some((arg) => arg.startsWith(SCAVENGER_FLAG))) return 'set on the command line';
   if (Number(v8Version.split('.')[0]) < FIRST_V8_MAJOR) return `not available in V8 ${v8Version}`;
-  v8.setFlagsFromString(`${FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`);
-  return `${FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`;
+  v8.setFlagsFromString(`${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`);
+  return `${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`;
 }

@@ -119,8 +119,8 @@ describe('Queue', () => {
 
     it('stores bodies of many batches byte for byte, chunked unevenly, several at once (reused batch buffers)', async () => {
       const queue = await open();
-      // 1.3 MB: five 256 KiB batches and a short last one; three
-      // bodies at once take buffers from the same pool, and a fourth after them gets the returned ones.
+      // 1.3 MB: five 256 KiB batches and a short last one. Three bodies at once take buffers from the same
+      // pool, and a fourth after them gets the returned ones.
       const pattern = (seed: number) => Buffer.from(Array.from({ length: 1_300_000 }, (_, i) => (i * 31 + seed) % 251));
       const bodies = [1, 2, 3].map(pattern);
       const chunkSizes = [65_536, 1, 4_099, 262_144, 300_000];

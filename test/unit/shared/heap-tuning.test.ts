@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { SCAVENGE_BUFFERS_NEW_SPACE_MB, tuneYoungGeneration } from '../../../src/shared/heap-tuning.js';
-
-const FLAG = '--scavenger-max-new-space-capacity-mb';
+import { SCAVENGE_BUFFERS_NEW_SPACE_MB, SCAVENGER_FLAG as FLAG, tuneYoungGeneration } from '../../../src/shared/heap-tuning.js';
 
 describe('tuneYoungGeneration (when V8 scavenges to free dead ArrayBuffers)', () => {
   it('leaves a V8 without the flag alone (Node 20 ships V8 11.3)', () => {
