@@ -62,7 +62,7 @@ LABEL org.opencontainers.image.title="scanrelay" \
 # MALLOC_ARENA_MAX: at most 2 malloc arenas for the gateway's threads (main, SMTP client thread, thread
 # pool); with glibc's default of 8 per core, peak USS with 20 scans of 25 MB at once was 132 MiB, with 2 it was 107.
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=512" \
+    NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=512" \
     MALLOC_ARENA_MAX=2 \
     SCANRELAY_CONFIG=/config/gateway.yaml \
     SCANRELAY_DATA_DIR=/data \

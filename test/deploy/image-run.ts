@@ -231,7 +231,7 @@ async function main(): Promise<void> {
         .stdout.split('\n')
         .find((line) => line.includes('scanrelay.ready')) ?? '';
     const heapTuning = /"heapTuning":"([^"]*)"/.exec(ready)?.[1];
-    check(heapTuning === '--scavenger-max-new-space-capacity-mb=2', `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`);
+    check(heapTuning === '--scavenger-max-new-space-capacity-mb=1', `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`);
     const arenas = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^MALLOC_ARENA_MAX=']).stdout.trim();
     check(arenas === 'MALLOC_ARENA_MAX=2', `malloc arenas limited for the gateway (${arenas})`);
     const compiler = podman(['exec', NAME, 'sh', '-c', 'command -v g++ gcc make python3 || true']).stdout.trim();

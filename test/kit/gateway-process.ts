@@ -20,7 +20,7 @@ export interface GatewayProcessOptions {
   compiled?: boolean;
   /** Node binary (default: the one running this process). */
   node?: string;
-  /** Flags for node before the script (e.g. --max-semi-space-size=2, --cpu-prof). */
+  /** Flags for node before the script (e.g. --max-semi-space-size=1, --cpu-prof). */
   nodeArgs?: string[];
   /** A command and its arguments put in front of node (it must exec or fork node as its descendant). */
   wrapper?: string[];
