@@ -18,9 +18,8 @@ import v8 from 'node:v8';
  * side-by-side bench (README, Performance).
  *
  * Lower is also cheaper, not only smaller: the reads are freed while their memory is still in the CPU's
- * caches and in malloc's free lists. At 50 x 5 MB on Node 24 the gateway spent 28-33 ms of CPU per
- * message with 1, 31-38 with 2 and 52 with 4 or the default (gateway alone, interleaved runs), and 34.8
- * against 41.6 ms side by side with Postfix; 1 is the flag's smallest useful value (it is in MB).
+ * caches and malloc's free lists (50 x 5 MB on Node 24: 34.8 ms of CPU per message at 1, 41.6 at 2, about
+ * 52 at 4 or the default; README, Performance). 1 is the flag's smallest useful value: it is in MB.
  */
 export const SCAVENGE_BUFFERS_NEW_SPACE_MB = 1;
 export const SCAVENGER_FLAG = '--scavenger-max-new-space-capacity-mb';

@@ -21,6 +21,7 @@ import { stringify } from 'yaml';
 import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
 import { TEST_DEVICE, TestUpstream, upstreamEntry } from '../kit/upstream.js';
 import { testCerts } from '../kit/certs.js';
+import { SCAVENGE_BUFFERS_NEW_SPACE_MB, SCAVENGER_FLAG } from '../../src/shared/heap-tuning.js';
 import { REPO } from './files.js';
 
 const IMAGE = process.env.SCANRELAY_IMAGE ?? 'localhost/scanrelay:ci';
@@ -231,7 +232,10 @@ async function main(): Promise<void> {
         .stdout.split('\n')
         .find((line) => line.includes('scanrelay.ready')) ?? '';
     const heapTuning = /"heapTuning":"([^"]*)"/.exec(ready)?.[1];
-    check(heapTuning === '--scavenger-max-new-space-capacity-mb=1', `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`);
+    check(
+      heapTuning === `${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`,
+      `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`,
+    );
     const arenas = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^MALLOC_ARENA_MAX=']).stdout.trim();
     check(arenas === 'MALLOC_ARENA_MAX=2', `malloc arenas limited for the gateway (${arenas})`);
     const compiler = podman(['exec', NAME, 'sh', '-c', 'command -v g++ gcc make python3 || true']).stdout.trim();
