@@ -1,9 +1,12 @@
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
-import { installFastDataScan, libraryFeedDataStream } from '../../../src/inbound/data-scan.js';
+import { installFastDataScan, libraryFeedDataStream, libraryStartDataMode } from '../../../src/inbound/data-scan.js';
 import { createPrng } from '../hardening/prng.js';
 
 type Feed = (...args: never[]) => void;
+type StartDataMode = (this: SMTPStream, maxBytes?: number) => PassThrough & { byteLength: number; sizeExceeded: boolean };
+type StreamWithHeld = SMTPStream & { _lastBytes: Buffer | false; startDataMode(): PassThrough };
 
 interface Outcome {
   data: Buffer;
@@ -63,7 +66,56 @@ describe('end-of-DATA search put in place of smtp-server’s per-byte loop', () 
   it('is installed over SMTPStream, which keeps its own method for comparison', () => {
     expect(installFastDataScan()).toBe(true);
     expect(libraryFeedDataStream).toBeTypeOf('function');
+    expect(libraryStartDataMode).toBeTypeOf('function');
     expect(installFastDataScan()).toBe(true); // idempotent
+  });
+
+  it('starts DATA with the same fields as smtp-server, on a stream that holds no chunk of its own', async () => {
+    installFastDataScan();
+    const ours = (SMTPStream.prototype as unknown as { startDataMode: StartDataMode }).startDataMode;
+    const theirs = libraryStartDataMode as unknown as StartDataMode;
+    expect(ours).not.toBe(theirs);
+    // The fields each method sets on the SMTPStream, and their values.
+    const started = (start: StartDataMode) => {
+      const stream = new SMTPStream() as unknown as Record<string, unknown>;
+      const before = { ...stream };
+      const dataStream = start.call(stream as unknown as SMTPStream, 5_000);
+      expect(stream._dataStream).toBe(dataStream);
+      const fields = Object.fromEntries(Object.entries(stream).filter(([key, value]) => key !== '_dataStream' && before[key] !== value));
+      return { fields, dataStream };
+    };
+    const mine = started(ours);
+    const library = started(theirs);
+    expect(mine.fields).toEqual(library.fields);
+    expect(mine.dataStream).toBeInstanceOf(PassThrough);
+    expect({ byteLength: mine.dataStream.byteLength, sizeExceeded: mine.dataStream.sizeExceeded }).toEqual({
+      byteLength: library.dataStream.byteLength,
+      sizeExceeded: library.dataStream.sizeExceeded,
+    });
+    expect([mine.dataStream.writableHighWaterMark, mine.dataStream.readableHighWaterMark]).toEqual([0, 0]);
+
+    // With no reader, 64 chunks of 1 KiB: the library's stream takes in up to its high-water marks, ours
+    // only the chunk in hand; smtp-server's back-pressure holds the rest (and, on a socket, pauses it).
+    const held = async (start: StartDataMode) => {
+      const stream = new SMTPStream();
+      const dataStream = start.call(stream);
+      for (let i = 0; i < 64; i++) stream.write(Buffer.alloc(1024, 0x61));
+      for (let turn = 0; turn < 3; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+      return dataStream.readableLength; // the bytes waiting for a reader
+    };
+    expect(await held(theirs)).toBeGreaterThanOrEqual(16 * 1024);
+    expect(await held(ours)).toBeLessThanOrEqual(1024);
+  });
+
+  it('keeps a copy of the bytes it holds back between chunks, not a view that keeps the whole read alive', async () => {
+    installFastDataScan();
+    const stream = new SMTPStream() as unknown as StreamWithHeld;
+    const dataStream = stream.startDataMode();
+    dataStream.resume();
+    const read = Buffer.alloc(65_536, 0x61);
+    await new Promise<void>((resolve, reject) => stream.write(read, (err?: Error | null) => (err ? reject(err) : resolve())));
+    expect(stream._lastBytes).toEqual(Buffer.from('aaaa'));
+    expect((stream._lastBytes as Buffer).buffer).not.toBe(read.buffer);
   });
 
   it('gives the same data, byte count and following commands as smtp-server’s own method on 2,000 random transfers and chunkings', async () => {
