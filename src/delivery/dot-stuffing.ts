@@ -6,8 +6,7 @@
  * which on this project's bench was the largest single cost of the event loop: 10% at 100 KB scans,
  * ~70 ms of CPU per 5 MB scan. `escapeChunk` does the same transformation but visits only the CR and LF
  * bytes (found natively), so a 5 MB scan with 76-character lines costs ~130,000 native searches instead
- * of 5 million loop turns. A chunk that needs nothing inserted (most of a scan) is recognised first with
- * V8's own string searches (`isCanonical`), cheaper still than Node's Buffer.indexOf on Node 24.
+ * of 5 million loop turns.
  *
  * `installFastDotStuffing()` puts it in place of nodemailer's `_transform` (once, when nodemailer loads).
  * It changes nothing else in the stream: byte counts, `lastByte` and `_flush` stay nodemailer's.
@@ -34,38 +33,6 @@ const INSERT_DOT = Buffer.from('.');
  * Returns the chunk itself when nothing is inserted.
  */
 export function escapeChunk(chunk: Buffer, lastByte: number | false): Buffer {
-  return isCanonical(chunk, lastByte) ? chunk : insertEscapes(chunk, lastByte);
-}
-
-/**
- * Whether the chunk needs nothing inserted: every LF after a CR, every CR before an LF (a CR as the last
- * byte is judged with the next chunk's first byte), no dot after an LF, and a first byte that needs
- * nothing given `lastByte`. Most scans are such chunks (base64 lines ending in CRLF). The searches run on
- * the chunk read as a one-byte string, where each `indexOf` is a V8 builtin rather than a call into
- * Node's C++ (on Node 24 1.6 against 3.3 ms per 5 MB with 76-character lines). When the answer is no,
- * `insertEscapes` does the work from the start.
- */
-function isCanonical(chunk: Buffer, lastByte: number | false): boolean {
-  const length = chunk.length;
-  if (length === 0) return true;
-  const first = chunk[0];
-  if (lastByte === CR ? first !== LF : first === DOT && (lastByte === LF || lastByte === false)) return false;
-  if (first === LF && (lastByte !== CR || chunk[1] === DOT)) return false;
-  const text = chunk.toString('latin1');
-  // Invariant of the loop: every CR and LF before `lf` has been judged and needs nothing.
-  let lf = text.indexOf('\n', first === LF ? 1 : 0);
-  let cr = text.indexOf('\r');
-  while (lf !== -1) {
-    if (cr !== lf - 1) return false; // an LF without its CR, or a CR before it without an LF
-    if (lf + 1 < length && text.charCodeAt(lf + 1) === DOT) return false;
-    cr = text.indexOf('\r', lf + 1);
-    lf = text.indexOf('\n', lf + 1);
-  }
-  return cr === -1 || cr === length - 1; // after the last LF: no CR, or one as the very last byte
-}
-
-/** The rules above applied to every CR and LF of the chunk (found natively); a new buffer when anything is inserted. */
-function insertEscapes(chunk: Buffer, lastByte: number | false): Buffer {
   const length = chunk.length;
   const parts: Buffer[] = [];
   let copied = 0;
