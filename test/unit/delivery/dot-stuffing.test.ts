@@ -15,6 +15,34 @@ function escapeWith(transform: (...args: never[]) => void, chunks: Buffer[]): { 
   return { out: Buffer.concat(pushed), inBytes: stream.inByteCount, outBytes: stream.outByteCount };
 }
 
+/** `bytes` cut into chunks of 1 + sizeOf() bytes each. */
+function chunked(bytes: Buffer, sizeOf: () => number): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    const size = 1 + sizeOf();
+    chunks.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+/** Our transform and nodemailer's give the same bytes and byte counts for these chunks (input shown on a difference). */
+function expectSameAsNodemailer(bytes: Buffer, chunks: Buffer[]): void {
+  const ours = (DataStream as unknown as { prototype: { _transform: (...args: never[]) => void } }).prototype._transform;
+  const theirs = libraryTransform as (...args: never[]) => void;
+  const expected = escapeWith(theirs, chunks);
+  const actual = escapeWith(ours, chunks);
+  if (!actual.out.equals(expected.out)) {
+    // Shown as JSON so the input is readable.
+    expect({ input: bytes.toString('latin1'), out: actual.out.toString('latin1') }).toEqual({
+      input: bytes.toString('latin1'),
+      out: expected.out.toString('latin1'),
+    });
+  }
+  expect(actual.inBytes).toBe(expected.inBytes);
+  expect(actual.outBytes).toBe(expected.outBytes);
+}
+
 describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte loop', () => {
   it('is installed over nodemailer’s DataStream, which keeps its own transform for comparison', () => {
     expect(installFastDotStuffing()).toBe(true);
@@ -33,33 +61,18 @@ describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte l
       const length = Math.floor(next() * 200);
       const bytes = Buffer.alloc(length);
       for (let i = 0; i < length; i++) bytes[i] = alphabet[Math.floor(next() * alphabet.length)];
-      const chunks: Buffer[] = [];
-      for (let at = 0; at < length; ) {
-        const size = 1 + Math.floor(next() * 12);
-        chunks.push(bytes.subarray(at, at + size));
-        at += size;
-      }
-      const expected = escapeWith(theirs, chunks);
-      const actual = escapeWith(ours, chunks);
-      if (!actual.out.equals(expected.out)) {
-        // Shown as JSON so the input is readable.
-        expect({ input: bytes.toString('latin1'), out: actual.out.toString('latin1') }).toEqual({
-          input: bytes.toString('latin1'),
-          out: expected.out.toString('latin1'),
-        });
-      }
-      expect(actual.inBytes).toBe(expected.inBytes);
-      expect(actual.outBytes).toBe(expected.outBytes);
+      expectSameAsNodemailer(
+        bytes,
+        chunked(bytes, () => Math.floor(next() * 12)),
+      );
     }
   });
 
   it('gives the same bytes as nodemailer’s transform on 3,000 scan-like messages (CRLF lines, rare escapes) in chunks of every size', () => {
     installFastDotStuffing();
-    const ours = (DataStream as unknown as { prototype: { _transform: (...args: never[]) => void } }).prototype._transform;
-    const theirs = libraryTransform as (...args: never[]) => void;
     const next = createPrng(20261203).next;
-    // Mostly canonical text, so that the check for "nothing to insert" decides most chunks, with each
-    // anomaly now and then: a bare CR or LF, a dot at a line start, CR LF split across two chunks.
+    // Mostly CRLF lines, as scans are, with each anomaly now and then: a bare CR or LF, a dot at a line
+    // start, CR LF split across two chunks.
     const anomalies = ['\r', '\n', '\r\n.', '.', '\r\r\n', '\n\r', '\r\n..'];
     for (let round = 0; round < 3000; round++) {
       const lines: string[] = [];
@@ -69,21 +82,10 @@ describe('DATA escaping (dot-stuffing) put in place of nodemailer’s per-byte l
         lines.push(next() < 0.08 ? anomalies[Math.floor(next() * anomalies.length)] : '\r\n');
       }
       const bytes = Buffer.from(lines.join(''), 'latin1');
-      const chunks: Buffer[] = [];
-      for (let at = 0; at < bytes.length; ) {
-        const size = 1 + Math.floor(next() * (next() < 0.5 ? 8 : 300));
-        chunks.push(bytes.subarray(at, at + size));
-        at += size;
-      }
-      const expected = escapeWith(theirs, chunks);
-      const actual = escapeWith(ours, chunks);
-      if (!actual.out.equals(expected.out)) {
-        expect({ input: bytes.toString('latin1'), out: actual.out.toString('latin1') }).toEqual({
-          input: bytes.toString('latin1'),
-          out: expected.out.toString('latin1'),
-        });
-      }
-      expect(actual.outBytes).toBe(expected.outBytes);
+      expectSameAsNodemailer(
+        bytes,
+        chunked(bytes, () => Math.floor(next() * (next() < 0.5 ? 8 : 300))),
+      );
     }
   });
 
