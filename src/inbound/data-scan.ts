@@ -28,14 +28,13 @@ const LF = 0x0a;
 const DOT = 0x2e;
 
 type Callback = (err?: Error | null) => void;
-type DataStreamLike = NodeJS.WritableStream & { writable: boolean; destroyed: boolean };
 
 /** The DATA stream as smtp-server hands it to `onData` (its own two fields on a PassThrough). */
-type DataStream = PassThrough & { byteLength: number; sizeExceeded: boolean };
+export type DataStream = PassThrough & { byteLength: number; sizeExceeded: boolean };
 
 /** The parts of SMTPStream these methods use (its own fields and methods, public in its typings). */
 interface StreamInternals {
-  _dataStream: DataStreamLike | null;
+  _dataStream: DataStream | null;
   _lastBytes: Buffer | false;
   _atDataStart: boolean;
   _dataMode: boolean;
@@ -53,7 +52,7 @@ export let libraryStartDataMode: ((this: StreamInternals, maxBytes?: number) => 
 
 function feedDataStream(this: StreamInternals, input: Buffer, done: Callback): void {
   // only called in data mode, which always has a stream
-  const dataStream = this._dataStream as DataStreamLike;
+  const dataStream = this._dataStream as DataStream;
   let chunk = input;
   const held = this._lastBytes;
   if (held !== false && held.length > 0) {

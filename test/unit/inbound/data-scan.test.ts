@@ -1,11 +1,11 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
-import { installFastDataScan, libraryFeedDataStream, libraryStartDataMode } from '../../../src/inbound/data-scan.js';
+import { type DataStream, installFastDataScan, libraryFeedDataStream, libraryStartDataMode } from '../../../src/inbound/data-scan.js';
 import { createPrng } from '../hardening/prng.js';
 
 type Feed = (...args: never[]) => void;
-type StartDataMode = (this: SMTPStream, maxBytes?: number) => PassThrough & { byteLength: number; sizeExceeded: boolean };
+type StartDataMode = (this: SMTPStream, maxBytes?: number) => DataStream;
 type StreamWithHeld = SMTPStream & { _lastBytes: Buffer | false; startDataMode(): PassThrough };
 
 interface Outcome {
