@@ -8,13 +8,15 @@ import { createGateway } from './app.js';
 import { ConfigError, errorMessage } from './shared/errors.js';
 import { createLogger } from './observability/logger.js';
 import { SCANRELAY_VERSION } from './shared/version.js';
-import { tuneYoungGeneration } from './shared/heap-tuning.js';
+import { tuneThreadHeap, tuneYoungGeneration } from './shared/heap-tuning.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
 async function main(): Promise<void> {
   // Before anything streams: decides how soon dead socket and file reads are freed (see heap-tuning.ts).
   const heapTuning = tuneYoungGeneration();
+  // Before the SMTP client thread starts (createGateway): sizes its heap on Node 20 (see heap-tuning.ts).
+  const threadHeapTuning = tuneThreadHeap();
   const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } }, strict: true });
   const file = values.config ?? defaultConfigPath();
   const config = loadConfig(file);
@@ -31,6 +33,7 @@ async function main(): Promise<void> {
       version: SCANRELAY_VERSION,
       node: process.version,
       heapTuning,
+      threadHeapTuning,
       smtp: addresses.smtp.port,
       admin: addresses.admin?.port,
       pop3: addresses.pop3?.port,
