@@ -26,10 +26,13 @@ export const SCAVENGER_FLAG = '--scavenger-max-new-space-capacity-mb';
 /** V8 12 is the first line with the flag: Node 22 (V8 12.4, default 8) and Node 24 (V8 13.6, default 32). */
 const FIRST_V8_MAJOR = 12;
 
+const hasScavengerFlag = (v8Version: string) => Number(v8Version.split('.')[0]) >= FIRST_V8_MAJOR;
+const onCommandLine = (flag: string, execArgv: readonly string[]) => execArgv.some((arg) => arg.startsWith(flag));
+
 /** Applies the setting unless this V8 lacks it or the command line chose a value; says what it did. */
 export function tuneYoungGeneration(v8Version = process.versions.v8, execArgv = process.execArgv): string {
-  if (execArgv.some((arg) => arg.startsWith(SCAVENGER_FLAG))) return 'set on the command line';
-  if (Number(v8Version.split('.')[0]) < FIRST_V8_MAJOR) return `not available in V8 ${v8Version}`;
+  if (onCommandLine(SCAVENGER_FLAG, execArgv)) return 'set on the command line';
+  if (!hasScavengerFlag(v8Version)) return `not available in V8 ${v8Version}`;
   v8.setFlagsFromString(`${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`);
   return `${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`;
 }
@@ -53,8 +56,8 @@ export const INITIAL_OLD_SPACE_FLAG = '--initial-old-space-size';
 
 /** Applies Node 20's remedy unless this V8 frees the reads early or the command line chose a size; says what it did. */
 export function tuneThreadHeap(v8Version = process.versions.v8, execArgv = process.execArgv): string {
-  if (execArgv.some((arg) => arg.startsWith(INITIAL_OLD_SPACE_FLAG))) return 'set on the command line';
-  if (Number(v8Version.split('.')[0]) >= FIRST_V8_MAJOR) return `not needed on V8 ${v8Version}`;
+  if (onCommandLine(INITIAL_OLD_SPACE_FLAG, execArgv)) return 'set on the command line';
+  if (hasScavengerFlag(v8Version)) return `not needed on V8 ${v8Version}`;
   v8.setFlagsFromString(`${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB}`);
   return `${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB} for the SMTP thread`;
 }
