@@ -57,7 +57,9 @@ export async function writeGatewayConfig(dir: string, config: Record<string, unk
 
 export async function startGatewayProcess(configFile: string, options: GatewayProcessOptions = {}): Promise<GatewayProcess> {
   const { timeoutMs = 30_000, compiled = false, node = process.execPath, nodeArgs = [], wrapper = [], env = {}, keepLogs = true } = options;
-  const script = compiled ? ['--enable-source-maps', join(ROOT, 'dist/src/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
+  // compiled: exactly production's command (Dockerfile CMD, systemd ExecStart): no --enable-source-maps, whose
+  // parsed maps stayed in the heap (1.5 MB more to mark in every full collection, 0.5-1 ms of CPU per 5 MB scan).
+  const script = compiled ? [join(ROOT, 'dist/src/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   const argv = [node, ...nodeArgs, ...script, '--config', configFile];
   const [command, ...args] = [...wrapper, ...argv];
   const child = spawn(command, args, {
