@@ -8,7 +8,7 @@ import { createGateway } from './app.js';
 import { ConfigError, errorMessage } from './shared/errors.js';
 import { createLogger } from './observability/logger.js';
 import { SCANRELAY_VERSION } from './shared/version.js';
-import { tuneThreadHeap, tuneYoungGeneration } from './shared/heap-tuning.js';
+import { tuneHeapGrowth, tuneThreadHeap, tuneYoungGeneration } from './shared/heap-tuning.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
@@ -17,6 +17,8 @@ async function main(): Promise<void> {
   const heapTuning = tuneYoungGeneration();
   // Before the SMTP client thread starts (createGateway): sizes its heap on Node 20 (see heap-tuning.ts).
   const threadHeapTuning = tuneThreadHeap();
+  // Node 20: when the main thread's own heap is collected in full (see heap-tuning.ts).
+  const heapGrowthTuning = tuneHeapGrowth();
   const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } }, strict: true });
   const file = values.config ?? defaultConfigPath();
   const config = loadConfig(file);
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
       node: process.version,
       heapTuning,
       threadHeapTuning,
+      heapGrowthTuning,
       smtp: addresses.smtp.port,
       admin: addresses.admin?.port,
       pop3: addresses.pop3?.port,
