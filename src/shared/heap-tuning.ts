@@ -48,18 +48,15 @@ export function tuneYoungGeneration(v8Version = process.versions.v8, execArgv = 
  * of a heap that stayed at 8.1 MB in a 50 x 5 MB run, gateway alone. With 24 MB: 10-14, and 37.3-38.0
  * instead of 40.5-41.9 ms of CPU per 5 MB scan in interleaved runs, at the same peak USS (README,
  * Performance). It is set for the isolates created after it, which is the thread (the main thread's heap
- * was sized at its start); the main thread's own storm is left, since 40 MB there cost 14 MiB of USS at
- * 100 KB. V8 12+ frees the reads early instead (tuneYoungGeneration) and does not need it.
+ * was sized at its start; its remedy is tuneHeapGrowth below). V8 12+ frees the reads early instead
+ * (tuneYoungGeneration) and does not need it.
  */
 export const THREAD_INITIAL_OLD_SPACE_MB = 24;
 export const INITIAL_OLD_SPACE_FLAG = '--initial-old-space-size';
 
-/** Applies Node 20's remedy unless this V8 frees the reads early or the command line chose a size; says what it did. */
+/** Applies Node 20's remedy for the thread unless this V8 frees the reads early or the command line chose a size; says what it did. */
 export function tuneThreadHeap(v8Version = process.versions.v8, execArgv = process.execArgv): string {
-  if (onCommandLine(INITIAL_OLD_SPACE_FLAG, execArgv)) return 'set on the command line';
-  if (hasScavengerFlag(v8Version)) return `not needed on V8 ${v8Version}`;
-  v8.setFlagsFromString(`${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB}`);
-  return `${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB} for the SMTP thread`;
+  return applyOnV8Eleven(INITIAL_OLD_SPACE_FLAG, THREAD_INITIAL_OLD_SPACE_MB, v8Version, execArgv, ' for the SMTP thread');
 }
 
 /**
@@ -81,8 +78,13 @@ export const HEAP_GROWING_FLAG = '--heap-growing-percent';
 
 /** Applies Node 20's main-thread remedy unless this V8 frees the reads early or the command line chose a factor; says what it did. */
 export function tuneHeapGrowth(v8Version = process.versions.v8, execArgv = process.execArgv): string {
-  if (onCommandLine(HEAP_GROWING_FLAG, execArgv)) return 'set on the command line';
+  return applyOnV8Eleven(HEAP_GROWING_FLAG, MAIN_HEAP_GROWING_PERCENT, v8Version, execArgv);
+}
+
+/** Node 20's remedies: needed exactly where the scavenger flag is missing, and never over the command line's choice. */
+function applyOnV8Eleven(flag: string, value: number, v8Version: string, execArgv: readonly string[], scope = ''): string {
+  if (onCommandLine(flag, execArgv)) return 'set on the command line';
   if (hasScavengerFlag(v8Version)) return `not needed on V8 ${v8Version}`;
-  v8.setFlagsFromString(`${HEAP_GROWING_FLAG}=${MAIN_HEAP_GROWING_PERCENT}`);
-  return `${HEAP_GROWING_FLAG}=${MAIN_HEAP_GROWING_PERCENT}`;
+  v8.setFlagsFromString(`${flag}=${value}`);
+  return `${flag}=${value}${scope}`;
 }

@@ -33,15 +33,20 @@ describe('tuneYoungGeneration (when V8 scavenges to free dead ArrayBuffers)', ()
   });
 });
 
-describe("tuneThreadHeap (Node 20: a floor for the SMTP thread's heap)", () => {
+describe.each([
+  { remedy: tuneThreadHeap, flag: INITIAL_OLD_SPACE_FLAG },
+  { remedy: tuneHeapGrowth, flag: HEAP_GROWING_FLAG },
+])("Node 20's remedy $remedy.name", ({ remedy, flag }) => {
   it('is not needed on a V8 that frees dead reads early (V8 12+)', () => {
-    expect(tuneThreadHeap('13.6.233.17-node.37', [])).toBe('not needed on V8 13.6.233.17-node.37');
+    expect(remedy('13.6.233.17-node.37', [])).toBe('not needed on V8 13.6.233.17-node.37');
   });
 
   it('keeps a value given on the command line', () => {
-    expect(tuneThreadHeap('11.3.244.8-node.33', [`${INITIAL_OLD_SPACE_FLAG}=64`])).toBe('set on the command line');
+    expect(remedy('11.3.244.8-node.33', [`${flag}=64`])).toBe('set on the command line');
   });
+});
 
+describe("tuneThreadHeap (Node 20: a floor for the SMTP thread's heap)", () => {
   it('on V8 11 sets the flag, which this Node accepts, and a thread started after it runs', () => {
     // In a child process: the flag is process-wide and would reach this test runner's own threads.
     const module = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
@@ -59,14 +64,6 @@ describe("tuneThreadHeap (Node 20: a floor for the SMTP thread's heap)", () => {
 });
 
 describe("tuneHeapGrowth (Node 20: when the main thread's heap is collected in full)", () => {
-  it('is not needed on a V8 that frees dead reads early (V8 12+)', () => {
-    expect(tuneHeapGrowth('13.6.233.17-node.37', [])).toBe('not needed on V8 13.6.233.17-node.37');
-  });
-
-  it('keeps a value given on the command line', () => {
-    expect(tuneHeapGrowth('11.3.244.8-node.33', [`${HEAP_GROWING_FLAG}=50`])).toBe('set on the command line');
-  });
-
   it('set at run time, it reaches the heap that is already running: fewer full collections of the same work', () => {
     // Two child processes with production's V8 flags, the same work: 60 MB that stays, then 400 MB that lives
     // long enough to reach the old generation and dies there. Only the second one is tuned, after its start.
