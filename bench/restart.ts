@@ -37,6 +37,9 @@ export interface RestartBenchResult {
   /** RSS right after SMTP opened, and 2 s later (start-up work settled). */
   rssAtOpenMiB: number;
   rssSettledMiB: number;
+  /** The settled RSS in its parts: private memory (heap, malloc) and mapped files (node binary, libraries). */
+  rssSettledAnonMiB: number;
+  rssSettledFileMiB: number;
   nodeVersion: string;
   /** The gateway's node flags. */
   nodeArgs: string[];
@@ -81,7 +84,8 @@ export async function runRestartBench(
       const cpuToOpenMs = await cpuMs(child.pid as number);
       const rssAtOpenMiB = await rssMiB(child.pid as number);
       await new Promise((resolve) => setTimeout(resolve, 2_000));
-      const rssSettledMiB = await rssMiB(child.pid as number);
+      const settled = await rssParts(child.pid as number);
+      const rssSettledMiB = settled.VmRSS;
       return {
         finished,
         queued,
@@ -91,6 +95,8 @@ export async function runRestartBench(
         cpuToOpenMs,
         rssAtOpenMiB,
         rssSettledMiB,
+        rssSettledAnonMiB: settled.RssAnon,
+        rssSettledFileMiB: settled.RssFile,
         nodeVersion: process.version,
         nodeArgs: options.nodeArgs ?? PRODUCTION_NODE_ARGS,
       };
@@ -210,9 +216,14 @@ async function cpuMs(pid: number): Promise<number> {
 const RSS_TARGET_MB = 130;
 
 async function rssMiB(pid: number): Promise<number> {
+  return (await rssParts(pid)).VmRSS;
+}
+
+/** VmRSS and its anonymous and file-backed parts from /proc/PID/status, in MiB to one decimal. */
+async function rssParts(pid: number): Promise<Record<'VmRSS' | 'RssAnon' | 'RssFile', number>> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return Math.round((kib / 1024) * 10) / 10;
+  const mib = (field: string) => Math.round((Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024) * 10) / 10;
+  return { VmRSS: mib('VmRSS'), RssAnon: mib('RssAnon'), RssFile: mib('RssFile') };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -233,4 +244,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(
     `RSS at SMTP open: ${result.rssAtOpenMiB} MiB (${mb(result.rssAtOpenMiB)} MB); 2 s later: ${result.rssSettledMiB} MiB (${mb(result.rssSettledMiB)} MB)   (target <= ${RSS_TARGET_MB} MB: ${verdict(result.rssSettledMiB)})`,
   );
+  console.log(`  of which private (heap, malloc) ${result.rssSettledAnonMiB} MiB, mapped files (node binary, libraries) ${result.rssSettledFileMiB} MiB`);
 }
