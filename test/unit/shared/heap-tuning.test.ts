@@ -4,10 +4,12 @@ import { fileURLToPath } from 'node:url';
 import {
   HEAP_GROWING_FLAG,
   INITIAL_OLD_SPACE_FLAG,
+  MAGLEV_OFF_FLAG,
   MAIN_HEAP_GROWING_PERCENT,
   SCAVENGE_BUFFERS_NEW_SPACE_MB,
   SCAVENGER_FLAG as FLAG,
   THREAD_INITIAL_OLD_SPACE_MB,
+  tuneCompilers,
   tuneHeapGrowth,
   tuneThreadHeap,
   tuneYoungGeneration,
@@ -95,5 +97,44 @@ describe("tuneHeapGrowth (Node 20: when the main thread's heap is collected in f
     expect(stock.full).toBeGreaterThan(0);
     const onV8Eleven = Number(process.versions.v8.split('.')[0]) < 12;
     expect(tuned.full).toBeLessThanOrEqual(onV8Eleven ? Math.floor(stock.full * 0.75) : stock.full);
+  }, 60_000);
+});
+
+describe('tuneCompilers (Maglev off where it is on)', () => {
+  it('leaves V8 11 alone, whose Maglev is off (Node 20)', () => {
+    expect(tuneCompilers('11.3.244.8-node.33', [])).toBe('Maglev is off in V8 11.3.244.8-node.33');
+  });
+
+  it('keeps a choice made on the command line, either way', () => {
+    expect(tuneCompilers('13.6.233.17-node.37', ['--maglev'])).toBe('set on the command line');
+    expect(tuneCompilers('13.6.233.17-node.37', [MAGLEV_OFF_FLAG])).toBe('set on the command line');
+  });
+
+  it('set at start, no function is compiled by Maglev afterwards (V8 traces which compiler takes a hot function)', () => {
+    // Child processes: the flag is process-wide. The same hot function, with and without the setting.
+    const module = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
+    const run = (tune: boolean) => {
+      const script = `
+        const { tuneCompilers } = await import(${JSON.stringify(module)});
+        const v8 = (await import('node:v8')).default;
+        const said = ${tune} ? tuneCompilers() : 'untouched';
+        v8.setFlagsFromString('--trace-opt');
+        function hot(values) { let sum = 0; for (let i = 0; i < values.length; i++) sum += values[i] * 2; return sum; }
+        const values = Array.from({ length: 1000 }, (_, i) => i);
+        let total = 0;
+        for (let i = 0; i < 20000; i++) total += hot(values);
+        console.log(JSON.stringify({ said, total }));`;
+      const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      const last = JSON.parse(out.trim().split('\n').at(-1) as string) as { said: string; total: number };
+      return { ...last, maglevCompiles: out.split('\n').filter((line) => line.includes('(target MAGLEV)')).length };
+    };
+    const stock = run(false);
+    const tuned = run(true);
+    const maglevByDefault = Number(process.versions.v8.split('.')[0]) >= 12;
+    expect(tuned.said).toBe(maglevByDefault ? MAGLEV_OFF_FLAG : `Maglev is off in V8 ${process.versions.v8}`);
+    expect(tuned.total).toBe(stock.total);
+    // Measured: Node 24 compiles `hot` (and the loop around it) with Maglev unless told not to; Node 20 never does.
+    if (maglevByDefault) expect(stock.maglevCompiles).toBeGreaterThan(0);
+    expect(tuned.maglevCompiles).toBe(0);
   }, 60_000);
 });
