@@ -89,10 +89,11 @@ export function tuneHeapGrowth(v8Version = process.versions.v8, execArgv = proce
  * mostly stays with the process. How much depends on how many jobs ran at once, so the same restart (100,000
  * log rows, 10,000 queued, Node 24) settled at 117-129 MiB: 10 of 55 `bench:restart` runs over the 130 MB
  * target, all by the private part. With Maglev off, 14 runs interleaved with 14 stock ones and 8 before them:
- * 115.6-119.8 MiB, none over (the interleaved stock ones: mean 120.2, up to 127.3); the peak USS of a warmed gateway at 300 x 100 KB
+ * 115.6-119.8 MiB, none over (the interleaved stock ones: mean 120.2, up to 127.3; as set here, 17 of 18 runs
+ * met, the one over right after a full bench); the peak USS of a warmed gateway at 300 x 100 KB
  * went from 92 / 92 to 88 / 88 MiB. The price is CPU: 3.88 / 4.09 against 3.61 / 3.66 ms per 100 KB message
  * after 3,000 of warm-up (gateway alone), the same at 5 MB; TurboFan still optimizes what is hot, and the
- * gateway's share of CPU stays under Postfix's (README, Performance). Set at start, before any code is hot;
+ * gateway's share of CPU stays under Postfix's (README, Performance). Set before the gateway's modules load (main.ts);
  * the command line can turn it back on (--maglev). V8 11 (Node 20) ships with Maglev off.
  */
 export const MAGLEV_OFF_FLAG = '--no-maglev';
