@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const threadHeapTuning = tuneThreadHeap();
   // Node 20: when the main thread's own heap is collected in full (see heap-tuning.ts).
   const heapGrowthTuning = tuneHeapGrowth();
-  // Before any code is hot: which optimizing compilers run (see heap-tuning.ts).
+  // Before the gateway's modules load, their first burst of compiling: which optimizing compilers run (see heap-tuning.ts).
   const compilerTuning = tuneCompilers();
   const [{ defaultConfigPath, loadConfig }, { createGateway }, { createLogger }, { SCANRELAY_VERSION }] = await Promise.all([
     import('./config/index.js'),
