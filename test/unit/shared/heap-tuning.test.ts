@@ -125,8 +125,10 @@ describe('tuneCompilers (Maglev off where it is on)', () => {
         for (let i = 0; i < 20000; i++) total += hot(values);
         console.log(JSON.stringify({ said, total }));`;
       const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-      const last = JSON.parse(out.trim().split('\n').at(-1) as string) as { said: string; total: number };
-      return { ...last, maglevCompiles: out.split('\n').filter((line) => line.includes('(target MAGLEV)')).length };
+      // V8's trace lines come from its compiler threads too, before and after this line: find it by its start.
+      const lines = out.split('\n');
+      const result = JSON.parse(lines.find((line) => line.startsWith('{"said"')) ?? '{}') as { said: string; total: number };
+      return { ...result, maglevCompiles: lines.filter((line) => line.includes('(target MAGLEV)')).length };
     };
     const stock = run(false);
     const tuned = run(true);
