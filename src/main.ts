@@ -8,19 +8,13 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from './shared/errors.js';
-import { tuneCompilers, tuneHeapGrowth, tuneThreadHeap, tuneYoungGeneration } from './shared/heap-tuning.js';
+import { tuneV8AtStart } from './shared/heap-tuning.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
 async function main(): Promise<void> {
-  // Before anything streams: decides how soon dead socket and file reads are freed (see heap-tuning.ts).
-  const heapTuning = tuneYoungGeneration();
-  // Before the SMTP client thread starts (createGateway): sizes its heap on Node 20 (see heap-tuning.ts).
-  const threadHeapTuning = tuneThreadHeap();
-  // Node 20: when the main thread's own heap is collected in full (see heap-tuning.ts).
-  const heapGrowthTuning = tuneHeapGrowth();
-  // Before the gateway's modules load, their first burst of compiling: which optimizing compilers run (see heap-tuning.ts).
-  const compilerTuning = tuneCompilers();
+  // First of all (see heap-tuning.ts): how soon dead reads are freed, Node 20's heap remedies, which compilers run.
+  const tuning = tuneV8AtStart();
   const [{ defaultConfigPath, loadConfig }, { createGateway }, { createLogger }, { SCANRELAY_VERSION }] = await Promise.all([
     import('./config/index.js'),
     import('./app.js'),
@@ -42,10 +36,7 @@ async function main(): Promise<void> {
     {
       version: SCANRELAY_VERSION,
       node: process.version,
-      heapTuning,
-      threadHeapTuning,
-      heapGrowthTuning,
-      compilerTuning,
+      ...tuning,
       smtp: addresses.smtp.port,
       admin: addresses.admin?.port,
       pop3: addresses.pop3?.port,

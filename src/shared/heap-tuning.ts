@@ -27,7 +27,9 @@ export const SCAVENGER_FLAG = '--scavenger-max-new-space-capacity-mb';
 /** V8 12 is the first line with the flag: Node 22 (V8 12.4, default 8) and Node 24 (V8 13.6, default 32). */
 const FIRST_V8_MAJOR = 12;
 
-const hasScavengerFlag = (v8Version: string) => Number(v8Version.split('.')[0]) >= FIRST_V8_MAJOR;
+/** The major version of a V8 version string (13 for "13.6.233.17-node.37"). */
+export const v8Major = (v8Version: string) => Number(v8Version.split('.')[0]);
+const hasScavengerFlag = (v8Version: string) => v8Major(v8Version) >= FIRST_V8_MAJOR;
 const onCommandLine = (flag: string, execArgv: readonly string[]) => execArgv.some((arg) => arg.startsWith(flag));
 
 /** Applies the setting unless this V8 lacks it or the command line chose a value; says what it did. */
@@ -103,7 +105,7 @@ const FIRST_MAGLEV_V8_MAJOR = 12;
 /** Turns Maglev off where it is on, unless the command line says otherwise; says what it did. */
 export function tuneCompilers(v8Version = process.versions.v8, execArgv = process.execArgv): string {
   if (execArgv.some((arg) => arg === '--maglev' || arg === MAGLEV_OFF_FLAG)) return 'set on the command line';
-  if (Number(v8Version.split('.')[0]) < FIRST_MAGLEV_V8_MAJOR) return `Maglev is off in V8 ${v8Version}`;
+  if (v8Major(v8Version) < FIRST_MAGLEV_V8_MAJOR) return `Maglev is off in V8 ${v8Version}`;
   v8.setFlagsFromString(MAGLEV_OFF_FLAG);
   return MAGLEV_OFF_FLAG;
 }
@@ -114,4 +116,17 @@ function applyOnV8Eleven(flag: string, value: number, v8Version: string, execArg
   if (hasScavengerFlag(v8Version)) return `not needed on V8 ${v8Version}`;
   v8.setFlagsFromString(`${flag}=${value}`);
   return `${flag}=${value}${scope}`;
+}
+
+/**
+ * Every setting above, in the order they must come: before the gateway's modules load (main.ts imports them
+ * afterwards) and before the SMTP thread starts. Returns what each did, for the ready line.
+ */
+export function tuneV8AtStart(): Record<'heapTuning' | 'threadHeapTuning' | 'heapGrowthTuning' | 'compilerTuning', string> {
+  return {
+    heapTuning: tuneYoungGeneration(),
+    threadHeapTuning: tuneThreadHeap(),
+    heapGrowthTuning: tuneHeapGrowth(),
+    compilerTuning: tuneCompilers(),
+  };
 }

@@ -13,7 +13,16 @@ import {
   tuneHeapGrowth,
   tuneThreadHeap,
   tuneYoungGeneration,
+  v8Major,
 } from '../../../src/shared/heap-tuning.js';
+
+const MODULE = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
+const THIS_V8 = v8Major(process.versions.v8);
+
+/** Runs an ES module script in a child process (the flags are process-wide), heap-tuning.ts importable as MODULE; its stdout. */
+function runChild(script: string, nodeFlags: string[] = []): string {
+  return execFileSync(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+}
 
 describe('tuneYoungGeneration (when V8 scavenges to free dead ArrayBuffers)', () => {
   it('leaves a V8 without the flag alone (Node 20 ships V8 11.3)', () => {
@@ -25,7 +34,7 @@ describe('tuneYoungGeneration (when V8 scavenges to free dead ArrayBuffers)', ()
   });
 
   it('sets the flag on the V8 that has it, and this Node accepts it', () => {
-    const major = Number(process.versions.v8.split('.')[0]);
+    const major = THIS_V8;
     const result = tuneYoungGeneration();
     if (major >= 12) expect(result).toBe(`${FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`);
     else expect(result).toMatch(/^not available in V8 /);
@@ -51,16 +60,14 @@ describe.each([
 describe("tuneThreadHeap (Node 20: a floor for the SMTP thread's heap)", () => {
   it('on V8 11 sets the flag, which this Node accepts, and a thread started after it runs', () => {
     // In a child process: the flag is process-wide and would reach this test runner's own threads.
-    const module = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
     const script = `
-      const { tuneThreadHeap } = await import(${JSON.stringify(module)});
+      const { tuneThreadHeap } = await import(${JSON.stringify(MODULE)});
       const { Worker } = await import('node:worker_threads');
       const said = tuneThreadHeap('11.3.244.8-node.33', []);
       const worker = new Worker("import('node:worker_threads').then((t) => t.parentPort.postMessage(Buffer.alloc(65536).length))", { eval: true });
       worker.once('message', (length) => { console.log(JSON.stringify({ said, length })); process.exit(0); });
       worker.once('error', (err) => { console.error(err); process.exit(1); });`;
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
-    expect(JSON.parse(out)).toEqual({ said: `${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB} for the SMTP thread`, length: 65536 });
+    expect(JSON.parse(runChild(script))).toEqual({ said: `${INITIAL_OLD_SPACE_FLAG}=${THREAD_INITIAL_OLD_SPACE_MB} for the SMTP thread`, length: 65536 });
     expect(execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 })).toContain(`${INITIAL_OLD_SPACE_FLAG} `);
   });
 });
@@ -69,10 +76,9 @@ describe("tuneHeapGrowth (Node 20: when the main thread's heap is collected in f
   it('set at run time, it reaches the heap that is already running: fewer full collections of the same work', () => {
     // Two child processes with production's V8 flags, the same work: 60 MB that stays, then 400 MB that lives
     // long enough to reach the old generation and dies there. Only the second one is tuned, after its start.
-    const module = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
     const run = (tune: boolean) => {
       const script = `
-        const { tuneHeapGrowth } = await import(${JSON.stringify(module)});
+        const { tuneHeapGrowth } = await import(${JSON.stringify(MODULE)});
         const { PerformanceObserver, constants } = await import('node:perf_hooks');
         const said = ${tune} ? tuneHeapGrowth('11.3.244.8-node.33', []) : 'untouched';
         let full = 0;
@@ -86,8 +92,7 @@ describe("tuneHeapGrowth (Node 20: when the main thread's heap is collected in f
         const ring = new Array(4096);
         for (let i = 0; i < 800 * 1024; i++) ring[i % 4096] = new Array(126).fill(i);
         setTimeout(() => { observer.disconnect(); console.log(JSON.stringify({ said, full: full - before, live: live.length })); }, 50);`;
-      const args = ['--max-semi-space-size=1', '--max-old-space-size=512', '--import', 'tsx', '--input-type=module', '-e', script];
-      return JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8', timeout: 30_000 })) as { said: string; full: number };
+      return JSON.parse(runChild(script, ['--max-semi-space-size=1', '--max-old-space-size=512'])) as { said: string; full: number };
     };
     const stock = run(false);
     const tuned = run(true);
@@ -95,7 +100,7 @@ describe("tuneHeapGrowth (Node 20: when the main thread's heap is collected in f
     // Measured: 14-15 full collections stock, 8-9 tuned on Node 20's V8 11 (the one it is set on); 6 and 5 on
     // Node 24's V8 13, whose controller sizes the limit otherwise (and where tuneHeapGrowth sets nothing).
     expect(stock.full).toBeGreaterThan(0);
-    const onV8Eleven = Number(process.versions.v8.split('.')[0]) < 12;
+    const onV8Eleven = THIS_V8 < 12;
     expect(tuned.full).toBeLessThanOrEqual(onV8Eleven ? Math.floor(stock.full * 0.75) : stock.full);
   }, 60_000);
 });
@@ -112,10 +117,9 @@ describe('tuneCompilers (Maglev off where it is on)', () => {
 
   it('set at start, no function is compiled by Maglev afterwards (V8 traces which compiler takes a hot function)', () => {
     // Child processes: the flag is process-wide. The same hot function, with and without the setting.
-    const module = fileURLToPath(new URL('../../../src/shared/heap-tuning.ts', import.meta.url));
     const run = (tune: boolean) => {
       const script = `
-        const { tuneCompilers } = await import(${JSON.stringify(module)});
+        const { tuneCompilers } = await import(${JSON.stringify(MODULE)});
         const v8 = (await import('node:v8')).default;
         const said = ${tune} ? tuneCompilers() : 'untouched';
         v8.setFlagsFromString('--trace-opt');
@@ -124,7 +128,7 @@ describe('tuneCompilers (Maglev off where it is on)', () => {
         let total = 0;
         for (let i = 0; i < 20000; i++) total += hot(values);
         console.log(JSON.stringify({ said, total }));`;
-      const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      const out = runChild(script);
       // V8's trace lines come from its compiler threads too, before and after this line: find it by its start.
       const lines = out.split('\n');
       const result = JSON.parse(lines.find((line) => line.startsWith('{"said"')) ?? '{}') as { said: string; total: number };
@@ -132,7 +136,7 @@ describe('tuneCompilers (Maglev off where it is on)', () => {
     };
     const stock = run(false);
     const tuned = run(true);
-    const maglevByDefault = Number(process.versions.v8.split('.')[0]) >= 12;
+    const maglevByDefault = THIS_V8 >= 12;
     expect(tuned.said).toBe(maglevByDefault ? MAGLEV_OFF_FLAG : `Maglev is off in V8 ${process.versions.v8}`);
     expect(tuned.total).toBe(stock.total);
     // Measured: Node 24 compiles `hot` (and the loop around it) with Maglev unless told not to; Node 20 never does.
