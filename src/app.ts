@@ -12,6 +12,7 @@
  * (observability/wire-metrics.ts) subscribe; no part calls a metric.
  */
 import { mkdir, readFile, access, constants } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -21,6 +22,7 @@ import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './device
 import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
 import { JournalImport } from './queue/import.js';
 import { IntegrityError, StoreDatabase } from './store/database.js';
+import { checkIntegrityInBackground, isCorruptionError, type IntegrityCheck, type IntegrityOutcome } from './store/integrity.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
@@ -45,6 +47,11 @@ export interface GatewayOptions {
   importPauseMs?: number;
   /** Where lock-outs and seen-authenticating addresses persist; default the message store's database. */
   authState?: AuthStateStore;
+  /**
+   * The background check after an unclean stop found the store database corrupt; the gateway has
+   * stopped itself (main.ts exits). Without it the gateway just stays stopped.
+   */
+  onStoreCorrupt?: (err: StoreCorruptError) => void;
 }
 
 export interface GatewayAddresses {
@@ -72,6 +79,11 @@ export interface Gateway {
   readonly admin?: FastifyInstance;
   start(): Promise<GatewayAddresses>;
   stop(): Promise<void>;
+  /**
+   * The integrity check start() runs in the background after an unclean stop; undefined when none was
+   * needed (a clean stop) or before start().
+   */
+  storeChecked(): Promise<IntegrityOutcome> | undefined;
   /** Applies a new config (devices, upstreams, limits) without dropping connections. */
   reload(next: GatewayConfig): Promise<void>;
   adminTokens(): readonly string[];
@@ -88,7 +100,8 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       : undefined;
 
   const events = new GatewayEventBus();
-  const database = openStoreDatabase(config.dataDir, logger);
+  const { database, checkInBackground } = openStoreDatabase(config.dataDir, logger);
+  const storeLogger = logger.child({ part: 'store' });
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
   // Before any part is built: their first events (upstream.added, device.created) are metrics too.
   wireMetrics(events, metrics);
@@ -241,6 +254,25 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   // Devices loaded from the store at open raised no device.created: their series start here.
   for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
 
+  let integrityCheck: IntegrityCheck | undefined;
+  let storeChecked: Promise<IntegrityOutcome> | undefined;
+  let stopping: Promise<void> | undefined;
+  const stopGateway = async () => {
+    logger.info('gateway.stopping');
+    journalImport.stop();
+    await importing;
+    await pop3?.close();
+    await inbound.close();
+    await delivery.stop(config.delivery.shutdownTimeoutMs);
+    await queue.flush();
+    deviceStatus.saveNow();
+    // Before the close: the check's read-only connection must not outlive the gateway's.
+    await integrityCheck?.cancel();
+    database.close();
+    if (admin) await admin.close();
+    logger.info('gateway.stopped');
+  };
+
   const gateway: Gateway = {
     config: () => config,
     logger,
@@ -271,7 +303,13 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
           throw listenFailure(err, 'pop3.port', config.pop3.host, config.pop3.port);
         });
       }
-      await queue.loadOpenRows();
+      try {
+        await queue.loadOpenRows();
+      } catch (err) {
+        // A page the open rows live on is damaged: the same answer as a failed check at open.
+        if (isCorruptionError(err)) throw await storeFoundCorrupt(config.dataDir, logger, `the database ${database.path} cannot be read: ${errorMessage(err)}`);
+        throw err;
+      }
       for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
       delivery.start();
       if (config.admin.enabled) {
@@ -290,20 +328,32 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         (err) => logger.error({ err: errorMessage(err) }, 'queue.import.failed: restart to resume it; nothing was removed'),
       );
       logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, queued: queue.stats().counts }, 'gateway.started');
+      // After an unclean stop the whole file is checked, off the event loop, while printers are served.
+      if (checkInBackground) {
+        storeLogger.info('store.check.started: the last run did not stop cleanly; checking the store database in the background');
+        integrityCheck = checkIntegrityInBackground(database.path);
+        storeChecked = integrityCheck.done.then(async (outcome) => {
+          if (outcome.kind === 'ok') storeLogger.info({ ms: outcome.ms }, 'store.check.ok: the store database passed its check');
+          if (outcome.kind === 'unchecked') storeLogger.warn({ ms: outcome.ms, err: outcome.error }, 'store.check.skipped: could not run the check');
+          if (outcome.kind === 'corrupt') {
+            const err = await storeFoundCorrupt(
+              config.dataDir,
+              logger,
+              `the database ${database.path} failed its integrity check: ${outcome.problems.slice(0, 3).join('; ')}`,
+            );
+            await gateway.stop();
+            options.onStoreCorrupt?.(err);
+          }
+          return outcome;
+        });
+      }
       return addresses;
     },
+    storeChecked: () => storeChecked,
     async stop() {
-      logger.info('gateway.stopping');
-      journalImport.stop();
-      await importing;
-      await pop3?.close();
-      await inbound.close();
-      await delivery.stop(config.delivery.shutdownTimeoutMs);
-      await queue.flush();
-      deviceStatus.saveNow();
-      database.close();
-      if (admin) await admin.close();
-      logger.info('gateway.stopped');
+      if (stopping) return stopping;
+      stopping = stopGateway();
+      return stopping;
     },
     async reload(next) {
       if (next.dataDir !== config.dataDir) logger.warn('config.reload: dataDir changes need a restart; keeping the old one');
@@ -353,32 +403,54 @@ function listenFailure(err: unknown, key: string, host: string, port: number): u
   return err;
 }
 
+/** Left by a check that failed after start: the next start repeats the check before it opens anything. */
+const CHECK_FAILED_FILE = 'store.db.check-failed';
+
 /**
- * Opens dataDir/store.db, after PRAGMA quick_check when the last run did not close it (crash, kill -9,
- * power loss). A database that fails the check, or cannot be read at all, is not used and not changed:
- * the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
+ * Opens dataDir/store.db. After an unclean stop (crash, kill -9, power loss) start() checks it in the
+ * background (store/integrity.ts); a check that failed then left CHECK_FAILED_FILE, and every later
+ * start checks first, until a check passes. A database that fails the check, or cannot be read at all,
+ * is not used: the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
  */
-function openStoreDatabase(dataDir: string, logger: Logger): StoreDatabase {
+function openStoreDatabase(dataDir: string, logger: Logger): { database: StoreDatabase; checkInBackground: boolean } {
   const path = join(dataDir, 'store.db');
+  const marker = join(dataDir, CHECK_FAILED_FILE);
+  const failedBefore = existsSync(marker);
   try {
-    return StoreDatabase.open(path, { integrityCheck: 'after-crash' });
+    const database = StoreDatabase.open(path, { integrityCheck: failedBefore });
+    if (failedBefore) {
+      rmSync(marker);
+      logger.warn({ part: 'store' }, 'store.check.ok: the store database passes its check now (the last check had failed)');
+    }
+    return { database, checkInBackground: database.uncleanStop && !failedBefore };
   } catch (err) {
     if (!(err instanceof IntegrityError)) throw err;
-    logger.fatal(
-      {
-        err: err.message,
-        recover: [
-          'stop the gateway and keep a copy of the whole data directory',
-          `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
-          'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
-        ],
-      },
-      'store.corrupt: the store database failed its integrity check; no message body was touched',
-    );
-    throw new StoreCorruptError(
-      `${err.message}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
-    );
+    throw storeCorruptError(dataDir, logger, err.message);
   }
+}
+
+/** The running gateway found its database damaged: leaves the marker (the next start checks first), then says how to recover. */
+async function storeFoundCorrupt(dataDir: string, logger: Logger, problem: string): Promise<StoreCorruptError> {
+  await writeFileDurable(join(dataDir, CHECK_FAILED_FILE), `${new Date().toISOString()} ${problem}\n`, { mode: 0o600 });
+  return storeCorruptError(dataDir, logger, problem);
+}
+
+function storeCorruptError(dataDir: string, logger: Logger, problem: string): StoreCorruptError {
+  const path = join(dataDir, 'store.db');
+  logger.fatal(
+    {
+      err: problem,
+      recover: [
+        'stop the gateway and keep a copy of the whole data directory',
+        `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
+        'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
+      ],
+    },
+    'store.corrupt: the store database failed its integrity check; no message body was touched',
+  );
+  return new StoreCorruptError(
+    `${problem}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
+  );
 }
 
 export class StoreCorruptError extends Error {

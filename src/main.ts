@@ -1,6 +1,7 @@
 /**
  * Entry point: scanrelay [--config FILE]. Loads and validates the config (exit 78 on a bad file, with the
- * file, key and problem), starts the gateway, reloads on SIGHUP, drains on SIGTERM/SIGINT and exits 0.
+ * file, key and problem), starts the gateway, reloads on SIGHUP, drains on SIGTERM/SIGINT and exits 0. Exits 1
+ * when the start fails, or when the store check after an unclean stop finds the database damaged.
  *
  * The V8 settings come first and the gateway's modules load only after them (dynamic imports below):
  * loading the modules is the start's first burst of work (Node's loader ran 188 Maglev compilations before
@@ -30,6 +31,11 @@ async function main(): Promise<void> {
     logger,
     importBatchSize: positive(process.env.SCANRELAY_IMPORT_BATCH),
     importPauseMs: positive(process.env.SCANRELAY_IMPORT_PAUSE_MS),
+    // The background check after an unclean stop found the store damaged; the gateway has stopped itself.
+    onStoreCorrupt: (err) => {
+      process.stderr.write(`scanrelay: stopped: ${err.message}\n`);
+      process.exit(1);
+    },
   });
   const addresses = await gateway.start();
   logger.info(

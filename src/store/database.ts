@@ -128,6 +128,8 @@ interface PendingWrite {
 
 export class StoreDatabase {
   readonly path: string;
+  /** Set by `open`: the last run did not close this database (crash, kill -9, power loss). */
+  uncleanStop = false;
   private readonly db: Sqlite.Database;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
@@ -166,13 +168,14 @@ export class StoreDatabase {
   }
 
   /**
-   * Opens (creating and migrating) the database. `integrityCheck`: PRAGMA quick_check, throwing
-   * IntegrityError; 'after-crash' runs it only when the last run did not close the database (its WAL
-   * file is still there: a clean close checkpoints and removes it), so a clean restart does not read
-   * the whole file.
+   * Opens (creating and migrating) the database. `integrityCheck`: PRAGMA quick_check first, throwing
+   * IntegrityError (it reads the whole file; after an unclean stop the gateway runs it in the background
+   * instead, integrity.ts). `uncleanStop` of the result: the last run did not close the database (its
+   * WAL file was still there: a clean close checkpoints and removes it).
    */
-  static open(path: string, options: { integrityCheck?: boolean | 'after-crash' } = {}): StoreDatabase {
-    const check = options.integrityCheck === 'after-crash' ? existsSync(`${path}-wal`) : options.integrityCheck === true;
+  static open(path: string, options: { integrityCheck?: boolean } = {}): StoreDatabase {
+    const check = options.integrityCheck === true;
+    const uncleanStop = existsSync(`${path}-wal`);
     let store: StoreDatabase;
     try {
       store = new StoreDatabase(path);
@@ -194,6 +197,7 @@ export class StoreDatabase {
       }
     }
     store.migrate();
+    store.uncleanStop = uncleanStop;
     return store;
   }
 

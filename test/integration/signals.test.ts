@@ -1,6 +1,7 @@
 /**
  * The process-level promises of src/main.ts: SIGHUP reloads the config file without dropping a
- * connection, a broken file on SIGHUP keeps the running config.
+ * connection, a broken file on SIGHUP keeps the running config; a store found damaged after a kill -9
+ * stops the process (exit 1) with the steps to recover.
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { stringify } from 'yaml';
 import { startGatewayProcess, writeGatewayConfig, type GatewayProcess } from '../kit/gateway-process.js';
 import { makeTempDir } from '../kit/gateway.js';
 import { RawSmtpClient, plainAuth } from '../kit/raw-smtp.js';
+import { damageLeafPage, leaveUncleanStop } from '../kit/store-damage.js';
 
 const FIRST = { name: 'first', username: 'first-login', password: 'first-password-1', allowRecipients: ['*@example.org'] };
 const SECOND = { name: 'second', username: 'second-login', password: 'second-password-2', allowRecipients: ['*@example.org'] };
@@ -61,5 +63,25 @@ describe('signals of the gateway process', () => {
     const rejected = await gateway.waitForLog((entry) => entry.msg === 'config.reload.rejected');
     expect(String(rejected.err)).toMatch(/gateway\.yaml/);
     expect(await login(SECOND)).toBe(235);
+  });
+
+  it('after a kill -9 opens SMTP at once, checks the store behind it, and exits 1 with the steps to recover when a page is damaged', async () => {
+    dir = await makeTempDir();
+    const dataDir = join(dir, 'data');
+    const file = await writeGatewayConfig(dir, config(dataDir, [FIRST]));
+    const crashed = await startGatewayProcess(file);
+    await crashed.kill();
+    const path = join(dataDir, 'store.db');
+    await damageLeafPage(path, 'message_subjects_data');
+    await leaveUncleanStop(path);
+
+    gateway = await startGatewayProcess(file);
+    const corrupt = await gateway.waitForLog((entry) => String(entry.msg).startsWith('store.corrupt'));
+    expect(corrupt.recover).toEqual(expect.arrayContaining([expect.stringMatching(/\.recover/)]));
+    expect(await gateway.exited).toBe(1);
+    // The gateway was ready (SMTP open) before the check answered.
+    const order = gateway.logs.map((entry) => String(entry.msg));
+    expect(order.indexOf('scanrelay.ready')).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf('scanrelay.ready')).toBeLessThan(order.findIndex((msg) => msg.startsWith('store.corrupt')));
   });
 });

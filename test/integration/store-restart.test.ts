@@ -3,11 +3,13 @@
  * and counters, holds released at start-up once their cause is gone, and the upstream's count of the day.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { open, readdir, rm } from 'node:fs/promises';
+import { access, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGateway } from '../kit/gateway.js';
 import { writeCaFile } from '../kit/certs.js';
 import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../kit/upstream.js';
+import { damageLeafPage, leaveUncleanStop } from '../kit/store-damage.js';
+import { StoreCorruptError, type GatewayOptions } from '../../src/app.js';
 
 describe('the gateway restarted on the same data directory', () => {
   const cleanups: Array<() => Promise<void>> = [];
@@ -27,9 +29,9 @@ describe('the gateway restarted on the same data directory', () => {
     const upstreams = [upstreamEntry(up, await writeCaFile(caDir))];
     let current: TestGateway | undefined;
     cleanups.push(async () => current?.stop());
-    const start = async (raw: RawConfig) => {
+    const start = async (raw: RawConfig, options: GatewayOptions = {}) => {
       await current?.stop();
-      current = await startTestGateway({ upstreams, delivery: { retryBase: '200ms', retryMax: '2s' }, ...raw }, { dataDir });
+      current = await startTestGateway({ upstreams, delivery: { retryBase: '200ms', retryMax: '2s' }, ...raw }, { ...options, dataDir });
       return current;
     };
     return { up, start };
@@ -79,5 +81,54 @@ describe('the gateway restarted on the same data directory', () => {
       /No message body was touched\. To recover: .*\.recover.*quarantines every body/s,
     );
     expect(await readdir(join(dataDir, 'queue'))).toContain(`${id}.eml`);
+  });
+
+  it('after an unclean stop checks the store in the background and, finding it damaged, stops with the steps to recover', async () => {
+    const { start } = await setup();
+    const first = await start({ devices: [TEST_DEVICE] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'kept through a bad disk' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
+    const dataDir = first.dataDir;
+    await first.stop();
+    // A page of the subject index, which start-up does not read: only the check can find it.
+    const path = join(dataDir, 'store.db');
+    await damageLeafPage(path, 'message_subjects_data');
+    await leaveUncleanStop(path);
+
+    const stopped: StoreCorruptError[] = [];
+    const second = await start({ devices: [TEST_DEVICE] }, { onStoreCorrupt: (err) => stopped.push(err) });
+    // Started: SMTP listens and the open rows are read; the check answers after that.
+    expect(second.gateway.queue.get(id)?.state).toBe('held');
+    const outcome = await second.gateway.storeChecked();
+    expect(outcome).toMatchObject({ kind: 'corrupt' });
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]).toBeInstanceOf(StoreCorruptError);
+    expect(stopped[0].message).toMatch(/failed its integrity check: .*No message body was touched\. To recover: .*\.recover/s);
+    expect(second.logs.some((line) => line.includes('store.corrupt'))).toBe(true);
+    await expect(sendToGateway(second.smtpPort, { to: 'alice@example.org' })).rejects.toThrow();
+    await access(join(dataDir, 'store.db.check-failed'));
+
+    // Every later start checks first, and refuses, until the database is sound again.
+    await expect(startTestGateway({ devices: [TEST_DEVICE] }, { dataDir })).rejects.toThrow(/failed its integrity check/);
+    expect(await readdir(join(dataDir, 'queue'))).toContain(`${id}.eml`);
+    for (const file of ['store.db', 'store.db-wal', 'store.db-shm']) await rename(join(dataDir, file), join(dataDir, `${file}.damaged`)).catch(() => {});
+    const third = await start({ devices: [TEST_DEVICE] });
+    await waitFor(() => third.gateway.queue.get(id)?.state === 'quarantined', { what: 'the body quarantined for a retry' });
+    await expect(access(join(dataDir, 'store.db.check-failed'))).rejects.toThrow();
+    expect(third.gateway.storeChecked()).toBeUndefined();
+  });
+
+  it('after an unclean stop with a sound store the check passes and the gateway carries on', async () => {
+    const { up, start } = await setup();
+    const first = await start({ devices: [TEST_DEVICE] });
+    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org' });
+    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
+    await first.stop();
+    await leaveUncleanStop(join(first.dataDir, 'store.db'));
+
+    const second = await start({ devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }] });
+    expect(await second.gateway.storeChecked()).toMatchObject({ kind: 'ok' });
+    await waitFor(() => second.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered after the check' });
+    expect(up.received).toHaveLength(1);
   });
 });
