@@ -46,7 +46,7 @@ describe('the background integrity check', () => {
   });
 
   it('stops when cancelled (the gateway stops first)', async () => {
-    // Cancelled in the same tick: the thread has not even started, so no answer can come first.
+    // Cancelled in the same tick: the process has not even started, so no answer can come first.
     const db = StoreDatabase.open(path);
     const check = checkIntegrityInBackground(path);
     await check.cancel();
