@@ -10,12 +10,15 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, errorMessage } from './shared/errors.js';
 import { tuneV8AtStart } from './shared/heap-tuning.js';
+import { importHttpWithoutUndici } from './shared/lazy-undici.js';
 
 const EXIT_CONFIG = 78; // EX_CONFIG (sysexits.h)
 
 async function main(): Promise<void> {
   // First of all (see heap-tuning.ts): how soon dead reads are freed, Node 20's heap remedies, which compilers run.
   const tuning = tuneV8AtStart();
+  // Before any module imports node:http as ESM (smtp-server, nodemailer): keeps undici unloaded (lazy-undici.ts).
+  const httpImport = await importHttpWithoutUndici();
   const [{ defaultConfigPath, loadConfig }, { createGateway }, { createLogger }, { SCANRELAY_VERSION }] = await Promise.all([
     import('./config/index.js'),
     import('./app.js'),
@@ -43,6 +46,7 @@ async function main(): Promise<void> {
       version: SCANRELAY_VERSION,
       node: process.version,
       ...tuning,
+      httpImport,
       smtp: addresses.smtp.port,
       admin: addresses.admin?.port,
       pop3: addresses.pop3?.port,

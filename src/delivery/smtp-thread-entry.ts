@@ -12,12 +12,16 @@ import { read } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { parentPort } from 'node:worker_threads';
-import nodemailer from 'nodemailer';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type nodemailerModule from 'nodemailer';
+import { importHttpWithoutUndici } from '../shared/lazy-undici.js';
 import { installFastDotStuffing } from './dot-stuffing.js';
 import { errorFacts, errorFrom, type FromThread, type MailSpec, type SendOutcome, type ToThread, type TransportSpec } from './smtp-thread-protocol.js';
 
-type Mailer = ReturnType<typeof nodemailer.createTransport>;
+// nodemailer loads after node:http's namespace is built without undici (lazy-undici.ts): it imports node:http.
+await importHttpWithoutUndici();
+const [{ default: nodemailer }, { default: SMTPConnection }] = await Promise.all([import('nodemailer'), import('nodemailer/lib/smtp-connection')]);
+
+type Mailer = ReturnType<typeof nodemailerModule.createTransport>;
 type TokenCallback = (err: Error | null, accessToken?: string, expires?: number) => void;
 
 const port = parentPort;
