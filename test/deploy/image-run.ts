@@ -6,7 +6,8 @@
  * healthy, the process runs as uid 1000 without capabilities, a scan is accepted over SMTP and delivered
  * upstream with the printer's header and body byte-identical below the headers the gateway adds,
  * `podman diff` shows changes only under /data and /tmp, `podman stop` drains a DATA in flight (250,
- * exit 0, delivered after the restart), and the image carries its version. Prints one PASS/FAIL line per
+ * exit 0, delivered after the restart), a kill -9 is followed by a start whose store check passes, and
+ * the image carries its version. Prints one PASS/FAIL line per
  * check and the image size; exits 1 on any failure. Every wait is bounded.
  *
  * Started by image.sh with SCANRELAY_IMAGE, SCANRELAY_PODMAN_ARGS (global podman options) and
@@ -236,6 +237,8 @@ async function main(): Promise<void> {
       heapTuning === `${SCAVENGER_FLAG}=${SCAVENGE_BUFFERS_NEW_SPACE_MB}`,
       `the gateway frees dead ArrayBuffers early on the image's V8 (heapTuning: ${heapTuning})`,
     );
+    const httpImport = /"httpImport":"([^"]*)"/.exec(ready)?.[1] ?? '';
+    check(/without its undici getters/.test(httpImport), `node:http loads without undici on the image's Node (httpImport: ${httpImport})`);
     const arenas = podman(['exec', NAME, 'sh', '-c', 'tr "\\0" "\\n" < /proc/1/environ | grep ^MALLOC_ARENA_MAX=']).stdout.trim();
     check(arenas === 'MALLOC_ARENA_MAX=2', `malloc arenas limited for the gateway (${arenas})`);
     const compiler = podman(['exec', NAME, 'sh', '-c', 'command -v g++ gcc make python3 || true']).stdout.trim();
@@ -302,6 +305,27 @@ async function main(): Promise<void> {
       upstream.received.some((m) => m.raw.subarray(m.raw.length - second.length).equals(second)) ? true : undefined,
     ).catch(() => false);
     check(afterRestart, 'the scan accepted during the drain is delivered, byte-identical');
+
+    // kill -9 (the OOM killer, a power cut): the next start opens at once and checks the store behind it,
+    // in a process of its own, inside the read-only container.
+    const runningAgain = running() || podman(['start', NAME]).status === 0;
+    if (check(runningAgain, 'the container runs again before the kill -9')) {
+      await waitFor('/healthz before the kill', 30_000, async () => ((await healthz(adminPort)) === 200 ? true : undefined)).catch(() => false);
+      podman(['kill', '--signal', 'KILL', NAME]);
+      const restarted = podman(['start', NAME]);
+      const verdict = await waitFor(
+        'the store check after the kill',
+        60_000,
+        () => /store\.check\.(ok|skipped)|store\.corrupt/.exec(podman(['logs', NAME]).stdout)?.[0],
+      ).catch(() => 'no verdict in the log');
+      check(
+        restarted.status === 0 && verdict === 'store.check.ok',
+        `after kill -9 the store is checked in the background: ${verdict}`,
+        restarted.stderr.trim(),
+      );
+      const back = await waitFor('/healthz after the kill', 30_000, async () => ((await healthz(adminPort)) === 200 ? true : undefined)).catch(() => false);
+      check(back, '/healthz answers 200 after the kill -9 and the check');
+    }
     if (running()) {
       const stoppedAgain = podman(['stop', '-t', '90', NAME], 120_000);
       check(stoppedAgain.status === 0, 'second podman stop');
