@@ -34,7 +34,15 @@ describe('the gateway restarted on the same data directory', () => {
       current = await startTestGateway({ upstreams, delivery: { retryBase: '200ms', retryMax: '2s' }, ...raw }, { ...options, dataDir });
       return current;
     };
-    return { up, start };
+    /** A gateway that holds one scan (its device has no upstream), stopped cleanly: the scan and where it lies. */
+    const heldScanThenStopped = async (subject?: string) => {
+      const first = await start({ devices: [TEST_DEVICE] });
+      const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject });
+      await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
+      await first.stop();
+      return { id, dataDir: first.dataDir };
+    };
+    return { up, start, heldScanThenStopped };
   }
 
   it('releases a no-upstream hold at start-up once the device has an upstream', async () => {
@@ -67,12 +75,8 @@ describe('the gateway restarted on the same data directory', () => {
   });
 
   it('refuses a store database that fails its check, keeps every body and says how to recover', async () => {
-    const { start } = await setup();
-    const first = await start({ devices: [TEST_DEVICE] });
-    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'kept through corruption' });
-    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
-    const dataDir = first.dataDir;
-    await first.stop();
+    const { heldScanThenStopped } = await setup();
+    const { id, dataDir } = await heldScanThenStopped('kept through corruption');
     const file = await open(join(dataDir, 'store.db'), 'r+');
     await file.write(Buffer.alloc(4096, 0x5a), 0, 4096, 0);
     await file.close();
@@ -84,12 +88,8 @@ describe('the gateway restarted on the same data directory', () => {
   });
 
   it('after an unclean stop checks the store in the background and, finding it damaged, stops with the steps to recover', async () => {
-    const { start } = await setup();
-    const first = await start({ devices: [TEST_DEVICE] });
-    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org', subject: 'kept through a bad disk' });
-    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
-    const dataDir = first.dataDir;
-    await first.stop();
+    const { start, heldScanThenStopped } = await setup();
+    const { id, dataDir } = await heldScanThenStopped('kept through a bad disk');
     // A page of the subject index, which start-up does not read: only the check can find it.
     const path = join(dataDir, 'store.db');
     await damageLeafPage(path, 'message_subjects_data');
@@ -119,12 +119,9 @@ describe('the gateway restarted on the same data directory', () => {
   });
 
   it('after an unclean stop with a sound store the check passes and the gateway carries on', async () => {
-    const { up, start } = await setup();
-    const first = await start({ devices: [TEST_DEVICE] });
-    const id = await sendToGateway(first.smtpPort, { to: 'alice@example.org' });
-    await waitFor(() => first.gateway.queue.get(id)?.state === 'held', { what: 'held' });
-    await first.stop();
-    await leaveUncleanStop(join(first.dataDir, 'store.db'));
+    const { up, start, heldScanThenStopped } = await setup();
+    const { id, dataDir } = await heldScanThenStopped();
+    await leaveUncleanStop(join(dataDir, 'store.db'));
 
     const second = await start({ devices: [{ ...TEST_DEVICE, upstream: 'gmail-test' }] });
     expect(await second.gateway.storeChecked()).toMatchObject({ kind: 'ok' });
