@@ -341,7 +341,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
               logger,
               `the database ${database.path} failed its integrity check: ${outcome.problems.slice(0, 3).join('; ')}`,
             );
-            await gateway.stop();
+            await gateway.stop().catch((stopErr: unknown) => logger.error({ err: errorMessage(stopErr) }, 'gateway.stop failed'));
             options.onStoreCorrupt?.(err);
           }
           return outcome;
@@ -431,7 +431,16 @@ function openStoreDatabase(dataDir: string, logger: Logger): { database: StoreDa
 
 /** The running gateway found its database damaged: leaves the marker (the next start checks first), then says how to recover. */
 async function storeFoundCorrupt(dataDir: string, logger: Logger, problem: string): Promise<StoreCorruptError> {
-  await writeFileDurable(join(dataDir, CHECK_FAILED_FILE), `${new Date().toISOString()} ${problem}\n`, { mode: 0o600 });
+  const marker = join(dataDir, CHECK_FAILED_FILE);
+  try {
+    await writeFileDurable(marker, `${new Date().toISOString()} ${problem}\n`, { mode: 0o600 });
+  } catch (err) {
+    // The stop goes on; only the next start's own check is not assured.
+    logger.error(
+      { part: 'store', path: marker, err: errorMessage(err) },
+      'store.check.marker-failed: keep the gateway stopped until the database is recovered',
+    );
+  }
   return storeCorruptError(dataDir, logger, problem);
 }
 
