@@ -53,10 +53,22 @@ class RestartableGateway {
     return this.up!;
   }
 
+  /** Each start after a kill: did it begin the store check, and what did the check say (if it lived to say). */
+  readonly checks: Array<{ started: boolean; verdict: Promise<string> }> = [];
+
   async killAndRestart(): Promise<void> {
     const victim = await this.ready();
     await victim.kill();
-    await this.start();
+    const next = await this.start();
+    this.checks.push({
+      started: next.logs.some((entry) => String(entry.msg).startsWith('store.check.started')),
+      verdict: next
+        .waitForLog((entry) => /^store\.(check\.(ok|skipped)|corrupt)/.test(String(entry.msg)), 60_000)
+        .then(
+          (entry) => String(entry.msg).split(':')[0],
+          () => 'ended before its verdict',
+        ),
+    });
   }
 
   async stop(): Promise<void> {
@@ -170,6 +182,11 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
     await Promise.all([runKiller(), ...Array.from({ length: CLIENTS }, (_, i) => runClient(i))]);
     expect(acknowledged.size).toBe(TOTAL);
     expect(gw.starts).toBe(KILLS + 1);
+    // Every start after a kill -9 checked the store behind SMTP; none found it damaged.
+    expect(gw.checks.map((check) => check.started)).toEqual(Array(KILLS).fill(true));
+    const verdicts = await Promise.all(gw.checks.map((check) => check.verdict));
+    expect(verdicts.filter((verdict) => verdict !== 'store.check.ok' && verdict !== 'ended before its verdict')).toEqual([]);
+    expect(verdicts.at(-1)).toBe('store.check.ok');
 
     // Let the last gateway drain its queue: nothing queued, deferred or being delivered.
     const final = await gw.ready();
@@ -222,6 +239,7 @@ describe('crash and restart under load (child-process gateway, real TLS upstream
       duplicates,
       duplicatesFromGatewayResend: gatewayResends,
       duplicatesFromClientRetry: clientResends,
+      storeChecksPassed: verdicts.filter((verdict) => verdict === 'store.check.ok').length,
       elapsedSeconds: Math.round(elapsedMs / 100) / 10,
     };
     console.log(`crash-load figures: ${JSON.stringify(figures)}`);
