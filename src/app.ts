@@ -21,8 +21,8 @@ import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './devices/index.js';
 import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
 import { JournalImport } from './queue/import.js';
-import { IntegrityError, StoreDatabase } from './store/database.js';
-import { checkIntegrityInBackground, isCorruptionError, type IntegrityCheck, type IntegrityOutcome } from './store/integrity.js';
+import { IntegrityError, StoreDatabase, isCorruptionError } from './store/database.js';
+import { checkIntegrityInBackground, type IntegrityCheck, type IntegrityOutcome } from './store/integrity.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
@@ -103,6 +103,22 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   const { database, checkInBackground } = openStoreDatabase(config.dataDir, logger);
   const storeLogger = logger.child({ part: 'store' });
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
+  // A damaged page met while running (a write, or a read for the admin API). The gateway keeps taking mail:
+  // bodies are files, and a row write that fails is retried or answered 451. It says so once (log, metric),
+  // and leaves the marker, so the next start checks the whole file first.
+  let storeDamage: string | undefined;
+  const storeDamaged = (err: unknown) => {
+    if (storeDamage !== undefined) return;
+    storeDamage = errorMessage(err);
+    metrics.storeDamaged.set(1);
+    void markCheckFailed(config.dataDir, logger, `the database ${database.path} has a damaged page: ${storeDamage}`).then(() =>
+      storeLogger.error(
+        { err: storeDamage, recover: recoverySteps(config.dataDir) },
+        'store.damaged: SQLite found a damaged page of the store database; scans are still accepted, recover at a quiet moment',
+      ),
+    );
+  };
+  database.onCorruption = storeDamaged;
   // Before any part is built: their first events (upstream.added, device.created) are metrics too.
   wireMetrics(events, metrics);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
@@ -234,6 +250,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
       }),
       logger: logger.child({ part: 'admin' }),
+      onStoreDamaged: storeDamaged,
       tokens,
       reload: async () => {
         await gateway.reload(loadConfig(config.file));
@@ -431,32 +448,36 @@ function openStoreDatabase(dataDir: string, logger: Logger): { database: StoreDa
 
 /** The running gateway found its database damaged: leaves the marker (the next start checks first), then says how to recover. */
 async function storeFoundCorrupt(dataDir: string, logger: Logger, problem: string): Promise<StoreCorruptError> {
+  await markCheckFailed(dataDir, logger, problem);
+  return storeCorruptError(dataDir, logger, problem);
+}
+
+/** Leaves CHECK_FAILED_FILE (durably): the next start checks the whole database before it opens anything. */
+async function markCheckFailed(dataDir: string, logger: Logger, problem: string): Promise<void> {
   const marker = join(dataDir, CHECK_FAILED_FILE);
   try {
     await writeFileDurable(marker, `${new Date().toISOString()} ${problem}\n`, { mode: 0o600 });
   } catch (err) {
-    // The stop goes on; only the next start's own check is not assured.
+    // The caller goes on; only the next start's own check is not assured.
     logger.error(
       { part: 'store', path: marker, err: errorMessage(err) },
       'store.check.marker-failed: keep the gateway stopped until the database is recovered',
     );
   }
-  return storeCorruptError(dataDir, logger, problem);
+}
+
+function recoverySteps(dataDir: string): string[] {
+  const path = join(dataDir, 'store.db');
+  return [
+    'stop the gateway and keep a copy of the whole data directory',
+    `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
+    'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
+  ];
 }
 
 function storeCorruptError(dataDir: string, logger: Logger, problem: string): StoreCorruptError {
   const path = join(dataDir, 'store.db');
-  logger.fatal(
-    {
-      err: problem,
-      recover: [
-        'stop the gateway and keep a copy of the whole data directory',
-        `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
-        'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
-      ],
-    },
-    'store.corrupt: the store database failed its integrity check; no message body was touched',
-  );
+  logger.fatal({ err: problem, recover: recoverySteps(dataDir) }, 'store.corrupt: the store database failed its integrity check; no message body was touched');
   return new StoreCorruptError(
     `${problem}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
   );

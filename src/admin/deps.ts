@@ -25,6 +25,8 @@ export interface AdminDeps {
   tokens: () => readonly string[];
   /** Reload the config file (same as SIGHUP). */
   reload: () => Promise<void>;
+  /** SQLite said the store database has a damaged page while answering a request (app.ts raises the alarm). */
+  onStoreDamaged?: (err: unknown) => void;
   /** Readiness facts. */
   readiness: () => Promise<{ smtp: boolean; dataDir: boolean; store: boolean; importing?: string }>;
   /** Where printers reach the SMTP listener (for the device setup sheet). */

@@ -5,6 +5,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, ValidationError } from '../shared/errors.js';
+import { isCorruptionError } from '../store/database.js';
 
 export interface ErrorBody {
   error: string;
@@ -45,8 +46,22 @@ function validationMessage(error: FastifyError, field: string | undefined): stri
   return `${field ?? 'input'}: ${issue.message ?? 'invalid'}`;
 }
 
-export function installErrorHandlers(app: FastifyInstance): void {
+export function installErrorHandlers(app: FastifyInstance, onStoreDamaged?: (err: unknown) => void): void {
   app.setErrorHandler((error: FastifyError | GatewayError | Error, request: FastifyRequest, reply: FastifyReply) => {
+    // A damaged page of store.db (SQLite says so): an answer the admin can act on, and the gateway's alarm.
+    if (isCorruptionError(error)) {
+      onStoreDamaged?.(error);
+      request.log.error({ err: error }, 'admin.request.failed: the store database is damaged');
+      return reply
+        .code(503)
+        .send(
+          errorBody(
+            503,
+            'SCANRELAY_STORE_DAMAGED',
+            'the store database is damaged (SQLite found a bad page): scans are still accepted; the gateway log line store.damaged says how to recover',
+          ),
+        );
+    }
     if ('validation' in error && error.validation) {
       const field = validationField(error.validationContext, error.validation[0] as ValidationIssue);
       return reply.code(400).send(errorBody(400, 'SCANRELAY_INVALID_INPUT', validationMessage(error, field), field));

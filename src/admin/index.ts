@@ -42,7 +42,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  installErrorHandlers(app);
+  installErrorHandlers(app, deps.onStoreDamaged);
   await app.register(cookie);
   // A token in a URL ends up in browser history, proxy logs and Referer headers: refuse it outright.
   app.addHook('onRequest', async (request, reply) => {

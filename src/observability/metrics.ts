@@ -130,6 +130,11 @@ export class GatewayMetrics {
     labelNames: ['upstream', 'state'],
     registers: [this.registry],
   });
+  readonly storeDamaged = new Gauge({
+    name: 'scanrelay_store_damaged',
+    help: '1 once SQLite reported a damaged page of store.db while running (log line store.damaged)',
+    registers: [this.registry],
+  });
   readonly deviceEnabled = new Gauge({
     name: 'scanrelay_device_enabled',
     help: '1 when the device may send',

@@ -36,6 +36,12 @@ import Sqlite from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 
 export type Statement = Sqlite.Statement;
+
+/** SQLite's words for a file it cannot trust (better-sqlite3 error codes). */
+export function isCorruptionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
+}
 type Row = Record<string, unknown>;
 
 /** A checkpoint after this many write batches, or CHECKPOINT_MS after the last one if anything was written. */
@@ -130,6 +136,8 @@ export class StoreDatabase {
   readonly path: string;
   /** Set by `open`: the last run did not close this database (crash, kill -9, power loss). */
   uncleanStop = false;
+  /** A write met a damaged page (SQLite said so): app.ts raises the alarm. The write itself is rejected as usual. */
+  onCorruption?: (err: unknown) => void;
   private readonly db: Sqlite.Database;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
@@ -307,17 +315,26 @@ export class StoreDatabase {
     }
     const durable = batch.some((w) => w.durable);
     const results: Array<{ ok: boolean; value: unknown }> = [];
+    // One report per batch: a damaged page fails the write's savepoint, and then often the whole transaction.
+    let corruptionReported = false;
+    const reportCorruption = (err: unknown) => {
+      if (corruptionReported || !isCorruptionError(err)) return;
+      corruptionReported = true;
+      this.onCorruption?.(err);
+    };
     try {
       this.db.transaction(() => {
         for (const write of batch) {
           try {
             results.push({ ok: true, value: this.db.transaction(write.work)() });
           } catch (err) {
+            reportCorruption(err);
             results.push({ ok: false, value: err });
           }
         }
       })();
     } catch (err) {
+      reportCorruption(err);
       for (const write of batch) write.reject(err);
       return;
     }

@@ -34,12 +34,6 @@ export interface IntegrityCheck {
   cancel(): Promise<void>;
 }
 
-/** SQLite's words for a file it cannot trust (better-sqlite3 error codes). */
-export function isCorruptionError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
-}
-
 // Plain JavaScript run by `node -e` (the same from the sources and from dist/, no loader needed); one JSON line out.
 const CHECK_SOURCE = `
 const [path, driver] = process.argv.slice(1);

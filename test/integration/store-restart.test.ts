@@ -9,6 +9,7 @@ import { makeTempDir, startTestGateway, waitFor, type RawConfig, type TestGatewa
 import { writeCaFile } from '../kit/certs.js';
 import { TEST_DEVICE, TestUpstream, sendToGateway, upstreamEntry } from '../kit/upstream.js';
 import { damageLeafPage, leaveUncleanStop } from '../kit/store-damage.js';
+import { seedStore } from '../kit/store-seed.js';
 import { StoreCorruptError, type GatewayOptions } from '../../src/app.js';
 
 describe('the gateway restarted on the same data directory', () => {
@@ -127,5 +128,32 @@ describe('the gateway restarted on the same data directory', () => {
     expect(await second.gateway.storeChecked()).toMatchObject({ kind: 'ok' });
     await waitFor(() => second.gateway.queue.get(id)?.state === 'delivered', { what: 'delivered after the check' });
     expect(up.received).toHaveLength(1);
+  });
+
+  it('a damaged page met while running raises the alarm, keeps taking scans, and makes the next start check first', async () => {
+    const dataDir = await makeTempDir();
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    // A month of old log rows: start-up reads none of their pages, so the damage stays unseen until asked for.
+    await seedStore(dataDir, 3_000, 0);
+    const running = await startTestGateway({ devices: [TEST_DEVICE] }, { dataDir });
+    cleanups.push(() => running.stop());
+    // The pages of the oldest rows (about two 1.6 KB rows each).
+    await damageLeafPage(join(dataDir, 'store.db'), 'messages', 10);
+
+    const admin = running.gateway.admin!;
+    const headers = { authorization: 'Bearer test-admin-token-0123456789' };
+    const oldest = await admin.inject({ method: 'GET', url: '/api/messages?state=delivered&until=29d&limit=200', headers });
+    expect(oldest.statusCode).toBe(503);
+    expect(oldest.json()).toMatchObject({ code: 'SCANRELAY_STORE_DAMAGED', message: expect.stringMatching(/scans are still accepted.*store\.damaged/) });
+    const metrics = await admin.inject({ method: 'GET', url: '/metrics', headers });
+    expect(metrics.body).toMatch(/^scanrelay_store_damaged 1$/m);
+    await waitFor(() => running.logs.some((line) => line.includes('store.damaged')), { what: 'the store.damaged log line' });
+    await access(join(dataDir, 'store.db.check-failed'));
+
+    // Mail still goes into the queue.
+    const id = await sendToGateway(running.smtpPort, { to: 'alice@example.org', subject: 'sent while the log is damaged' });
+    expect(running.gateway.queue.get(id)?.state).toBe('held');
+    await running.stop();
+    await expect(startTestGateway({ devices: [TEST_DEVICE] }, { dataDir })).rejects.toThrow(/failed its integrity check/);
   });
 });

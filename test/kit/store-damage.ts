@@ -6,17 +6,23 @@
 import { open, writeFile } from 'node:fs/promises';
 import { StoreDatabase } from '../../src/store/database.js';
 
-/** Overwrites the first leaf page of `table` (a table or index name in sqlite_master) in the file at `path`. */
-export async function damageLeafPage(path: string, table: string): Promise<number> {
+/**
+ * Overwrites the first `count` leaf pages of `table` (a table or index name in sqlite_master) in the file at
+ * `path`. Also while the gateway runs: pages it has not read yet are read from the file when first asked for.
+ */
+export async function damageLeafPage(path: string, table: string, count = 1): Promise<number[]> {
   const db = StoreDatabase.open(path);
   const pageSize = db.get<{ page_size: number }>('PRAGMA page_size')?.page_size ?? 4096;
-  const page = db.get<{ pageno: number }>("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno LIMIT 1", table)?.pageno;
+  const pages = db
+    .prepare("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno LIMIT ?")
+    .all(table, count)
+    .map((row) => (row as { pageno: number }).pageno);
   db.close();
-  if (page === undefined) throw new Error(`no leaf page of ${table} in ${path}`);
+  if (pages.length === 0) throw new Error(`no leaf page of ${table} in ${path}`);
   const file = await open(path, 'r+');
-  await file.write(Buffer.alloc(pageSize, 0x5a), 0, pageSize, (page - 1) * pageSize);
+  for (const page of pages) await file.write(Buffer.alloc(pageSize, 0x5a), 0, pageSize, (page - 1) * pageSize);
   await file.close();
-  return page;
+  return pages;
 }
 
 /** What kill -9 leaves: the WAL file a clean close removes (empty here: nothing was lost in it). */

@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StoreDatabase } from '../../../src/store/database.js';
-import { checkIntegrityInBackground, isCorruptionError } from '../../../src/store/integrity.js';
+import { StoreDatabase, isCorruptionError } from '../../../src/store/database.js';
+import { checkIntegrityInBackground } from '../../../src/store/integrity.js';
 import { damageLeafPage } from '../../kit/store-damage.js';
 
 describe('the background integrity check', () => {
@@ -51,6 +51,21 @@ describe('the background integrity check', () => {
     const check = checkIntegrityInBackground(path);
     await check.cancel();
     expect(await check.done).toMatchObject({ kind: 'cancelled' });
+    db.close();
+  });
+
+  it('a write that meets a damaged page is refused, and the database says so to onCorruption', async () => {
+    await damageLeafPage(path, 'history');
+    const db = StoreDatabase.open(path);
+    const seen: unknown[] = [];
+    db.onCorruption = (err) => seen.push(err);
+    const write = db.commit(() => db.prepare("UPDATE history SET subject = 'x' WHERE id = 1").run(), { durable: true });
+    await expect(write).rejects.toMatchObject({ code: expect.stringMatching(/^SQLITE_CORRUPT/) });
+    expect(seen).toHaveLength(1);
+    expect(isCorruptionError(seen[0])).toBe(true);
+    // A sound write after it goes through, and is not reported.
+    await db.commit(() => db.prepare("INSERT INTO history (subject) VALUES ('fine')").run(), { durable: true });
+    expect(seen).toHaveLength(1);
     db.close();
   });
 
