@@ -12,7 +12,6 @@
  * (observability/wire-metrics.ts) subscribe; no part calls a metric.
  */
 import { mkdir, readFile, access, constants } from 'node:fs/promises';
-import { existsSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -21,8 +20,9 @@ import { loadConfig, type GatewayConfig } from './config/index.js';
 import { DeviceRegistry, DeviceStatusTracker, type DeviceStatus } from './devices/index.js';
 import { HOLD_RULES, Queue, startOfDay } from './queue/index.js';
 import { JournalImport } from './queue/import.js';
-import { IntegrityError, StoreDatabase, isCorruptionError } from './store/database.js';
-import { checkIntegrityInBackground, type IntegrityCheck, type IntegrityOutcome } from './store/integrity.js';
+import { isCorruptionError } from './store/database.js';
+import { openStore, type StoreCorruptError } from './store/health.js';
+import type { IntegrityOutcome } from './store/integrity.js';
 import { DeviceStatusTable, SqliteAuthStateStore, UpstreamStateTable } from './store/tables.js';
 import { LockoutState, LoginRecorder, createInboundServer, type AuthStateStore, type InboundServer, type ServerTls } from './inbound/index.js';
 import { createDeliveryWorker, type DeliveryWorker } from './delivery/index.js';
@@ -100,25 +100,9 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       : undefined;
 
   const events = new GatewayEventBus();
-  const { database, checkInBackground } = openStoreDatabase(config.dataDir, logger);
-  const storeLogger = logger.child({ part: 'store' });
+  // Refuses a database SQLite cannot read; after an unclean stop, health checks it once SMTP listens (health.ts).
+  const { database, health } = openStore(config.dataDir, logger, events);
   const metrics = new GatewayMetrics({ defaultMetrics: options.defaultMetrics });
-  // A damaged page met while running (a write, or a read for the admin API). The gateway keeps taking mail:
-  // bodies are files, and a row write that fails is retried or answered 451. It says so once (log, metric),
-  // and leaves the marker, so the next start checks the whole file first.
-  let storeDamage: string | undefined;
-  const storeDamaged = (err: unknown) => {
-    if (storeDamage !== undefined) return;
-    storeDamage = errorMessage(err);
-    metrics.storeDamaged.set(1);
-    void markCheckFailed(config.dataDir, logger, `the database ${database.path} has a damaged page: ${storeDamage}`).then(() =>
-      storeLogger.error(
-        { err: storeDamage, recover: recoverySteps(config.dataDir) },
-        'store.damaged: SQLite found a damaged page of the store database; scans are still accepted, recover at a quiet moment',
-      ),
-    );
-  };
-  database.onCorruption = storeDamaged;
   // Before any part is built: their first events (upstream.added, device.created) are metrics too.
   wireMetrics(events, metrics);
   const popGrants = new PopGrants(config.pop3.authWindowMs);
@@ -250,7 +234,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         lastSeenAddress: (name) => deviceStatus.get(name, true).lastSeenAddress,
       }),
       logger: logger.child({ part: 'admin' }),
-      onStoreDamaged: storeDamaged,
+      onStoreDamaged: (err) => health.damaged(err),
       tokens,
       reload: async () => {
         await gateway.reload(loadConfig(config.file));
@@ -271,8 +255,6 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
   // Devices loaded from the store at open raised no device.created: their series start here.
   for (const device of devices.list()) metrics.setDeviceEnabled(device.name, device.enabled);
 
-  let integrityCheck: IntegrityCheck | undefined;
-  let storeChecked: Promise<IntegrityOutcome> | undefined;
   let stopping: Promise<void> | undefined;
   const stopGateway = async () => {
     logger.info('gateway.stopping');
@@ -284,7 +266,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
     await queue.flush();
     deviceStatus.saveNow();
     // Before the close: the check's read-only connection must not outlive the gateway's.
-    await integrityCheck?.cancel();
+    await health.cancelCheck();
     database.close();
     if (admin) await admin.close();
     logger.info('gateway.stopped');
@@ -324,7 +306,7 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
         await queue.loadOpenRows();
       } catch (err) {
         // A page the open rows live on is damaged: the same answer as a failed check at open.
-        if (isCorruptionError(err)) throw await storeFoundCorrupt(config.dataDir, logger, `the database ${database.path} cannot be read: ${errorMessage(err)}`);
+        if (isCorruptionError(err)) throw await health.unreadableAtStart(err);
         throw err;
       }
       for (const message of queue.openMessages()) if (message.state !== 'held') deviceStatus.restoreInFlight(message.device, message.id);
@@ -346,27 +328,13 @@ export async function createGateway(initial: GatewayConfig, options: GatewayOpti
       );
       logger.info({ devices: devices.list().length, upstreams: config.upstreams.length, queued: queue.stats().counts }, 'gateway.started');
       // After an unclean stop the whole file is checked, off the event loop, while printers are served.
-      if (checkInBackground) {
-        storeLogger.info('store.check.started: the last run did not stop cleanly; checking the store database in the background');
-        integrityCheck = checkIntegrityInBackground(database.path);
-        storeChecked = integrityCheck.done.then(async (outcome) => {
-          if (outcome.kind === 'ok') storeLogger.info({ ms: outcome.ms }, 'store.check.ok: the store database passed its check');
-          if (outcome.kind === 'unchecked') storeLogger.warn({ ms: outcome.ms, err: outcome.error }, 'store.check.skipped: could not run the check');
-          if (outcome.kind === 'corrupt') {
-            const err = await storeFoundCorrupt(
-              config.dataDir,
-              logger,
-              `the database ${database.path} failed its integrity check: ${outcome.problems.slice(0, 3).join('; ')}`,
-            );
-            await gateway.stop().catch((stopErr: unknown) => logger.error({ err: errorMessage(stopErr) }, 'gateway.stop failed'));
-            options.onStoreCorrupt?.(err);
-          }
-          return outcome;
-        });
-      }
+      health.startBackgroundCheck(async (err) => {
+        await gateway.stop();
+        options.onStoreCorrupt?.(err);
+      });
       return addresses;
     },
-    storeChecked: () => storeChecked,
+    storeChecked: () => health.checkOutcome(),
     async stop() {
       if (stopping) return stopping;
       stopping = stopGateway();
@@ -420,72 +388,7 @@ function listenFailure(err: unknown, key: string, host: string, port: number): u
   return err;
 }
 
-/** Left by a check that failed after start: the next start repeats the check before it opens anything. */
-const CHECK_FAILED_FILE = 'store.db.check-failed';
-
-/**
- * Opens dataDir/store.db. After an unclean stop (crash, kill -9, power loss) start() checks it in the
- * background (store/integrity.ts); a check that failed then left CHECK_FAILED_FILE, and every later
- * start checks first, until a check passes. A database that fails the check, or cannot be read at all,
- * is not used: the gateway refuses to start with the steps to recover (the spool's bodies are untouched).
- */
-function openStoreDatabase(dataDir: string, logger: Logger): { database: StoreDatabase; checkInBackground: boolean } {
-  const path = join(dataDir, 'store.db');
-  const marker = join(dataDir, CHECK_FAILED_FILE);
-  const failedBefore = existsSync(marker);
-  try {
-    const database = StoreDatabase.open(path, { integrityCheck: failedBefore });
-    if (failedBefore) {
-      rmSync(marker);
-      logger.warn({ part: 'store' }, 'store.check.ok: the store database passes its check now (the last check had failed)');
-    }
-    return { database, checkInBackground: database.uncleanStop && !failedBefore };
-  } catch (err) {
-    if (!(err instanceof IntegrityError)) throw err;
-    throw storeCorruptError(dataDir, logger, err.message);
-  }
-}
-
-/** The running gateway found its database damaged: leaves the marker (the next start checks first), then says how to recover. */
-async function storeFoundCorrupt(dataDir: string, logger: Logger, problem: string): Promise<StoreCorruptError> {
-  await markCheckFailed(dataDir, logger, problem);
-  return storeCorruptError(dataDir, logger, problem);
-}
-
-/** Leaves CHECK_FAILED_FILE (durably): the next start checks the whole database before it opens anything. */
-async function markCheckFailed(dataDir: string, logger: Logger, problem: string): Promise<void> {
-  const marker = join(dataDir, CHECK_FAILED_FILE);
-  try {
-    await writeFileDurable(marker, `${new Date().toISOString()} ${problem}\n`, { mode: 0o600 });
-  } catch (err) {
-    // The caller goes on; only the next start's own check is not assured.
-    logger.error(
-      { part: 'store', path: marker, err: errorMessage(err) },
-      'store.check.marker-failed: keep the gateway stopped until the database is recovered',
-    );
-  }
-}
-
-function recoverySteps(dataDir: string): string[] {
-  const path = join(dataDir, 'store.db');
-  return [
-    'stop the gateway and keep a copy of the whole data directory',
-    `sqlite3 ${path} ".recover" | sqlite3 ${path}.recovered   (then move store.db aside and rename store.db.recovered to store.db)`,
-    'or move store.db, store.db-wal and store.db-shm aside: the next start makes a new database and quarantines every body in queue/ for you to retry',
-  ];
-}
-
-function storeCorruptError(dataDir: string, logger: Logger, problem: string): StoreCorruptError {
-  const path = join(dataDir, 'store.db');
-  logger.fatal({ err: problem, recover: recoverySteps(dataDir) }, 'store.corrupt: the store database failed its integrity check; no message body was touched');
-  return new StoreCorruptError(
-    `${problem}. No message body was touched. To recover: keep a copy of ${dataDir}; then either run sqlite3 ${path} ".recover" into a new file and put it in place of store.db, or move store.db, store.db-wal and store.db-shm aside so the next start quarantines every body in ${join(dataDir, 'queue')} for you to retry (POST /api/messages/bulk with action retry and filter state quarantined).`,
-  );
-}
-
-export class StoreCorruptError extends Error {
-  readonly code = 'SCANRELAY_STORE_CORRUPT';
-}
+export { StoreCorruptError } from './store/health.js';
 
 function deviceLimits(config: GatewayConfig) {
   return { smtpMaxMessageSize: config.smtp.maxMessageSize, upstreams: new Map(config.upstreams.map((u) => [u.name, u.maxMessageSize])) };

@@ -8,6 +8,7 @@
  *   message.delivered/deferred/held/failed -> delivery attempts by upstream and result; delivered, failed, latency
  *   upstream.added/state-changed/removed  -> scanrelay_upstream_state
  *   device.created/updated/removed        -> scanrelay_device_enabled
+ *   store.damaged                         -> scanrelay_store_damaged
  *
  * A hold counts as a delivery attempt only when an upstream was tried (`attempted`): a scan held because
  * its device has no upstream was never attempted.
@@ -26,6 +27,7 @@ export function wireMetrics(events: GatewayEventBus, metrics: GatewayMetrics): v
     if (attempt.lockedOut) metrics.recordLockout();
   });
 
+  events.on('store.damaged', () => metrics.storeDamaged.set(1));
   events.on('message.rejected', ({ code }) => metrics.recordMessageRejected(code));
   events.on('message.queued', ({ device, size, acceptMs }) => metrics.recordMessageReceived(device, size, acceptMs / 1000));
   events.on('message.delivered', ({ device, upstream, latencyMs }) => {

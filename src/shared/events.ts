@@ -88,6 +88,8 @@ export interface GatewayEvents {
   'message.due': [{ id?: string; reason: 'retry' | 'release' | 'reload' | 'flush' | 'start' }];
   /** Recovery found a message it cannot use (unreadable row, missing body, body without a row); kept. */
   'message.quarantined': [{ id: string; reason: string }];
+  /** SQLite found a damaged page of store.db while the gateway runs (said once; store/health.ts). */
+  'store.damaged': [{ problem: string }];
   /** The device registry changed (API create/update/delete, or a reload changed a file device). */
   'device.created': [{ name: string; enabled: boolean }];
   'device.updated': [{ name: string; enabled: boolean }];
