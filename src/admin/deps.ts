@@ -25,7 +25,7 @@ export interface AdminDeps {
   tokens: () => readonly string[];
   /** Reload the config file (same as SIGHUP). */
   reload: () => Promise<void>;
-  /** SQLite said the store database has a damaged page while answering a request (app.ts raises the alarm). */
+  /** SQLite said the store database has a damaged page while answering a request (store/health.ts raises the alarm). */
   onStoreDamaged?: (err: unknown) => void;
   /** Readiness facts. */
   readiness: () => Promise<{ smtp: boolean; dataDir: boolean; store: boolean; importing?: string }>;

@@ -136,7 +136,7 @@ export class StoreDatabase {
   readonly path: string;
   /** Set by `open`: the last run did not close this database (crash, kill -9, power loss). */
   uncleanStop = false;
-  /** A write met a damaged page (SQLite said so): app.ts raises the alarm. The write itself is rejected as usual. */
+  /** A write met a damaged page (SQLite said so): store/health.ts raises the alarm. The write itself is rejected as usual. */
   onCorruption?: (err: unknown) => void;
   private readonly db: Sqlite.Database;
   private pending: PendingWrite[] = [];
