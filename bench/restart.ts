@@ -17,7 +17,8 @@
  * `runRestartBench` is exported for `npm run bench` to call.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,13 +60,13 @@ export async function runRestartBench(
   const finished = options.finished ?? 100_000;
   const queued = options.queued ?? 10_000;
   // A given dataDir that already has a store is reused as it is (and kept): repeat runs skip the seeding.
-  const reuse = options.dataDir !== undefined && (await import('node:fs').then((fs) => fs.existsSync(join(options.dataDir as string, 'store.db'))));
+  const reuse = options.dataDir !== undefined && existsSync(join(options.dataDir, 'store.db'));
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'scanrelay-restart-')));
   try {
     const seedStart = Date.now();
     if (!reuse) await seedStore(dataDir, finished, queued);
     const seedSeconds = (Date.now() - seedStart) / 1000;
-    const { size: dbBytes } = await import('node:fs/promises').then((fs) => fs.stat(join(dataDir, 'store.db')));
+    const { size: dbBytes } = await stat(join(dataDir, 'store.db'));
     const port = await freePort();
     const file = join(dataDir, 'gateway.yaml');
     await writeFile(

@@ -134,8 +134,8 @@ interface PendingWrite {
 
 export class StoreDatabase {
   readonly path: string;
-  /** Set by `open`: the last run did not close this database (crash, kill -9, power loss). */
-  uncleanStop = false;
+  /** The last run did not close this database (crash, kill -9, power loss): its WAL file was still there. */
+  readonly uncleanStop: boolean;
   /** A write met a damaged page (SQLite said so): store/health.ts raises the alarm. The write itself is rejected as usual. */
   onCorruption?: (err: unknown) => void;
   private readonly db: Sqlite.Database;
@@ -160,6 +160,8 @@ export class StoreDatabase {
 
   private constructor(path: string) {
     this.path = path;
+    // Before SQLite opens it, which makes the WAL file; a clean close checkpoints and removes it.
+    this.uncleanStop = existsSync(`${path}-wal`);
     const fresh = !existsSync(path);
     this.db = new Sqlite(path);
     // SQLite creates -wal and -shm with the database file's mode, so 0600 here covers them too.
@@ -178,21 +180,17 @@ export class StoreDatabase {
   /**
    * Opens (creating and migrating) the database. `integrityCheck`: PRAGMA quick_check first, throwing
    * IntegrityError (it reads the whole file; after an unclean stop the gateway runs it in the background
-   * instead, integrity.ts). `uncleanStop` of the result: the last run did not close the database (its
-   * WAL file was still there: a clean close checkpoints and removes it).
+   * instead, integrity.ts).
    */
   static open(path: string, options: { integrityCheck?: boolean } = {}): StoreDatabase {
-    const check = options.integrityCheck === true;
-    const uncleanStop = existsSync(`${path}-wal`);
     let store: StoreDatabase;
     try {
       store = new StoreDatabase(path);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new IntegrityError(`the database ${path} cannot be read: ${(err as Error).message}`);
+      if (isCorruptionError(err)) throw new IntegrityError(`the database ${path} cannot be read: ${(err as Error).message}`);
       throw err;
     }
-    if (check) {
+    if (options.integrityCheck) {
       let problems: string[];
       try {
         problems = (store.db.pragma('quick_check', { simple: false }) as Array<{ quick_check: string }>).map((r) => r.quick_check);
@@ -205,7 +203,6 @@ export class StoreDatabase {
       }
     }
     store.migrate();
-    store.uncleanStop = uncleanStop;
     return store;
   }
 
@@ -316,28 +313,25 @@ export class StoreDatabase {
     const durable = batch.some((w) => w.durable);
     const results: Array<{ ok: boolean; value: unknown }> = [];
     // One report per batch: a damaged page fails the write's savepoint, and then often the whole transaction.
-    let corruptionReported = false;
-    const reportCorruption = (err: unknown) => {
-      if (corruptionReported || !isCorruptionError(err)) return;
-      corruptionReported = true;
-      this.onCorruption?.(err);
-    };
+    let damaged: unknown;
     try {
       this.db.transaction(() => {
         for (const write of batch) {
           try {
             results.push({ ok: true, value: this.db.transaction(write.work)() });
           } catch (err) {
-            reportCorruption(err);
+            if (damaged === undefined && isCorruptionError(err)) damaged = err;
             results.push({ ok: false, value: err });
           }
         }
       })();
     } catch (err) {
-      reportCorruption(err);
+      if (damaged === undefined && isCorruptionError(err)) damaged = err;
+      if (damaged !== undefined) this.onCorruption?.(damaged);
       for (const write of batch) write.reject(err);
       return;
     }
+    if (damaged !== undefined) this.onCorruption?.(damaged);
     this.commitStats.batches++;
     if (durable) this.commitStats.durableBatches++;
     this.commitStats.writes += batch.length;

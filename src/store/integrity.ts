@@ -19,7 +19,7 @@
  *   corruption error). Anything else (the process could not start, the file vanished) is `unchecked`:
  *   it does not stop the gateway.
  */
-import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 
 export type IntegrityOutcome =
@@ -58,53 +58,37 @@ process.stdout.write(JSON.stringify(answer) + '\\n');
 /** Starts `PRAGMA quick_check` of the database at `path` in a child process. */
 export function checkIntegrityInBackground(path: string): IntegrityCheck {
   const started = Date.now();
-  const elapsed = () => Date.now() - started;
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
   // Not the gateway's NODE_OPTIONS (tsx's loader under npm start) nor its V8 flags: a plain, small Node.
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const child = spawn(process.execPath, ['--max-old-space-size=32', '-e', CHECK_SOURCE, path, driver], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
   let cancelled = false;
+  let child: ReturnType<typeof execFile> | undefined;
   const done = new Promise<IntegrityOutcome>((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    let spawnError: string | undefined;
-    child.once('error', (err) => {
-      spawnError = err.message;
-    });
-    child.once('close', (code, signal) => {
-      const ms = elapsed();
-      let answer: { problems?: string[]; error?: string } | undefined;
-      try {
-        answer = JSON.parse(stdout) as typeof answer;
-      } catch {
-        answer = undefined;
-      }
+    child = execFile(process.execPath, ['--max-old-space-size=32', '-e', CHECK_SOURCE, path, driver], { env, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const ms = Date.now() - started;
+      const answer = parseAnswer(stdout);
       if (answer?.problems) {
         const problems = answer.problems;
         resolve(problems.length === 1 && problems[0] === 'ok' ? { kind: 'ok', ms } : { kind: 'corrupt', ms, problems });
       } else if (cancelled && answer === undefined) resolve({ kind: 'cancelled', ms });
-      else {
-        const why = answer?.error ?? spawnError ?? (stderr.trim().split('\n').pop() || `the check's process ended with ${signal ?? `code ${code}`}`);
-        resolve({ kind: 'unchecked', ms, error: why });
-      }
+      else resolve({ kind: 'unchecked', ms, error: answer?.error ?? (stderr.trim().split('\n').pop() || err?.message || 'the check printed no answer') });
     });
   });
   return {
     done,
     async cancel() {
       cancelled = true;
-      child.kill('SIGKILL');
+      child?.kill('SIGKILL');
       await done;
     },
   };
+}
+
+function parseAnswer(stdout: string): { problems?: string[]; error?: string } | undefined {
+  try {
+    return JSON.parse(stdout) as { problems?: string[]; error?: string };
+  } catch {
+    return undefined;
+  }
 }
